@@ -1,0 +1,97 @@
+"""An async client for the Dell PowerFlex gateway REST API.
+
+Use :class:`PowerFlexClient`; configure it with the frozen policies; catch the errors of
+:mod:`lxflex.powerflex.errors`. Requests are built by :mod:`lxflex.powerflex.protocol`
+without I/O and sent through a :class:`Transport`.
+"""
+
+from .auth import Generation
+from .client import PowerFlexClient
+from .errors import (
+    AlreadyMappedError,
+    AuthenticationError,
+    DifferentVTreeError,
+    GatewayError,
+    GatewayTimeoutError,
+    HostNotFoundError,
+    InvalidNameError,
+    InvalidSizeError,
+    NameInUseError,
+    NameTooLongError,
+    NotFoundError,
+    NotMappedError,
+    PowerFlexError,
+    ProtectionDomainNotFoundError,
+    ProtocolError,
+    StoragePoolNotFoundError,
+    TooManySnapshotsError,
+    TransportError,
+    VolumeMappedError,
+    VolumeNotFoundError,
+)
+from .models import (
+    Host,
+    HostType,
+    MappedHost,
+    PoolStatistics,
+    ProtectionDomain,
+    RemoveMode,
+    Sdt,
+    SdtIp,
+    SnapshotDef,
+    SnapshotResult,
+    StoragePool,
+    System,
+    Volume,
+    VolumeType,
+)
+from .policy import Gateway, RetryPolicy, Timeouts, TlsPolicy, parse_gateway
+from .transport import AiohttpTransport, HttpRequest, HttpResponse, Transport
+
+__all__ = [
+    "AiohttpTransport",
+    "AlreadyMappedError",
+    "AuthenticationError",
+    "DifferentVTreeError",
+    "Gateway",
+    "GatewayError",
+    "GatewayTimeoutError",
+    "Generation",
+    "Host",
+    "HostNotFoundError",
+    "HostType",
+    "HttpRequest",
+    "HttpResponse",
+    "InvalidNameError",
+    "InvalidSizeError",
+    "MappedHost",
+    "NameInUseError",
+    "NameTooLongError",
+    "NotFoundError",
+    "NotMappedError",
+    "PoolStatistics",
+    "PowerFlexClient",
+    "PowerFlexError",
+    "ProtectionDomain",
+    "ProtectionDomainNotFoundError",
+    "ProtocolError",
+    "RemoveMode",
+    "RetryPolicy",
+    "Sdt",
+    "SdtIp",
+    "SnapshotDef",
+    "SnapshotResult",
+    "StoragePool",
+    "StoragePoolNotFoundError",
+    "System",
+    "Timeouts",
+    "TlsPolicy",
+    "TooManySnapshotsError",
+    "Transport",
+    "TransportError",
+    "Volume",
+    "VolumeMappedError",
+    "VolumeNotFoundError",
+    "VolumeType",
+    "parse_gateway",
+]

@@ -1,0 +1,583 @@
+"""The simulated array: objects, the rules the MDM enforces, and persistence.
+
+Theory of operation: :class:`Array` holds every object in plain dataclasses and exposes
+one method per gateway operation. A method validates everything first and raises
+:class:`~lxflex.sim.errors.SimError` before changing anything, so a refused request leaves
+no trace; then it changes the objects and the backing files. The HTTP layer (``app.py``)
+parses requests, calls these methods and renders objects with ``views.py``; the state is
+saved to ``state.json`` after each change.
+
+Generations: API major 3 uses the legacy mapping codes (81/84), 4 and up the new ones
+(4037/4039) and NVMe namespace IDs; major 5 sizes volumes in 1 GiB steps and allows 1022
+snapshots per volume family instead of 126 per VTree.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from . import errors as e
+from .data import DataStore
+
+GIB_KB = 1024 * 1024
+MAX_SIZE_GB = 1024 * 1024
+NAME_MAX = 31
+_NAME_CHARS = re.compile(r"^[\x21-\x7e]+$")
+
+
+@dataclass
+class ProtectionDomain:
+    id: str
+    name: str
+
+
+@dataclass
+class StoragePool:
+    id: str
+    name: str
+    pd_id: str
+    zero_padding: bool
+    capacity_gb: int
+    data_layout: str = "MediumGranularity"
+    over_provisioning: int = 10
+
+
+@dataclass
+class Sdt:
+    id: str
+    name: str
+    pd_id: str
+    ips: list[dict[str, str]]
+    nvme_port: int = 4420
+    discovery_port: int = 8009
+    storage_port: int = 12200
+
+
+@dataclass
+class Host:
+    """An SDC (``SdcHost``) or an NVMe host (``NVMeHost``)."""
+
+    id: str
+    kind: str
+    name: str | None = None
+    nqn: str | None = None
+    guid: str | None = None
+    ip: str | None = None
+    max_num_paths: int = 4
+    max_num_sys_ports: int = 10
+
+
+@dataclass
+class Mapping:
+    host_id: str
+    access_mode: str = "ReadWrite"
+
+
+@dataclass
+class Volume:
+    id: str
+    name: str | None
+    size_kb: int
+    pool_id: str
+    vtree_id: str
+    volume_type: str
+    ancestor_id: str | None = None
+    creation_time: int = 0
+    mappings: list[Mapping] = field(default_factory=list)
+    consistency_group_id: str | None = None
+    access_mode_limit: str = "ReadWrite"
+    nsid: int | None = None
+
+
+@dataclass
+class VTree:
+    id: str
+    pool_id: str
+    base_volume_id: str
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    if isinstance(value, int):
+        return value != 0
+    return False
+
+
+def _int(value: Any, what: str) -> int:
+    if isinstance(value, bool):
+        raise e.illegal(f"{what} must be a number")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise e.illegal(f"{what} must be a number")
+
+
+def check_name(name: Any) -> str:
+    if not isinstance(name, str) or not name:
+        raise e.illegal("name must be a non-empty string")
+    if len(name) > NAME_MAX:
+        raise e.name_too_long()
+    if not _NAME_CHARS.match(name):
+        raise e.name_invalid()
+    return name
+
+
+class Array:
+    """One simulated PowerFlex system. Not thread-safe: call from one event loop."""
+
+    def __init__(self, api_version: str, data: DataStore) -> None:
+        self.api_version = api_version
+        self.data = data
+        self.system_id = secrets.token_hex(8)
+        self.system_name = "lxflex-sim"
+        self.install_id = secrets.token_hex(8)
+        self._prefix: dict[str, str] = {}
+        self._counter = 0
+        self._nsid = 0
+        self.pds: dict[str, ProtectionDomain] = {}
+        self.pools: dict[str, StoragePool] = {}
+        self.sdts: dict[str, Sdt] = {}
+        self.hosts: dict[str, Host] = {}
+        self.volumes: dict[str, Volume] = {}
+        self.vtrees: dict[str, VTree] = {}
+
+    # --- generation rules -------------------------------------------------------------
+
+    @property
+    def major(self) -> int:
+        return int(self.api_version.split(".")[0])
+
+    @property
+    def legacy(self) -> bool:
+        return self.major < 4
+
+    @property
+    def granularity_gb(self) -> int:
+        return 1 if self.major >= 5 else 8
+
+    @property
+    def snapshot_limit(self) -> int:
+        return 1022 if self.major >= 5 else 126
+
+    # --- ids and topology -------------------------------------------------------------
+
+    def new_id(self, kind: str) -> str:
+        prefix = self._prefix.setdefault(kind, secrets.token_hex(4))
+        self._counter += 1
+        return f"{prefix}{self._counter:08x}"
+
+    def load_topology(self, topo: dict[str, Any]) -> None:
+        self.system_name = str(topo.get("system", {}).get("name", self.system_name))
+        for pd_doc in topo["protection_domains"]:
+            pd = ProtectionDomain(self.new_id("pd"), str(pd_doc["name"]))
+            self.pds[pd.id] = pd
+            for sp in pd_doc.get("storage_pools", []):
+                pool = StoragePool(
+                    self.new_id("sp"),
+                    str(sp["name"]),
+                    pd.id,
+                    bool(sp.get("zero_padding", True)),
+                    int(sp.get("capacity_gb", 4096)),
+                    str(sp.get("data_layout", "MediumGranularity")),
+                    int(sp.get("over_provisioning", 10)),
+                )
+                self.pools[pool.id] = pool
+            for sdt_doc in pd_doc.get("sdts", []):
+                sdt = Sdt(
+                    self.new_id("sdt"),
+                    str(sdt_doc["name"]),
+                    pd.id,
+                    [{"ip": str(i["ip"]), "role": str(i["role"])} for i in sdt_doc["ips"]],
+                    int(sdt_doc.get("nvme_port", 4420)),
+                    int(sdt_doc.get("discovery_port", 8009)),
+                )
+                self.sdts[sdt.id] = sdt
+        for sdc in topo.get("sdcs", []):
+            guid = str(sdc.get("guid") or uuid.uuid4()).upper()
+            host = Host(self.new_id("sdc"), "SdcHost", sdc.get("name"), guid=guid, ip=sdc.get("ip"))
+            self.hosts[host.id] = host
+
+    # --- lookups ----------------------------------------------------------------------
+
+    def volume(self, volume_id: str) -> Volume:
+        vol = self.volumes.get(volume_id)
+        if vol is None:
+            raise e.not_found_volume()
+        return vol
+
+    def volume_id_by_name(self, name: str) -> str:
+        for vol in self.volumes.values():
+            if vol.name == name:
+                return vol.id
+        raise e.not_found_volume()
+
+    def pd(self, pd_id: str) -> ProtectionDomain:
+        pd = self.pds.get(pd_id)
+        if pd is None:
+            raise e.not_found_pd()
+        return pd
+
+    def pd_id_by_name(self, name: str) -> str:
+        for pd in self.pds.values():
+            if pd.name == name:
+                return pd.id
+        raise e.not_found_pd()
+
+    def pool(self, pool_id: str) -> StoragePool:
+        pool = self.pools.get(pool_id)
+        if pool is None:
+            raise e.not_found_pool()
+        return pool
+
+    def pool_id_by_name(self, name: str, pd_id: str | None) -> str:
+        for pool in self.pools.values():
+            if pool.name == name and (pd_id is None or pool.pd_id == pd_id):
+                return pool.id
+        raise e.not_found_pool()
+
+    def host(self, host_id: str) -> Host:
+        host = self.hosts.get(host_id)
+        if host is None:
+            raise e.not_found_host()
+        return host
+
+    def sdc(self, sdc_id: str | None = None, guid: str | None = None) -> Host:
+        for host in self.hosts.values():
+            if sdc_id is not None and host.id == sdc_id:
+                return host
+            if guid is not None and (host.guid or "").upper() == guid.upper():
+                return host
+        raise e.not_found_sdc()
+
+    def vtree(self, vtree_id: str) -> VTree:
+        vtree = self.vtrees.get(vtree_id)
+        if vtree is None:
+            raise e.not_found_vtree()
+        return vtree
+
+    def vtree_members(self, vtree_id: str) -> list[Volume]:
+        return [v for v in self.volumes.values() if v.vtree_id == vtree_id]
+
+    def descendants(self, volume_id: str) -> list[Volume]:
+        found: list[Volume] = []
+        frontier = [volume_id]
+        while frontier:
+            parent = frontier.pop()
+            children = [v for v in self.volumes.values() if v.ancestor_id == parent]
+            found.extend(children)
+            frontier.extend(c.id for c in children)
+        return found
+
+    def _name_taken(self, name: str) -> bool:
+        return any(v.name == name for v in self.volumes.values())
+
+    # --- capacity ---------------------------------------------------------------------
+
+    def pool_usage(self, pool: StoragePool) -> dict[str, int]:
+        """KiB figures: thick reserved, thin allocated (provisioned), data written."""
+        thick = thin = snap = written = 0
+        vols = [v for v in self.volumes.values() if v.pool_id == pool.id]
+        for vol in vols:
+            used = self.data.allocated(vol.id) // 1024
+            if vol.volume_type == "ThickProvisioned":
+                thick += vol.size_kb
+            else:
+                written += used
+                if vol.volume_type == "Snapshot":
+                    snap += used
+                else:
+                    thin += vol.size_kb
+        return {
+            "thick": thick,
+            "thin": thin,
+            "snap": snap,
+            "in_use": thick + written,
+            "volumes": len(vols),
+            "vtrees": len({v.vtree_id for v in vols}),
+        }
+
+    def _check_capacity(self, pool: StoragePool, size_kb: int, thick: bool) -> None:
+        usage = self.pool_usage(pool)
+        usable = pool.capacity_gb * GIB_KB
+        if thick:
+            if usage["in_use"] + size_kb > usable:
+                raise e.out_of_space()
+        elif usage["thin"] + size_kb > usable * pool.over_provisioning:
+            raise e.allocation_limit()
+
+    # --- volumes ----------------------------------------------------------------------
+
+    def _round_kb(self, size_kb: int) -> int:
+        step = self.granularity_gb * GIB_KB
+        return max(step, -(-size_kb // step) * step)
+
+    def create_volume(self, params: dict[str, Any]) -> str:
+        pool = self.pool(str(params.get("storagePoolId", "")))
+        if "protectionDomainId" in params and params["protectionDomainId"] != pool.pd_id:
+            raise e.not_found_pool()
+        if "volumeSizeInKb" in params:
+            size_kb = _int(params["volumeSizeInKb"], "volumeSizeInKb")
+        elif "volumeSizeInGb" in params:
+            size_kb = _int(params["volumeSizeInGb"], "volumeSizeInGb") * GIB_KB
+        else:
+            raise e.illegal("volumeSizeInKb or volumeSizeInGb is required")
+        if size_kb <= 0:
+            raise e.size_zero()
+        size_kb = self._round_kb(size_kb)
+        if size_kb > MAX_SIZE_GB * GIB_KB:
+            raise e.size_too_large()
+        name = params.get("name")
+        if name is not None:
+            check_name(name)
+            if self._name_taken(name):
+                raise e.name_in_use()
+        vtype = str(params.get("volumeType", "ThickProvisioned"))
+        if vtype not in ("ThinProvisioned", "ThickProvisioned"):
+            raise e.illegal(f"invalid volumeType {vtype}")
+        self._check_capacity(pool, size_kb, vtype == "ThickProvisioned")
+        vol_id = self.new_id("vol")
+        vtree_id = self.new_id("vtree")
+        vol = Volume(vol_id, name, size_kb, pool.id, vtree_id, vtype, None, int(time.time()))
+        vol.nsid = self._next_nsid()
+        self.data.create(vol_id, size_kb * 1024)
+        self.volumes[vol_id] = vol
+        self.vtrees[vtree_id] = VTree(vtree_id, pool.id, vol_id)
+        return vol_id
+
+    def _next_nsid(self) -> int | None:
+        if self.legacy:
+            return None
+        self._nsid += 1
+        return self._nsid
+
+    def rename_volume(self, volume_id: str, new_name: Any) -> None:
+        vol = self.volume(volume_id)
+        name = check_name(new_name)
+        if name != vol.name and self._name_taken(name):
+            raise e.name_in_use()
+        vol.name = name
+
+    def set_volume_size(self, volume_id: str, size_gb_raw: Any) -> None:
+        vol = self.volume(volume_id)
+        size_gb = _int(size_gb_raw, "sizeInGB")
+        if size_gb <= 0 or size_gb % self.granularity_gb:
+            raise e.size_granularity(self.granularity_gb)
+        if size_gb > MAX_SIZE_GB:
+            raise e.size_too_large()
+        new_kb = size_gb * GIB_KB
+        if new_kb <= vol.size_kb:
+            raise e.size_shrink()
+        if vol.volume_type == "ThickProvisioned":
+            self._check_capacity(self.pool(vol.pool_id), new_kb - vol.size_kb, True)
+        self.data.grow(vol.id, new_kb * 1024)
+        vol.size_kb = new_kb
+
+    def remove_volume(self, volume_id: str, mode: Any) -> list[str]:
+        """Remove per ``mode``; return the removed IDs. Mapped volumes block the removal."""
+        vol = self.volume(volume_id)
+        if mode == "ONLY_ME":
+            doomed = [vol]
+        elif mode == "INCLUDING_DESCENDANTS":
+            doomed = [vol, *self.descendants(vol.id)]
+        elif mode == "DESCENDANTS_ONLY":
+            doomed = self.descendants(vol.id)
+            if not doomed:
+                raise e.no_descendants()
+        elif mode == "WHOLE_VTREE":
+            doomed = self.vtree_members(vol.vtree_id)
+        else:
+            raise e.illegal(f"invalid removeMode {mode!r}")
+        if any(v.mappings for v in doomed):
+            raise e.volume_mapped()
+        gone = {v.id for v in doomed}
+        for v in doomed:
+            # Children of a removed volume hang from its nearest surviving ancestor.
+            ancestor = v.ancestor_id
+            while ancestor in gone:
+                ancestor = self.volumes[ancestor].ancestor_id
+            for child in self.volumes.values():
+                if child.ancestor_id == v.id and child.id not in gone:
+                    child.ancestor_id = ancestor
+        for v in doomed:
+            del self.volumes[v.id]
+            self.data.remove(v.id)
+        for vtree_id in {v.vtree_id for v in doomed}:
+            if not self.vtree_members(vtree_id):
+                self.vtrees.pop(vtree_id, None)
+        return sorted(gone)
+
+    def snapshot_volumes(self, defs: Any, access_mode: Any) -> tuple[list[str], str]:
+        if not isinstance(defs, list) or not defs:
+            raise e.illegal("snapshotDefs must be a non-empty list")
+        mode = str(access_mode or "ReadWrite")
+        if mode not in ("ReadWrite", "ReadOnly"):
+            raise e.illegal(f"invalid accessModeLimit {mode}")
+        sources: list[tuple[Volume, str | None]] = []
+        names: set[str] = set()
+        per_vtree: dict[str, int] = {}
+        for d in defs:
+            if not isinstance(d, dict):
+                raise e.illegal("each snapshotDef must be an object")
+            src = self.volume(str(d.get("volumeId", "")))
+            name = d.get("snapshotName")
+            if name is not None:
+                check_name(name)
+                if name in names or self._name_taken(name):
+                    raise e.name_in_use()
+                names.add(name)
+            per_vtree[src.vtree_id] = per_vtree.get(src.vtree_id, 0) + 1
+            sources.append((src, name))
+        for vtree_id, adding in per_vtree.items():
+            existing = sum(1 for v in self.vtree_members(vtree_id) if v.volume_type == "Snapshot")
+            if existing + adding > self.snapshot_limit:
+                raise e.too_many_snapshots()
+        group = self.new_id("cg")
+        created: list[str] = []
+        try:
+            for src, name in sources:
+                snap_id = self.new_id("vol")
+                self.data.clone(src.id, snap_id)
+                created.append(snap_id)
+                self.volumes[snap_id] = Volume(
+                    snap_id,
+                    name,
+                    src.size_kb,
+                    src.pool_id,
+                    src.vtree_id,
+                    "Snapshot",
+                    src.id,
+                    int(time.time()),
+                    consistency_group_id=group,
+                    access_mode_limit=mode,
+                    nsid=self._next_nsid(),
+                )
+        except OSError:
+            for snap_id in created:
+                self.volumes.pop(snap_id, None)
+                self.data.remove(snap_id)
+            raise
+        return created, group
+
+    def overwrite_volume_content(self, target_id: str, source_id: Any) -> None:
+        target = self.volume(target_id)
+        source = self.volume(str(source_id or ""))
+        if source.id == target.id:
+            raise e.overwrite_self()
+        if source.vtree_id != target.vtree_id:
+            raise e.different_vtree()
+        self.data.overwrite(source.id, target.id)
+
+    # --- mappings ---------------------------------------------------------------------
+
+    def map_volume(self, volume_id: str, host: Host, params: dict[str, Any]) -> None:
+        vol = self.volume(volume_id)
+        if any(m.host_id == host.id for m in vol.mappings):
+            raise e.already_mapped(self.legacy)
+        if vol.mappings and not _flag(params.get("allowMultipleMappings")):
+            raise e.multiple_mappings()
+        mode = str(params.get("accessMode") or "ReadWrite")
+        if mode not in ("ReadWrite", "ReadOnly", "NoAccess"):
+            raise e.illegal(f"invalid accessMode {mode}")
+        vol.mappings.append(Mapping(host.id, mode))
+
+    def unmap_volume(self, volume_id: str, host: Host | None) -> list[str]:
+        """Remove one host's mapping (or all when ``host`` is None); return the host IDs."""
+        vol = self.volume(volume_id)
+        if host is None:
+            removed = [m.host_id for m in vol.mappings]
+            vol.mappings.clear()
+            return removed
+        if not any(m.host_id == host.id for m in vol.mappings):
+            raise e.not_mapped(self.legacy)
+        vol.mappings = [m for m in vol.mappings if m.host_id != host.id]
+        return [host.id]
+
+    def mapped_volumes(self, host_id: str) -> list[Volume]:
+        return [v for v in self.volumes.values() if any(m.host_id == host_id for m in v.mappings)]
+
+    # --- hosts ------------------------------------------------------------------------
+
+    def create_nvme_host(self, params: dict[str, Any]) -> str:
+        nqn = params.get("nqn")
+        if not isinstance(nqn, str) or not nqn.startswith("nqn."):
+            raise e.illegal("nqn must be an NVMe qualified name (nqn....)")
+        if any((h.nqn or "").lower() == nqn.lower() for h in self.hosts.values()):
+            raise e.nqn_in_use()
+        name = params.get("name")
+        if name is not None:
+            check_name(name)
+            if any(h.name == name for h in self.hosts.values()):
+                raise e.host_name_in_use()
+        host = Host(
+            self.new_id("host"),
+            "NVMeHost",
+            name,
+            nqn=nqn,
+            max_num_paths=_int(params.get("maxNumPaths", 4), "maxNumPaths"),
+            max_num_sys_ports=_int(params.get("maxNumSysPorts", 10), "maxNumSysPorts"),
+        )
+        self.hosts[host.id] = host
+        return host.id
+
+    def remove_host(self, host_id: str) -> None:
+        host = self.sdc(sdc_id=host_id)
+        if self.mapped_volumes(host.id):
+            raise e.host_has_mappings()
+        del self.hosts[host.id]
+
+    def rename_host(self, host_id: str, name: Any) -> None:
+        host = self.sdc(sdc_id=host_id)
+        new = check_name(name)
+        if any(h.name == new and h.id != host.id for h in self.hosts.values()):
+            raise e.host_name_in_use()
+        host.name = new
+
+    # --- persistence ------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": 1,
+            "system_id": self.system_id,
+            "system_name": self.system_name,
+            "install_id": self.install_id,
+            "prefix": self._prefix,
+            "counter": self._counter,
+            "nsid": self._nsid,
+            "pds": [asdict(x) for x in self.pds.values()],
+            "pools": [asdict(x) for x in self.pools.values()],
+            "sdts": [asdict(x) for x in self.sdts.values()],
+            "hosts": [asdict(x) for x in self.hosts.values()],
+            "volumes": [asdict(x) for x in self.volumes.values()],
+            "vtrees": [asdict(x) for x in self.vtrees.values()],
+        }
+
+    def load_dict(self, doc: dict[str, Any]) -> None:
+        if doc.get("format") != 1:
+            raise ValueError("unknown simulator state format")
+        self.system_id = doc["system_id"]
+        self.system_name = doc["system_name"]
+        self.install_id = doc["install_id"]
+        self._prefix = dict(doc["prefix"])
+        self._counter = int(doc["counter"])
+        self._nsid = int(doc["nsid"])
+        self.pds = {x["id"]: ProtectionDomain(**x) for x in doc["pds"]}
+        self.pools = {x["id"]: StoragePool(**x) for x in doc["pools"]}
+        self.sdts = {x["id"]: Sdt(**x) for x in doc["sdts"]}
+        self.hosts = {x["id"]: Host(**x) for x in doc["hosts"]}
+        self.volumes = {}
+        for x in doc["volumes"]:
+            maps = [Mapping(**m) for m in x.pop("mappings")]
+            self.volumes[x["id"]] = Volume(**x, mappings=maps)
+        self.vtrees = {x["id"]: VTree(**x) for x in doc["vtrees"]}

@@ -1,0 +1,214 @@
+"""The simulator as an object: configuration, lifecycle, state file, application.
+
+Usage from tests::
+
+    sim = Simulator(SimConfig(state_dir=tmp_path, admin_password="..."))
+    url = await sim.start()          # binds 127.0.0.1 on a free port
+    ...
+    await sim.stop()                 # detaches every loop device it attached
+
+State lives in ``state_dir``: ``state.json`` (the array's objects, rewritten atomically
+after every change), ``volumes/<id>`` (sparse backing files), ``hosts/<name>/`` (the
+emulated hosts) and ``tls/`` (a self-signed certificate when TLS is on and none is given).
+Tokens are not persisted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import ssl
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from . import actions, control, gateway, topology
+from .data import DataStore
+from .fabric import Fabric, FabricError, FabricHost
+from .model import Array, Host
+from .tls import ensure_certificate
+from .tokens import TokenPolicy, TokenStore
+
+log = logging.getLogger("lxflex.sim")
+
+DEFAULT_ADMIN_PASSWORD = "Sim-Passw0rd!"  # noqa: S105 - documented test default
+API_VERSIONS = ("3.6", "4.5", "5.0")
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    state_dir: Path
+    api_version: str = "4.5"
+    admin_user: str = "admin"
+    admin_password: str = DEFAULT_ADMIN_PASSWORD
+    host: str = "127.0.0.1"
+    port: int = 0
+    tls: bool = False
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    topology: Path | None = None
+    token_lifetime: float | None = None
+    token_idle: float | None = None
+    fabric: bool = True
+    by_id_dir: Path | None = None
+
+    def __repr__(self) -> str:  # the admin password stays out of reprs and logs
+        return f"SimConfig(state_dir={str(self.state_dir)!r}, api_version={self.api_version!r})"
+
+
+class Simulator:
+    """One simulated gateway with its array and emulated hosts."""
+
+    def __init__(self, config: SimConfig) -> None:
+        if config.api_version not in API_VERSIONS:
+            raise ValueError(f"api version must be one of {', '.join(API_VERSIONS)}")
+        self.config = config
+        self.state_dir = config.state_dir
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.data = DataStore(self.state_dir / "volumes")
+        self.array = Array(config.api_version, self.data)
+        self._state_file = self.state_dir / "state.json"
+        self._load_or_create()
+        legacy = self.array.legacy
+        policy = TokenPolicy(
+            lifetime=config.token_lifetime or (8 * 3600.0 if legacy else 300.0),
+            idle=config.token_idle or 600.0,
+        )
+        self.tokens = TokenStore({config.admin_user: config.admin_password}, policy)
+        self.counters: Counter[str] = Counter()
+        self.faults: list[control.Fault] = []
+        self.down: str | None = None
+        self.mutex = asyncio.Lock()
+        self.url = ""
+        self.ca_file: str | None = None
+        self.fabric = Fabric(self.array, self.state_dir, "", None)
+        self._runner: web.AppRunner | None = None
+
+    # --- state ------------------------------------------------------------------------
+
+    def _load_or_create(self) -> None:
+        if self._state_file.exists():
+            self.array.load_dict(json.loads(self._state_file.read_text()))
+        else:
+            self.array.load_topology(topology.load(self.config.topology))
+            self.save()
+
+    def save(self) -> None:
+        tmp = self._state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.array.to_dict()))
+        os.replace(tmp, self._state_file)
+
+    async def reset(self) -> None:
+        """Back to a fresh topology: every volume and NVMe host goes, SDCs stay."""
+        async with self.mutex:
+            await self.fabric.shutdown()
+            for vol_id in list(self.array.volumes):
+                self.data.remove(vol_id)
+            self.array.volumes.clear()
+            self.array.vtrees.clear()
+            for host_id in [h.id for h in self.array.hosts.values() if h.kind == "NVMeHost"]:
+                del self.array.hosts[host_id]
+            self.tokens.expire_all()
+            self.faults.clear()
+            self.down = None
+            self.save()
+
+    async def settle(self) -> None:
+        """Let the fabric follow a mapping change; a host-side failure never fails the call."""
+        try:
+            await self.fabric.reconcile()
+        except FabricError as exc:
+            log.warning("fabric emulation: %s", exc)
+
+    # --- application ------------------------------------------------------------------
+
+    def build_app(self) -> web.Application:
+        app = web.Application(
+            middlewares=[
+                control.traffic_middleware,
+                gateway.error_middleware,
+                gateway.auth_middleware,
+            ],
+            client_max_size=16 * 1024 * 1024,
+        )
+        app[gateway.SIM_KEY] = self
+        r = app.router
+        kind = "{kind:[A-Za-z]+}"
+        r.add_get("/api/version", gateway.version)
+        r.add_get("/api/login", gateway.api_login)
+        r.add_get("/api/logout", gateway.api_logout)
+        r.add_post("/rest/auth/login", gateway.rest_login)
+        r.add_post("/rest/auth/logout", gateway.rest_logout)
+        r.add_get("/api/types/Volume/instances/getByName::{name}", gateway.legacy_volume_by_name)
+        r.add_get(f"/api/types/{kind}/instances", gateway.list_instances)
+        r.add_post(f"/api/types/{kind}/instances", actions.create_instance)
+        r.add_post(f"/api/types/{kind}/instances/action/{{action}}", gateway.type_action)
+        r.add_post("/api/instances/System/action/{action}", actions.system_action)
+        r.add_post("/api/instances/System::{id}/action/{action}", actions.system_action)
+        r.add_post("/api/instances/Volume::{id}/action/{action}", actions.volume_action)
+        r.add_post("/api/instances/{kind:Sdc|Host}::{id}/action/{action}", actions.host_action)
+        r.add_get(f"/api/instances/{kind}::{{id}}", gateway.get_instance)
+        r.add_get(f"/api/instances/{kind}::{{id}}/relationships/{{rel}}", gateway.relationship)
+        control.add_routes(app)
+        return app
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        if not self.config.tls:
+            return None
+        cert, key = self.config.tls_cert, self.config.tls_key
+        if cert is None or key is None:
+            cert, key = ensure_certificate(self.state_dir / "tls", self.config.host)
+        self.ca_file = str(cert)
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(cert, key)
+        return ctx
+
+    async def start(self) -> str:
+        """Serve, and return the base URL (``http(s)://host:port``)."""
+        ctx = self._ssl_context()
+        self._runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port, ssl_context=ctx)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        scheme = "https" if ctx else "http"
+        host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
+        self.url = f"{scheme}://{host}:{port}"
+        self.fabric = Fabric(self.array, self.state_dir, self.url, self.ca_file)
+        await self.fabric.cleanup_stale()
+        if self.config.fabric:
+            local = next((h for h in self.array.hosts.values() if h.kind == "SdcHost"), None)
+            self.fabric.add_host("local", self.config.by_id_dir, local.guid if local else None)
+        log.info("PowerFlex gateway simulator (API %s) on %s", self.array.api_version, self.url)
+        return self.url
+
+    async def add_fabric_host(self, name: str, by_id: Any) -> FabricHost:
+        """Add an emulated host; it gets a new SDC registered with the array."""
+        async with self.mutex:
+            if name in self.fabric.hosts:
+                return self.fabric.hosts[name]
+            sdc_id = self.array.new_id("sdc")
+            guid = str(uuid.uuid4()).upper()
+            self.array.hosts[sdc_id] = Host(sdc_id, "SdcHost", name, guid=guid, ip="127.0.0.1")
+            self.save()
+            return self.fabric.add_host(name, Path(by_id) if by_id else None, guid)
+
+    async def stop(self) -> None:
+        await self.fabric.shutdown()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "api_version": self.array.api_version,
+            "system_id": self.array.system_id,
+            "hosts": {n: self.fabric.describe(h) for n, h in self.fabric.hosts.items()},
+        }
