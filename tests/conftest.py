@@ -1,0 +1,115 @@
+"""Shared fixtures: a simulator on loopback per test, and clients bound to it."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from lxflex.powerflex import PowerFlexClient, RetryPolicy
+from lxflex.secret import Secret
+from lxflex.sim import SimConfig, Simulator
+
+GIB = 1024**3
+
+SimFactory = Callable[..., Awaitable[Simulator]]
+
+
+def _loop_devices() -> set[str]:
+    out = subprocess.run(["losetup", "-a"], capture_output=True, text=True, check=False).stdout
+    return {line.split(":", 1)[0] for line in out.splitlines() if line}
+
+
+@pytest.fixture
+def password() -> str:
+    return "pw-" + secrets.token_urlsafe(12)
+
+
+@pytest.fixture
+async def make_sim(tmp_path: Path, password: str) -> AsyncIterator[SimFactory]:
+    """Start simulators (stopped at teardown); keyword arguments go to SimConfig."""
+    started: list[Simulator] = []
+
+    async def factory(**kwargs: Any) -> Simulator:
+        kwargs.setdefault("state_dir", tmp_path / f"sim{len(started)}")
+        kwargs.setdefault("admin_password", password)
+        sim = Simulator(SimConfig(**kwargs))
+        await sim.start()
+        started.append(sim)
+        return sim
+
+    yield factory
+    for sim in started:
+        await sim.stop()
+
+
+@pytest.fixture(params=["3.6", "4.5", "5.0"])
+def api_version(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def sim(make_sim: SimFactory, api_version: str) -> Simulator:
+    return await make_sim(api_version=api_version)
+
+
+FAST_RETRY = RetryPolicy(attempts=4, initial_backoff=0.01, max_backoff=0.05)
+
+
+@pytest.fixture
+async def client(sim: Simulator, password: str) -> AsyncIterator[PowerFlexClient]:
+    async with PowerFlexClient(sim.url, "admin", Secret(password), retry=FAST_RETRY) as c:
+        yield c
+
+
+@pytest.fixture
+async def control(sim: Simulator) -> AsyncIterator[Control]:
+    async with aiohttp.ClientSession(base_url=sim.url) as session:
+        yield Control(session)
+
+
+class Control:
+    """Calls to the simulator's /_sim/ endpoints."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self.session = session
+
+    async def get(self, path: str) -> Any:
+        async with self.session.get(path) as r:
+            assert r.status == 200, await r.text()
+            return await r.json()
+
+    async def post(self, path: str, body: Any = None) -> Any:
+        async with self.session.post(path, json=body or {}) as r:
+            assert r.status == 200, await r.text()
+            return await r.json()
+
+    async def fault(self, **fault: Any) -> None:
+        await self.post("/_sim/faults", fault)
+
+    async def stats(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self.get("/_sim/stats")
+        return result
+
+
+@pytest.fixture
+def root_only() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root for loop devices")
+
+
+@pytest.fixture
+def no_leaked_loops(root_only: None) -> Any:
+    """Fail a test that leaves loop devices behind."""
+    before = _loop_devices()
+    yield
+    leaked = _loop_devices() - before
+    for dev in leaked:
+        subprocess.run(["losetup", "-d", dev], check=False)
+    assert not leaked, f"loop devices leaked: {leaked}"

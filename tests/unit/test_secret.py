@@ -1,0 +1,22 @@
+import pickle
+
+import pytest
+
+from lxflex.secret import Secret
+
+
+def test_secret_never_renders_its_value() -> None:
+    s = Secret("hunter2-value")
+    assert "hunter2" not in repr(s)
+    assert "hunter2" not in str(s)
+    assert "hunter2" not in f"{s} {s!r} {s:>20}"
+    assert "hunter2" not in repr({"password": s})
+    assert s.reveal() == "hunter2-value"
+
+
+def test_secret_compares_by_value_and_refuses_pickling() -> None:
+    assert Secret("a") == Secret("a")
+    assert Secret("a") != Secret("b")
+    assert not Secret("")
+    with pytest.raises(TypeError):
+        pickle.dumps(Secret("a"))
