@@ -21,8 +21,13 @@ CREDS = Credentials("admin", Secret("s3cret-pw"))
 
 @pytest.mark.parametrize(
     ("version", "gen"),
-    [("3.6", Generation.V3), ("4.5", Generation.V4), ("5.1", Generation.V4),
-     ("10.0", Generation.V4), ("3", Generation.V3)],
+    [
+        ("3.6", Generation.V3),
+        ("4.5", Generation.V4),
+        ("5.1", Generation.V4),
+        ("10.0", Generation.V4),
+        ("3", Generation.V3),
+    ],
 )
 def test_generation(version: str, gen: Generation) -> None:
     assert generation_of(version) is gen

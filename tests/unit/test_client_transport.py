@@ -58,8 +58,10 @@ class FakeGateway:
         if request.path == "/api/version":
             return js("4.5")
         if request.path == "/api/instances/Volume::missing":
-            return js({"message": "Could not find the volume", "httpStatusCode": 500,
-                       "errorCode": 79}, 500)
+            return js(
+                {"message": "Could not find the volume", "httpStatusCode": 500, "errorCode": 79},
+                500,
+            )
         return js("id-1")
 
     async def close(self) -> None:
@@ -87,10 +89,14 @@ async def test_concurrent_callers_share_one_login(gw: FakeGateway, client: Power
     assert gw.paths().count("/rest/auth/login") == 1
 
 
-async def test_detection_and_steady_state_request_count(gw: FakeGateway, client: PowerFlexClient) -> None:
+async def test_detection_and_steady_state_request_count(
+    gw: FakeGateway, client: PowerFlexClient
+) -> None:
     await client.volume_id("a")
     assert gw.paths() == [
-        "/api/version", "/rest/auth/login", "/api/version",
+        "/api/version",
+        "/rest/auth/login",
+        "/api/version",
         "/api/types/Volume/instances/action/queryIdByKey",
     ]
     before = len(gw.sent)
@@ -106,8 +112,11 @@ async def test_expired_token_relogs_once_whatever_the_401_body(
 ) -> None:
     await client.volume_id("a")
     gw.valid.clear()
-    gw.hook = lambda r: (HttpResponse(401, "text/html", body)
-                         if r.headers.get("Authorization") == "Bearer T1" else None)
+    gw.hook = lambda r: (
+        HttpResponse(401, "text/html", body)
+        if r.headers.get("Authorization") == "Bearer T1"
+        else None
+    )
     assert await client.volume_id("a") == "id-1"
     assert gw.tokens == 2
     assert client.logins == 2
@@ -121,7 +130,9 @@ async def test_concurrent_401s_share_one_relogin(gw: FakeGateway, client: PowerF
     assert gw.tokens == 2
 
 
-async def test_persistent_401_is_an_authentication_error(gw: FakeGateway, client: PowerFlexClient) -> None:
+async def test_persistent_401_is_an_authentication_error(
+    gw: FakeGateway, client: PowerFlexClient
+) -> None:
     await client.volume_id("a")
     gw.hook = lambda r: HttpResponse(401, "", b"") if r.path.startswith("/api/types") else None
     with pytest.raises(AuthenticationError):
@@ -129,7 +140,9 @@ async def test_persistent_401_is_an_authentication_error(gw: FakeGateway, client
 
 
 async def test_bad_credentials(gw: FakeGateway, client: PowerFlexClient) -> None:
-    gw.hook = lambda r: js({"error": "invalid_grant"}, 401) if r.path == "/rest/auth/login" else None
+    gw.hook = lambda r: (
+        js({"error": "invalid_grant"}, 401) if r.path == "/rest/auth/login" else None
+    )
     with pytest.raises(AuthenticationError) as info:
         await client.volume_id("a")
     assert "pw" not in str(info.value)
@@ -156,7 +169,9 @@ async def test_idempotent_calls_retry_on_503_and_transport_errors(
 
 async def test_retries_are_bounded(gw: FakeGateway, client: PowerFlexClient) -> None:
     await client.volume_id("a")
-    gw.hook = lambda r: HttpResponse(503, "text/html", b"") if r.path.endswith("queryIdByKey") else None
+    gw.hook = lambda r: (
+        HttpResponse(503, "text/html", b"") if r.path.endswith("queryIdByKey") else None
+    )
     with pytest.raises(GatewayError) as info:
         await client.volume_id("a")
     assert info.value.http_status == 503
@@ -165,7 +180,9 @@ async def test_retries_are_bounded(gw: FakeGateway, client: PowerFlexClient) -> 
 
 async def test_mutations_are_not_retried(gw: FakeGateway, client: PowerFlexClient) -> None:
     await client.volume_id("a")
-    gw.hook = lambda r: HttpResponse(503, "text/html", b"") if r.path.endswith("instances") else None
+    gw.hook = lambda r: (
+        HttpResponse(503, "text/html", b"") if r.path.endswith("instances") else None
+    )
     with pytest.raises(GatewayError):
         await client.create_volume("sp", 1024**3)
     assert gw.paths().count("/api/types/Volume/instances") == 1

@@ -47,8 +47,11 @@ def test_details_envelope_of_snapshot_volumes() -> None:
         "httpStatusCode": 500,
         "errorCode": 0,
         "details": [
-            {"rc": 182, "error": "TOO_MANY_SNAPS_IN_VTREE",
-             "errorMessage": "There are too many snapshots in the VTree"}
+            {
+                "rc": 182,
+                "error": "TOO_MANY_SNAPS_IN_VTREE",
+                "errorMessage": "There are too many snapshots in the VTree",
+            }
         ],
     }
     err = e.error_from_response(500, body, method="POST", path="/x")

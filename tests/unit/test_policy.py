@@ -22,8 +22,15 @@ def test_parse_gateway(text: str, url: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "ftp://gw", "https://user:pw@gw", "https://gw/api", "https://gw?x=1", "gw:notaport",
-     "https://:443"],
+    [
+        "",
+        "ftp://gw",
+        "https://user:pw@gw",
+        "https://gw/api",
+        "https://gw?x=1",
+        "gw:notaport",
+        "https://:443",
+    ],
 )
 def test_parse_gateway_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="gateway"):

@@ -8,7 +8,11 @@ GIB = 1024**3
 
 def test_create_volume_sends_strings_in_kib() -> None:
     call = p.create_volume("sp1id", 10 * GIB + 1, "vol", thin=False)
-    assert (call.method, call.path, call.idempotent) == ("POST", "/api/types/Volume/instances", False)
+    assert (call.method, call.path, call.idempotent) == (
+        "POST",
+        "/api/types/Volume/instances",
+        False,
+    )
     assert call.body == {
         "storagePoolId": "sp1id",
         "volumeSizeInKb": str(10 * 1024 * 1024 + 1),
@@ -54,11 +58,17 @@ def test_snapshot_volumes_body() -> None:
 
 def test_mapping_bodies() -> None:
     assert p.add_mapped_host("v", "h", allow_multiple=True).body == {
-        "hostId": "h", "allowMultipleMappings": "TRUE", "accessMode": "ReadWrite"}
+        "hostId": "h",
+        "allowMultipleMappings": "TRUE",
+        "accessMode": "ReadWrite",
+    }
     assert p.remove_mapped_host("v").body == {"allHosts": ""}
     assert p.remove_mapped_host("v", "h").body == {"hostId": "h"}
     assert p.add_mapped_sdc("v", guid="G").body == {
-        "guid": "G", "allowMultipleMappings": "FALSE", "accessMode": "ReadWrite"}
+        "guid": "G",
+        "allowMultipleMappings": "FALSE",
+        "accessMode": "ReadWrite",
+    }
     assert p.remove_mapped_sdc("v").body == {"allSdcs": ""}
     assert p.remove_mapped_sdc("v", sdc_id="s").body == {"sdcId": "s"}
     with pytest.raises(ValueError, match="exactly one"):
@@ -71,9 +81,17 @@ def test_mapping_bodies() -> None:
 
 def test_volume_decoding_accepts_strings_and_null_mappings() -> None:
     raw = {
-        "id": "0a", "name": "n", "sizeInKb": "8388608", "storagePoolId": "sp", "vtreeId": "vt",
-        "ancestorVolumeId": None, "volumeType": "ThinProvisioned", "creationTime": "1700000000",
-        "mappedSdcInfo": None, "nsid": "3", "unknownField": {"x": 1},
+        "id": "0a",
+        "name": "n",
+        "sizeInKb": "8388608",
+        "storagePoolId": "sp",
+        "vtreeId": "vt",
+        "ancestorVolumeId": None,
+        "volumeType": "ThinProvisioned",
+        "creationTime": "1700000000",
+        "mappedSdcInfo": None,
+        "nsid": "3",
+        "unknownField": {"x": 1},
     }
     vol = decode(raw, Volume)
     assert vol.size_bytes == 8 * GIB

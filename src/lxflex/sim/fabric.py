@@ -15,10 +15,12 @@ state}`` and ``sys/module/{nvme_tcp,nvme_fabrics,scini}``) and ``bin/nvme`` and
 
 and makes it so: each visible volume gets a loop device over its backing file (with
 partition scanning; ``-partN`` links follow the kernel's partitions), and a volume that
-stops being visible loses its device. Like the kernel, NVMe sees a resize at once, SDC
-only after ``drv_cfg --rescan``. Only loop devices this fabric created are ever detached:
-they are recorded in ``fabric-devices.json`` with their backing file, and checked against
-``/sys/block/loopN/loop/backing_file`` before any detach.
+stops being visible loses its device. A partition table on the disk (MBR or GPT) gives
+one more loop device per partition, linked as ``<link>-partN``; the table is read at each
+reconcile (every mapping change, ``nvme list``, ``drv_cfg --rescan``). Like the kernel,
+NVMe sees a resize at once, SDC only after ``drv_cfg --rescan``. Only loop devices this
+fabric created are ever detached: they are recorded in ``fabric-devices.json`` with their
+backing file, and checked against ``/sys/block/loopN/loop/backing_file`` before any detach.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from .model import Array
+from .partitions import read_table
 
 log = logging.getLogger("lxflex.sim.fabric")
 
@@ -71,6 +74,7 @@ class Device:
     link: str  # by-id name without -partN
     size: int
     kind: str  # "nvme" or "sdc"
+    parts: dict[int, tuple[str, int, int]] = field(default_factory=dict)  # n -> loop, start, size
 
 
 @dataclass
@@ -169,9 +173,10 @@ class Fabric:
 
     def _save_ledger(self) -> None:
         entries = [
-            {"loop": d.loop, "backing": str(self.array.data.path(d.volume_id))}
+            {"loop": loop, "backing": str(self.array.data.path(d.volume_id))}
             for h in self.hosts.values()
             for d in h.devices.values()
+            for loop in (d.loop, *(p[0] for p in d.parts.values()))
         ]
         tmp = self._ledger.with_suffix(".tmp")
         tmp.write_text(json.dumps(entries))
@@ -223,11 +228,11 @@ class Fabric:
             elif dev.size != size and (kind == "nvme" or rescan_sdc):
                 await _run("losetup", "-c", dev.loop)
                 dev.size = size
-            self._link_partitions(host, dev)
+            await self._sync_partitions(host, dev)
 
     async def _attach(self, host: FabricHost, vol_id: str, kind: str, link: str) -> Device:
         backing = str(self.array.data.path(vol_id))
-        loop = (await _run("losetup", "--find", "--show", "--partscan", backing)).strip()
+        loop = (await _run("losetup", "--find", "--show", backing)).strip()
         dev = Device(vol_id, loop, link, self.array.volumes[vol_id].size_kb * 1024, kind)
         target = host.by_id / link
         with contextlib.suppress(FileNotFoundError):
@@ -240,28 +245,51 @@ class Fabric:
         for entry in host.by_id.glob(f"{dev.link}*"):
             with contextlib.suppress(FileNotFoundError):
                 entry.unlink()
-        if _backing_file(dev.loop) == str(self.array.data.path(dev.volume_id)):
-            try:
-                await _run("losetup", "-d", dev.loop)
-            except FabricError as exc:
-                log.warning("host %s: cannot detach %s: %s", host.name, dev.loop, exc)
+        backing = str(self.array.data.path(dev.volume_id))
+        for loop, _, _ in dev.parts.values():
+            await self._detach_loop(loop, backing)
+        dev.parts.clear()
+        await self._detach_loop(dev.loop, backing)
         log.info("host %s: %s removed", host.name, dev.link)
 
-    def _link_partitions(self, host: FabricHost, dev: Device) -> None:
-        name = Path(dev.loop).name
-        parts = sorted((_SYS_BLOCK / name).glob(f"{name}p*"))
-        present = set()
-        for part in parts:
-            number = part.name[len(name) + 1 :]
-            if not number.isdigit():
+    async def _sync_partitions(self, host: FabricHost, dev: Device) -> None:
+        """Expose each partition of the disk as ``<link>-partN``, as udev would."""
+        backing = str(self.array.data.path(dev.volume_id))
+        table = {p.number: (p.start, p.size) for p in read_table(backing, dev.size)}
+        for number, (loop, start, size) in list(dev.parts.items()):
+            if table.get(number) != (start, size):
+                await self._detach_loop(loop, backing)
+                with contextlib.suppress(FileNotFoundError):
+                    (host.by_id / f"{dev.link}-part{number}").unlink()
+                del dev.parts[number]
+        for number, (start, size) in table.items():
+            if number in dev.parts:
                 continue
-            present.add(f"{dev.link}-part{number}")
+            loop = (
+                await _run(
+                    "losetup",
+                    "--find",
+                    "--show",
+                    "--offset",
+                    str(start),
+                    "--sizelimit",
+                    str(size),
+                    backing,
+                )
+            ).strip()
+            dev.parts[number] = (loop, start, size)
             link = host.by_id / f"{dev.link}-part{number}"
-            if not link.is_symlink():
-                link.symlink_to(f"/dev/{part.name}")
-        for stale in host.by_id.glob(f"{dev.link}-part*"):
-            if stale.name not in present:
-                stale.unlink()
+            with contextlib.suppress(FileNotFoundError):
+                link.unlink()
+            link.symlink_to(loop)
+
+    async def _detach_loop(self, loop: str, backing: str) -> None:
+        if _backing_file(loop) != backing:
+            return  # not ours (any more): never touch it
+        try:
+            await _run("losetup", "-d", loop)
+        except FabricError as exc:
+            log.warning("cannot detach %s: %s", loop, exc)
 
     async def flush(self, volume_id: str) -> None:
         """Drop cached blocks of a volume's devices after its content changed underneath."""
