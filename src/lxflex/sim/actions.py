@@ -30,7 +30,7 @@ async def create_instance(request: web.Request) -> web.StreamResponse:
             new_id = sim.array.create_nvme_host(doc)
         else:
             raise web.HTTPNotFound()
-        sim.save()
+    await sim.commit()
     return ok({"id": new_id})
 
 
@@ -88,11 +88,11 @@ async def volume_action(request: web.Request) -> web.StreamResponse:
             a.volume(vol_id).access_mode_limit = mode
         else:
             raise web.HTTPNotFound()
-        sim.save()
         if action == "overwriteVolumeContent":
             await sim.fabric.flush(vol_id)
         elif action != "setVolumeName":
             await sim.settle()
+    await sim.commit()
     return ok({})
 
 
@@ -107,7 +107,7 @@ async def system_action(request: web.Request) -> web.StreamResponse:
     doc = await body_of(request)
     async with sim.mutex:
         ids, group = sim.array.snapshot_volumes(doc.get("snapshotDefs"), doc.get("accessModeLimit"))
-        sim.save()
+    await sim.commit()
     return ok({"volumeIdList": ids, "snapshotGroupId": group})
 
 
@@ -134,5 +134,5 @@ async def host_action(request: web.Request) -> web.StreamResponse:
                 host.max_num_sys_ports = value
         else:
             raise web.HTTPNotFound()
-        sim.save()
+    await sim.commit()
     return ok({})

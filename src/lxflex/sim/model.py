@@ -285,31 +285,35 @@ class Array:
 
     # --- capacity ---------------------------------------------------------------------
 
-    def pool_usage(self, pool: StoragePool) -> dict[str, int]:
-        """KiB figures: thick reserved, thin allocated (provisioned), data written."""
-        thick = thin = snap = written = 0
+    def pool_usage(self, pool: StoragePool, *, written: bool = True) -> dict[str, int]:
+        """KiB figures: thick reserved, thin provisioned, data written to thin volumes.
+
+        ``written=False`` skips reading the backing files' allocation (one stat per
+        volume), for callers that need only the provisioned figures.
+        """
+        thick = thin = snap = data = 0
         vols = [v for v in self.volumes.values() if v.pool_id == pool.id]
         for vol in vols:
-            used = self.data.allocated(vol.id) // 1024
             if vol.volume_type == "ThickProvisioned":
                 thick += vol.size_kb
+                continue
+            used = self.data.allocated(vol.id) // 1024 if written else 0
+            data += used
+            if vol.volume_type == "Snapshot":
+                snap += used
             else:
-                written += used
-                if vol.volume_type == "Snapshot":
-                    snap += used
-                else:
-                    thin += vol.size_kb
+                thin += vol.size_kb
         return {
             "thick": thick,
             "thin": thin,
             "snap": snap,
-            "in_use": thick + written,
+            "in_use": thick + data,
             "volumes": len(vols),
             "vtrees": len({v.vtree_id for v in vols}),
         }
 
     def _check_capacity(self, pool: StoragePool, size_kb: int, thick: bool) -> None:
-        usage = self.pool_usage(pool)
+        usage = self.pool_usage(pool, written=thick)
         usable = pool.capacity_gb * GIB_KB
         if thick:
             if usage["in_use"] + size_kb > usable:

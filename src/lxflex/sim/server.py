@@ -89,6 +89,7 @@ class Simulator:
         self.ca_file: str | None = None
         self.fabric = Fabric(self.array, self.state_dir, "", None)
         self._runner: web.AppRunner | None = None
+        self._flush: asyncio.Future[None] | None = None
 
     # --- state ------------------------------------------------------------------------
 
@@ -100,9 +101,26 @@ class Simulator:
             self.save()
 
     def save(self) -> None:
+        """Write the state file now (atomically: a crash leaves the old or the new one)."""
         tmp = self._state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.array.to_dict()))
         os.replace(tmp, self._state_file)
+
+    async def commit(self) -> None:
+        """Return once the state file holds every change made so far.
+
+        Changes made while one write is pending share it (group commit), so many
+        concurrent requests cost one write, not one each; no request is answered before
+        its change is on disk.
+        """
+        task = self._flush
+        if task is None or task.done():
+            task = self._flush = asyncio.ensure_future(self._flush_soon())
+        await asyncio.shield(task)
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(0)  # let changes of requests in flight join this write
+        self.save()
 
     async def reset(self) -> None:
         """Back to a fresh topology: every volume and NVMe host goes, SDCs stay."""
