@@ -118,3 +118,20 @@ async def test_concurrency_with_latency(client: PowerFlexClient, control: Contro
     elapsed = time.perf_counter() - started
     assert len(set(ids)) == 16
     assert elapsed < 16 * 0.05 / 2  # overlapped, not serial
+
+
+async def test_timeouts_are_retried_for_reads(
+    sim: Simulator, password: str, control: Control
+) -> None:
+    from lxflex.powerflex import GatewayTimeoutError, Timeouts
+
+    retry = RetryPolicy(attempts=3, initial_backoff=0.01)
+    async with PowerFlexClient(
+        sim.url, "admin", Secret(password), retry=retry, timeouts=Timeouts(request=0.2)
+    ) as client:
+        await client.system()
+        await control.fault(route="GET /api/types/System/instances", latency_ms=400, count=2)
+        assert (await client.system()).id  # two slow answers timed out, the third came back
+        await control.fault(route="GET /api/types/System/instances", latency_ms=400, count=3)
+        with pytest.raises(GatewayTimeoutError):
+            await client.system()

@@ -335,6 +335,25 @@ async def test_multiple_mappings_need_the_flag(raw: Raw, pool: str, sim: Simulat
     assert (status, doc["errorCode"]) == (500, code)
 
 
+async def test_snapshots_copy_sparsely(raw: Raw, pool: str, sim: Simulator) -> None:
+    vol = await raw.create(pool, 16, "sparse")
+    with open(sim.data.path(vol), "r+b") as f:
+        f.seek(3 * GIB)
+        f.write(b"z" * 65536)
+    snap = (
+        await raw.ok(
+            "POST",
+            "/api/instances/System/action/snapshotVolumes",
+            {"snapshotDefs": [{"volumeId": vol}]},
+        )
+    )["volumeIdList"][0]
+    assert sim.data.path(snap).stat().st_size == 16 * GIB
+    assert sim.data.allocated(snap) <= 2 * sim.data.allocated(vol) + 65536
+    with open(sim.data.path(snap), "rb") as f:
+        f.seek(3 * GIB)
+        assert f.read(65536) == b"z" * 65536
+
+
 async def test_overwrite_only_within_a_vtree(raw: Raw, pool: str, sim: Simulator) -> None:
     a = await raw.create(pool, 8, "ow-a")
     b = await raw.create(pool, 8, "ow-b")

@@ -9,9 +9,11 @@ Fault injection: ``POST /_sim/faults`` with
 "probability": 1.0, "count": N, "latency_ms": 20, "mode": "error"|"reset"}``. ``route``
 matches the counter key of a request, ``"METHOD /path/template"`` such as
 ``"POST /api/instances/Volume::{id}/action/removeVolume"`` (shell-style glob; ``"*"``
-matches all). A fault with only ``latency_ms`` delays matching requests; one with
-``http_status`` (or ``mode: reset``, which drops the connection) fails them, at most
-``count`` times when given, each with ``probability``.
+matches all). A fault acts on a matching request with ``probability``, and on at most
+``count`` requests when given. It delays the request by ``latency_ms``; with
+``http_status`` it then answers that error (502/503/504 as an HTML page, others as a
+gateway error document with ``error_code`` and ``message``); ``mode: reset`` drops the
+connection instead.
 """
 
 from __future__ import annotations
@@ -45,9 +47,13 @@ class Fault:
     def matches(self, key: str) -> bool:
         return fnmatch.fnmatchcase(key, self.route)
 
-    def fails(self) -> bool:
-        if self.http_status is None and self.mode != "reset":
-            return False
+    @property
+    def breaks(self) -> bool:
+        """True for a failing fault; False for one that only delays."""
+        return self.http_status is not None or self.mode == "reset"
+
+    def fires(self) -> bool:
+        """Whether the fault acts on this request; spends one of ``count`` if so."""
         if self.count is not None and self.count <= 0:
             return False
         if random.random() >= self.probability:  # noqa: S311 - test tool, not crypto
@@ -79,11 +85,12 @@ async def traffic_middleware(request: web.Request, handler: Handler) -> web.Stre
     sim.counters[key] += 1
     if sim.down is not None:
         return _fail(request, sim.down, 503, 0, "Service Unavailable")
-    latency = sum(f.latency_ms for f in sim.faults if f.matches(key))
+    firing = [f for f in sim.faults if f.matches(key) and f.fires()]
+    latency = sum(f.latency_ms for f in firing)
     if latency:
         await asyncio.sleep(latency / 1000)
-    for fault in sim.faults:
-        if fault.matches(key) and fault.fails():
+    for fault in firing:
+        if fault.breaks:
             return _fail(
                 request, fault.mode, fault.http_status or 500, fault.error_code, fault.message
             )
