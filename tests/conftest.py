@@ -21,9 +21,15 @@ GIB = 1024**3
 SimFactory = Callable[..., Awaitable[Simulator]]
 
 
-def _loop_devices() -> set[str]:
+def _loop_devices(under: Path) -> set[str]:
+    """Loop devices whose backing file lies under ``under`` (this test's own)."""
     out = subprocess.run(["losetup", "-a"], capture_output=True, text=True, check=False).stdout
-    return {line.split(":", 1)[0] for line in out.splitlines() if line}
+    found = set()
+    for line in out.splitlines():
+        device, _, rest = line.partition(":")
+        if f"({under}/" in rest:
+            found.add(device)
+    return found
 
 
 @pytest.fixture
@@ -105,11 +111,10 @@ def root_only() -> None:
 
 
 @pytest.fixture
-def no_leaked_loops(root_only: None) -> Any:
-    """Fail a test that leaves loop devices behind."""
-    before = _loop_devices()
+def no_leaked_loops(root_only: None, tmp_path: Path) -> Any:
+    """Fail a test that leaves behind loop devices over its own files (and detach them)."""
     yield
-    leaked = _loop_devices() - before
+    leaked = _loop_devices(tmp_path)
     for dev in leaked:
         subprocess.run(["losetup", "-d", dev], check=False)
     assert not leaked, f"loop devices leaked: {leaked}"

@@ -9,6 +9,7 @@ import pytest
 from lxflex.powerflex import (
     AlreadyMappedError,
     AuthenticationError,
+    GatewayError,
     HostType,
     NotMappedError,
     PowerFlexClient,
@@ -51,10 +52,15 @@ async def test_system_domain_pool_and_sdts(client: PowerFlexClient, sim: Simulat
     stats = await client.pool_statistics(pool.id)
     assert stats.total_bytes == 4096 * GIB
     assert stats.used_bytes == 0
-    sdts = await client.sdts(pd.id)
-    assert sorted(ip for s in sdts for ip in s.host_ips) == ["127.0.0.11", "127.0.0.12"]
-    assert {s.nvme_port for s in sdts} == {4420}
-    assert {s.discovery_port for s in sdts} == {8009}
+    if sim.array.legacy:
+        with pytest.raises(GatewayError) as no_sdts:  # 3.x has no NVMe/TCP
+            await client.sdts(pd.id)
+        assert no_sdts.value.http_status == 404
+    else:
+        sdts = await client.sdts(pd.id)
+        assert sorted(ip for s in sdts for ip in s.host_ips) == ["127.0.0.11", "127.0.0.12"]
+        assert {s.nvme_port for s in sdts} == {4420}
+        assert {s.discovery_port for s in sdts} == {8009}
     with pytest.raises(ProtectionDomainNotFoundError) as pd_err:
         await client.protection_domain_by_name("nope")
     assert pd_err.value.error_code == 142
@@ -125,6 +131,11 @@ async def test_nvme_hosts_and_mappings(client: PowerFlexClient, sim: Simulator) 
     _, pool_id = await _pool(client)
     vol = await client.create_volume(pool_id, GIB, "map-1")
     nqn = "nqn.2014-08.org.nvmexpress:uuid:6b3b2a0e-0d1c-4f5b-9b4e-7d6b5c4a3f21"
+    if sim.array.legacy:
+        with pytest.raises(GatewayError) as no_hosts:
+            await client.create_nvme_host(nqn, "host-1")
+        assert no_hosts.value.http_status == 404
+        return
     host_id = await client.create_nvme_host(nqn, "host-1")
     found = await client.nvme_host_by_nqn(nqn.upper())
     assert found is not None

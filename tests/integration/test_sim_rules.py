@@ -309,29 +309,34 @@ async def test_mapped_volume_cannot_be_removed(raw: Raw, pool: str, sim: Simulat
 
 async def test_multiple_mappings_need_the_flag(raw: Raw, pool: str, sim: Simulator) -> None:
     vol = await raw.create(pool, 8, "multi")
-    h1 = await raw.ok(
-        "POST", "/api/types/Host/instances", {"nqn": "nqn.2014-08.org.nvmexpress:uuid:a"}
-    )
-    h2 = await raw.ok(
-        "POST", "/api/types/Host/instances", {"nqn": "nqn.2014-08.org.nvmexpress:uuid:b"}
-    )
-    assert (await raw.action(vol, "addMappedHost", {"hostId": h1["id"]}))[0] == 200
+    if sim.array.legacy:  # 3.x maps SDCs only
+        action, key, kind = "addMappedSdc", "sdcId", "SdcHost"
+        local = next(h for h in sim.array.hosts.values() if h.kind == "SdcHost")
+        await sim.add_fabric_host("node2", None)
+        ids = [local.id, next(h.id for h in sim.array.hosts.values() if h.name == "node2")]
+    else:
+        action, key, kind = "addMappedHost", "hostId", "NVMeHost"
+        ids = [
+            (await raw.ok("POST", "/api/types/Host/instances", {"nqn": f"nqn.2014-08.org.x:{n}"}))[
+                "id"
+            ]
+            for n in "ab"
+        ]
+    assert (await raw.action(vol, action, {key: ids[0]}))[0] == 200
     await raw.error(
         "POST",
-        f"/api/instances/Volume::{vol}/action/addMappedHost",
-        {"hostId": h2["id"], "allowMultipleMappings": "FALSE"},
+        f"/api/instances/Volume::{vol}/action/{action}",
+        {key: ids[1], "allowMultipleMappings": "FALSE"},
         297,
         "This volume is already mapped and may not be mapped to additional SDCs.",
     )
-    status, _ = await raw.action(
-        vol, "addMappedHost", {"hostId": h2["id"], "allowMultipleMappings": "true"}
-    )
+    status, _ = await raw.action(vol, action, {key: ids[1], "allowMultipleMappings": "true"})
     assert status == 200
     info = (await raw.volume(vol))["mappedSdcInfo"]
-    assert {m["sdcId"] for m in info} == {h1["id"], h2["id"]}
-    assert {m["hostType"] for m in info} == {"NVMeHost"}
+    assert {m["sdcId"] for m in info} == set(ids)
+    assert {m["hostType"] for m in info} == {kind}
     code = 81 if sim.array.legacy else 4037
-    status, doc = await raw.action(vol, "addMappedHost", {"hostId": h1["id"]})
+    status, doc = await raw.action(vol, action, {key: ids[0]})
     assert (status, doc["errorCode"]) == (500, code)
 
 

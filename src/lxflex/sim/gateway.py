@@ -159,6 +159,25 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
+_NVME_ONLY = (
+    "/api/types/Host/",
+    "/api/instances/Host::",
+    "/api/types/Sdt/",
+    "/api/instances/Sdt::",
+    "/relationships/Sdt",
+    "/action/addMappedHost",
+    "/action/removeMappedHost",
+)
+
+
+@web.middleware
+async def generation_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A 3.x gateway knows nothing of NVMe/TCP: no hosts, no SDTs, no host mappings."""
+    if sim_of(request).array.legacy and any(part in request.path for part in _NVME_ONLY):
+        raise web.HTTPNotFound()
+    return await handler(request)
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:

@@ -152,6 +152,7 @@ class Simulator:
                 control.traffic_middleware,
                 gateway.error_middleware,
                 gateway.auth_middleware,
+                gateway.generation_middleware,
             ],
             client_max_size=16 * 1024 * 1024,
         )
