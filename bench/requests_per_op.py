@@ -25,6 +25,18 @@ def _counts(sim: Sim) -> tuple[int, int]:
     return int(stats["total"]), int(stats["logins"])
 
 
+def _result(
+    before: tuple[int, int], warm: tuple[int, int], after: tuple[int, int], cycles: int
+) -> dict[str, float]:
+    """Requests and logins of the steady state (warm → after) and of start-up."""
+    return {
+        "requests": after[0] - warm[0],
+        "logins": after[1] - warm[1],
+        "startup": warm[0] - before[0],
+        "calls": 3 * cycles,
+    }
+
+
 async def lxflex_cycles(sim: Sim, cycles: int) -> dict[str, float]:
     """Counts from the client's first request on: start-up plus steady state."""
     before = _counts(sim)
@@ -38,12 +50,7 @@ async def lxflex_cycles(sim: Sim, cycles: int) -> dict[str, float]:
             await pf.volume(vol)
             await pf.remove_volume(vol)
         after = _counts(sim)
-    return {
-        "requests": after[0] - warm[0],
-        "logins": after[1] - warm[1],
-        "startup": warm[0] - before[0],
-        "calls": 3 * cycles,
-    }
+    return _result(before, warm, after, cycles)
 
 
 def dell_cycles(sim: Sim, cycles: int) -> dict[str, float]:
@@ -68,12 +75,7 @@ def dell_cycles(sim: Sim, cycles: int) -> dict[str, float]:
         dell.volume.get(entity_id=vol["id"])
         dell.volume.delete(vol["id"], "ONLY_ME")
     after = _counts(sim)
-    return {
-        "requests": after[0] - warm[0],
-        "logins": after[1] - warm[1],
-        "startup": warm[0] - before[0],
-        "calls": 3 * cycles,
-    }
+    return _result(before, warm, after, cycles)
 
 
 async def main() -> None:

@@ -12,7 +12,7 @@ from lxflex.powerflex.auth import (
     parse_login,
     version_tuple,
 )
-from lxflex.powerflex.errors import AuthenticationError, ProtocolError
+from lxflex.powerflex.errors import AuthenticationError, GatewayError, ProtocolError
 from lxflex.powerflex.transport import HttpResponse
 from lxflex.secret import Secret
 
@@ -68,9 +68,13 @@ def test_parse_login_refused(status: int) -> None:
     assert info.value.http_status == status
 
 
-@pytest.mark.parametrize(
-    ("status", "body"), [(500, b"{}"), (200, b"not json"), (200, b"{}"), (200, b'""')]
-)
+def test_parse_login_gateway_errors_are_typed() -> None:
+    with pytest.raises(GatewayError) as info:
+        parse_login(Generation.V4, HttpResponse(503, "text/html", b"<html>busy</html>"), 1)
+    assert info.value.http_status == 503
+
+
+@pytest.mark.parametrize(("status", "body"), [(200, b"not json"), (200, b"{}"), (200, b'""')])
 def test_parse_login_garbage(status: int, body: bytes) -> None:
     gen = Generation.V3 if body == b'""' else Generation.V4
     with pytest.raises(ProtocolError):

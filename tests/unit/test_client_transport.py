@@ -238,3 +238,21 @@ async def test_legacy_gateway_detected_by_missing_rest_login(gw: FakeGateway) ->
     assert c.logins == 1
     await c.close()
     assert gw.sent[-1].path == "/api/logout"
+
+
+async def test_login_is_retried_after_transient_failures(
+    gw: FakeGateway, client: PowerFlexClient
+) -> None:
+    failures = iter([HttpResponse(503, "text/html", b""), "raise"])
+
+    def hook(r: HttpRequest) -> HttpResponse | None:
+        if r.path == "/rest/auth/login":
+            nxt = next(failures, None)
+            if nxt == "raise":
+                raise TransportError(r.method, r.path, "reset")
+            return nxt  # type: ignore[return-value]
+        return None
+
+    gw.hook = hook
+    assert await client.volume_id("a") == "id-1"
+    assert gw.paths().count("/rest/auth/login") == 3

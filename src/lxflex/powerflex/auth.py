@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 
 from ..secret import Secret
-from .errors import AuthenticationError, ProtocolError
+from .errors import AuthenticationError, ProtocolError, error_from_response
 from .transport import HttpRequest, HttpResponse
 
 __all__ = [
@@ -98,17 +98,23 @@ def login_request(generation: Generation, creds: Credentials) -> HttpRequest:
 
 
 def parse_login(generation: Generation, response: HttpResponse, serial: int) -> Token:
-    """Read a login answer; raise AuthenticationError for 401/403, ProtocolError otherwise."""
+    """Read a login answer.
+
+    Raises AuthenticationError for 401/403, the typed GatewayError of any other error
+    status (so 502/503/504 can be retried), and ProtocolError for a 200 without a token.
+    """
     path = "/rest/auth/login" if generation is Generation.V4 else "/api/login"
     method = "POST" if generation is Generation.V4 else "GET"
     if response.status in (401, 403):
         raise AuthenticationError(response.status)
-    if response.status != 200:
-        raise ProtocolError(method, path, f"login answered HTTP {response.status}")
     try:
-        doc = json.loads(response.body)
+        doc = json.loads(response.body) if response.body.strip() else None
     except ValueError:
-        raise ProtocolError(method, path, "login answer is not JSON") from None
+        doc = None
+        if response.status == 200:
+            raise ProtocolError(method, path, "login answer is not JSON") from None
+    if response.status != 200:
+        raise error_from_response(response.status, doc, method=method, path=path)
     if generation is Generation.V4:
         access = doc.get("access_token") if isinstance(doc, dict) else None
         refresh = doc.get("refresh_token") if isinstance(doc, dict) else None

@@ -28,7 +28,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 import msgspec
@@ -199,13 +199,29 @@ class PowerFlexClient:
         )
         return token
 
+    async def _retrying(self, login: Callable[[], Awaitable[Token]]) -> Token:
+        """Run a login, retried like an idempotent call after transient failures."""
+        delays = self._retry.delays()
+        while True:
+            try:
+                return await login()
+            except (TransportError, GatewayError) as exc:
+                transient = (
+                    isinstance(exc, TransportError) or exc.http_status in self._retry.statuses
+                )
+                delay = next(delays, None) if transient else None
+                if delay is None:
+                    raise
+                log.debug("login failed (%s), retrying", exc)
+                await asyncio.sleep(delay)
+
     async def _ensure_token(self) -> Token:
         token = self._token
         if token is not None:
             return token
         async with self._login_lock:
             if self._token is None:
-                self._token = await self._detect_and_login()
+                self._token = await self._retrying(self._detect_and_login)
             return self._token
 
     async def _relogin(self, stale: Token) -> Token:
@@ -215,7 +231,7 @@ class PowerFlexClient:
             if current is not None and current.serial != stale.serial:
                 return current
             log.debug("token rejected, logging in again")
-            self._token = await self._login_with(stale.generation)
+            self._token = await self._retrying(lambda: self._login_with(stale.generation))
             return self._token
 
     def _error(self, method: str, path: str, response: HttpResponse) -> GatewayError:
