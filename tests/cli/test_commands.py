@@ -90,3 +90,36 @@ def test_demo_runs_end_to_end(root_only: None, tmp_path: Path) -> None:
     assert "device gone" in res.stdout
     loops = _run("losetup", "-a").stdout
     assert str(tmp_path) not in loops
+
+
+def test_simulator_serves_tls_with_its_own_certificate(tmp_path: Path) -> None:
+    import ssl
+
+    state = tmp_path / "tls-st"
+    proc = subprocess.Popen(
+        [str(BIN / "lxflex-sim"), "--state-dir", str(state), "--tls", "--no-fabric"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        info = json.loads(proc.stdout.readline())
+        assert info["url"].startswith("https://127.0.0.1:")
+        assert (state / "tls" / "key.pem").stat().st_mode & 0o077 == 0
+        ctx = ssl.create_default_context(cafile=str(state / "tls" / "cert.pem"))
+        with urllib.request.urlopen(f"{info['url']}/_sim/info", timeout=10, context=ctx) as r:
+            assert json.loads(r.read())["url"] == info["url"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    res = _run(
+        str(BIN / "lxflex-sim"),
+        "--state-dir",
+        str(state),
+        "--tls-cert",
+        str(state / "tls" / "cert.pem"),
+    )
+    assert res.returncode == 2
+    assert "go together" in res.stderr

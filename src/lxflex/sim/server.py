@@ -208,15 +208,20 @@ class Simulator:
         return self.url
 
     async def add_fabric_host(self, name: str, by_id: Any) -> FabricHost:
-        """Add an emulated host; it gets a new SDC registered with the array."""
+        """Add an emulated host with an SDC of its name (registered on first use)."""
         async with self.mutex:
             if name in self.fabric.hosts:
                 return self.fabric.hosts[name]
-            sdc_id = self.array.new_id("sdc")
-            guid = str(uuid.uuid4()).upper()
-            self.array.hosts[sdc_id] = Host(sdc_id, "SdcHost", name, guid=guid, ip="127.0.0.1")
-            self.save()
-            return self.fabric.add_host(name, Path(by_id) if by_id else None, guid)
+            sdc = next(
+                (h for h in self.array.hosts.values() if h.kind == "SdcHost" and h.name == name),
+                None,
+            )
+            if sdc is None:  # a new host: its SDC registers with the array once
+                sdc_id = self.array.new_id("sdc")
+                sdc = Host(sdc_id, "SdcHost", name, guid=str(uuid.uuid4()).upper(), ip="127.0.0.1")
+                self.array.hosts[sdc_id] = sdc
+                self.save()
+            return self.fabric.add_host(name, Path(by_id) if by_id else None, sdc.guid)
 
     async def stop(self) -> None:
         await self.fabric.shutdown()
