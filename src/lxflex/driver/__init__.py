@@ -1,0 +1,1 @@
+"""The PowerFlex storage driver: naming, sizing, configuration and volume operations."""

@@ -1,0 +1,266 @@
+"""The configuration keys of a PowerFlex pool and of its volumes, with their rules.
+
+Each key is a :class:`Key`: default, validator, whether it may change on a live pool (and
+why not, when not), and a description that the README's key table repeats. Validation is
+pure: it checks the form of each value, and the cross-key rules that need no gateway
+(``powerflex.domain`` turns ``powerflex.pool`` into a name; ``clone_copy`` and
+``snapshot_copy`` must not contradict). The driver checks the rest against the gateway.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from ..powerflex.policy import parse_gateway
+from .units import GIB, parse_size
+
+__all__ = [
+    "POOL_KEYS",
+    "VOLUME_KEYS",
+    "ConfigError",
+    "Key",
+    "bool_value",
+    "validate_pool_config",
+    "validate_volume_config",
+]
+
+MODE_NVME = "nvme/tcp"
+MODE_SDC = "sdc"
+MODES = (MODE_NVME, "nvme", MODE_SDC)
+FILESYSTEMS = ("ext4", "xfs", "btrfs")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; ``key`` names it."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        self.key = key
+        self.reason = reason
+        super().__init__(f'Invalid value for "{key}": {reason}')
+
+
+def _bool(value: str) -> None:
+    if value.lower() not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+        raise ValueError("must be true or false")
+
+
+def bool_value(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    return value.lower() in ("true", "1", "yes", "on")
+
+
+def _nonempty(value: str) -> None:
+    if not value.strip():
+        raise ValueError("must not be empty")
+
+
+def _gateway(value: str) -> None:
+    parse_gateway(value)
+
+
+def _one_of(*choices: str) -> Callable[[str], None]:
+    def check(value: str) -> None:
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+
+    return check
+
+
+_HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
+
+
+def _address(value: str) -> None:
+    host = value
+    if value.startswith("["):
+        host, _, port = value[1:].partition("]")
+        port = port.removeprefix(":")
+    elif value.count(":") == 1:
+        host, _, port = value.partition(":")
+    else:
+        port = ""
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"{value!r} has an invalid port")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not _HOST.match(host):
+            raise ValueError(f"{value!r} is not an IP address or host name") from None
+
+
+def _addresses(value: str) -> None:
+    parts = [p.strip() for p in value.split(",")]
+    if not all(parts):
+        raise ValueError("must be a comma-separated list of addresses")
+    for part in parts:
+        _address(part)
+
+
+def _size(value: str) -> None:
+    if parse_size(value) <= 0:
+        raise ValueError("must be larger than zero")
+
+
+def _pool_volume_size(value: str) -> None:
+    size = parse_size(value)
+    if size <= 0 or size % GIB:
+        raise ValueError("must be a positive whole number of GiB (8GiB steps on PowerFlex 4)")
+
+
+def _read_only(_: str) -> None:
+    raise ValueError("is read-only")
+
+
+@dataclass(frozen=True)
+class Key:
+    default: str | None
+    check: Callable[[str], None]
+    description: str
+    live: bool = True
+    why_not_live: str = ""
+
+
+POOL_KEYS: dict[str, Key] = {
+    "powerflex.gateway": Key(
+        None,
+        _gateway,
+        "Address of the PowerFlex gateway: host, host:port or https:// URL.",
+        live=True,
+    ),
+    "powerflex.gateway.verify": Key(
+        "true", _bool, "Whether to verify the gateway's TLS certificate."
+    ),
+    "powerflex.user.name": Key("admin", _nonempty, "Gateway user; needs the SystemAdmin role."),
+    "powerflex.user.password": Key(None, _nonempty, "Gateway password; never shown back."),
+    "powerflex.pool": Key(
+        None,
+        _nonempty,
+        "Storage pool ID, or its name when powerflex.domain is set.",
+        live=False,
+        why_not_live="the pool's volumes live in this PowerFlex storage pool",
+    ),
+    "powerflex.domain": Key(
+        "",
+        lambda v: None,
+        "Protection domain name, needed only for a pool given by name.",
+        live=False,
+        why_not_live="it selects the PowerFlex storage pool, which cannot change",
+    ),
+    "powerflex.mode": Key(
+        None,
+        _one_of(*MODES),
+        "How volumes reach this host: nvme/tcp (LXD's spelling nvme is accepted) or sdc; "
+        "discovered when unset.",
+        live=False,
+        why_not_live="attached volumes depend on the mode; recreate the pool",
+    ),
+    "powerflex.sdt": Key(
+        None,
+        _addresses,
+        "NVMe/TCP target address(es), comma-separated; discovered from the protection "
+        "domain's SDTs when unset.",
+    ),
+    "powerflex.clone_copy": Key(
+        "true",
+        _bool,
+        "true: volume copies are full host-side copies in a new VTree; false: a copy without "
+        "snapshots is an array snapshot (counts against the VTree's snapshot limit).",
+    ),
+    "powerflex.snapshot_copy": Key(
+        "false",
+        _bool,
+        "LXD's newer, inverse name of powerflex.clone_copy.",
+    ),
+    "volume.size": Key("8GiB", _pool_volume_size, "Default size of new volumes."),
+    "volume.block.type": Key(
+        "thin", _one_of("thin", "thick"), "Default provisioning of new volumes."
+    ),
+    "volume.block.filesystem": Key(
+        "ext4", _one_of(*FILESYSTEMS), "Default filesystem of new filesystem volumes."
+    ),
+    "volume.block.mount_options": Key(
+        "discard", lambda v: None, "Default mount options of new filesystem volumes."
+    ),
+    "volatile.powerflex.version": Key(
+        None,
+        _read_only,
+        "PowerFlex API version, discovered.",
+        live=False,
+        why_not_live="it is discovered from the gateway",
+    ),
+}
+
+VOLUME_KEYS: dict[str, Key] = {
+    "size": Key(None, _size, "Size; rounded up to the array's granularity."),
+    "block.type": Key(
+        None,
+        _one_of("thin", "thick"),
+        "thin or thick provisioning.",
+        live=False,
+        why_not_live="PowerFlex cannot change a volume's provisioning",
+    ),
+    "block.filesystem": Key(
+        None,
+        _one_of(*FILESYSTEMS),
+        "Filesystem of a filesystem volume.",
+        live=False,
+        why_not_live="the filesystem is made at creation",
+    ),
+    "block.mount_options": Key(None, lambda v: None, "Mount options of a filesystem volume."),
+    "volatile.uuid": Key(
+        None,
+        lambda v: None,
+        "The UUID the PowerFlex name derives from.",
+        live=False,
+        why_not_live="the array name derives from it",
+    ),
+}
+
+
+def _check(keys: Mapping[str, Key], config: Mapping[str, str], what: str) -> None:
+    for key, value in config.items():
+        spec = keys.get(key)
+        if spec is None:
+            raise ConfigError(key, f"unknown {what} configuration key")
+        if not isinstance(value, str):
+            raise ConfigError(key, "must be a string")
+        if value == "" and spec.default is not None:
+            continue  # empty means "unset": the default applies
+        try:
+            spec.check(value)
+        except ValueError as exc:
+            raise ConfigError(key, str(exc)) from None
+
+
+def validate_pool_config(config: Mapping[str, str], *, creating: bool) -> None:
+    """Check every key of a pool's config; raise ConfigError naming the first bad key."""
+    user = {k: v for k, v in config.items() if k != "volatile.powerflex.version"}
+    _check(POOL_KEYS, user, "pool")
+    for key in ("powerflex.gateway", "powerflex.user.password", "powerflex.pool"):
+        if not config.get(key):
+            raise ConfigError(key, "is required")
+    pool = config["powerflex.pool"]
+    if not config.get("powerflex.domain") and not re.fullmatch(r"[0-9a-f]{16}", pool):
+        raise ConfigError(
+            "powerflex.pool",
+            f"{pool!r} is not a pool ID (16 hex digits); to give a pool by name, set "
+            "powerflex.domain too",
+        )
+    clone, snap = config.get("powerflex.clone_copy"), config.get("powerflex.snapshot_copy")
+    if clone and snap and bool_value(clone, True) == bool_value(snap, False):
+        raise ConfigError(
+            "powerflex.snapshot_copy",
+            "contradicts powerflex.clone_copy (snapshot_copy=true means clone_copy=false)",
+        )
+    mode = config.get("powerflex.mode")
+    if mode == MODE_SDC and config.get("powerflex.sdt"):
+        raise ConfigError("powerflex.sdt", "applies to the nvme/tcp mode only")
+    if creating and "volatile.powerflex.version" in config:
+        raise ConfigError("volatile.powerflex.version", "is read-only")
+
+
+def validate_volume_config(config: Mapping[str, str]) -> None:
+    _check(VOLUME_KEYS, config, "volume")
