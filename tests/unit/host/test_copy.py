@@ -1,0 +1,58 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from lxflex.host.copy import BLOCK, CHUNK, copy_blocks
+
+MIB = 1024 * 1024
+
+
+def _allocated(path: Path) -> int:
+    return path.stat().st_blocks * 512
+
+
+def _sparse(path: Path, size: int, writes: dict[int, bytes]) -> None:
+    with open(path, "wb") as f:
+        f.truncate(size)
+        for offset, data in writes.items():
+            f.seek(offset)
+            f.write(data)
+
+
+def test_copy_keeps_a_zeroed_target_thin(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    writes = {
+        0: os.urandom(BLOCK),
+        5 * MIB + 3 * BLOCK: os.urandom(3 * BLOCK),
+        40 * MIB - BLOCK: os.urandom(BLOCK),
+    }
+    _sparse(src, 40 * MIB, writes)
+    _sparse(dst, 40 * MIB, {})
+    seen: list[tuple[int, int]] = []
+    result = copy_blocks(src, dst, target_zeroed=True, progress=lambda d, t: seen.append((d, t)))
+    assert dst.read_bytes() == src.read_bytes()
+    assert result.written == 5 * BLOCK
+    assert result.total == 40 * MIB
+    assert _allocated(dst) <= 5 * BLOCK + 64 * 1024
+    assert seen[-1] == (40 * MIB, 40 * MIB)
+    assert len(seen) == 40 * MIB // CHUNK
+
+
+def test_copy_over_old_data_clears_what_the_source_lacks(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    _sparse(src, 16 * MIB, {MIB: b"new" * 100})
+    _sparse(dst, 16 * MIB, {0: b"\xff" * MIB, 9 * MIB: b"\xee" * (2 * MIB)})
+    result = copy_blocks(src, dst, target_zeroed=False)
+    assert dst.read_bytes() == src.read_bytes()
+    assert result.zeroed > 0
+    assert _allocated(dst) <= CHUNK + 64 * 1024  # old data punched out, not overwritten
+
+
+def test_copy_refuses_a_small_target(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    _sparse(src, 8 * MIB, {})
+    _sparse(dst, 4 * MIB, {})
+    with pytest.raises(ValueError, match="smaller"):
+        copy_blocks(src, dst, target_zeroed=True)
+    assert copy_blocks(src, dst, length=4 * MIB, target_zeroed=True).total == 4 * MIB
