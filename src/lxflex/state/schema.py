@@ -1,0 +1,103 @@
+"""The tables of lxflex's state, as SQLAlchemy Core metadata.
+
+The migrations under ``migrations/`` create exactly this (a test compares the two).
+
+* ``servers``: each lxflex server of a cluster, by the UUID in its ``server.uuid`` file.
+* ``pools`` and ``pool_config``: storage pools and their keys (the gateway password among
+  them: the SQLite file is readable by root only).
+* ``volumes`` and ``volume_config``: volumes per pool, project, type and name; the array's
+  volume ID is cached in ``array_id`` so no call needs a lookup by name.
+* ``snapshots`` and ``snapshot_config``: snapshots of a volume, with their array IDs.
+
+``status`` marks rows whose array work is under way (``creating``, ``deleting``): a row
+left in such a state by a crash tells the service what to clean up.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    naming_convention={
+        "pk": "pk_%(table_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    }
+)
+
+_TS = sa.DateTime(timezone=True)
+
+servers = sa.Table(
+    "servers",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("uuid", sa.String(36), nullable=False, unique=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("created_at", _TS, nullable=False),
+)
+
+pools = sa.Table(
+    "pools",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False, unique=True),
+    sa.Column("driver", sa.String(32), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", _TS, nullable=False),
+)
+
+pool_config = sa.Table(
+    "pool_config",
+    metadata,
+    sa.Column("pool_id", sa.ForeignKey("pools.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+volumes = sa.Table(
+    "volumes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("pool_id", sa.ForeignKey("pools.id", ondelete="RESTRICT"), nullable=False),
+    sa.Column("project", sa.String(255), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("content_type", sa.String(16), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("array_id", sa.String(32), nullable=True),
+    sa.Column("created_at", _TS, nullable=False),
+    sa.UniqueConstraint("pool_id", "project", "type", "name"),
+)
+
+volume_config = sa.Table(
+    "volume_config",
+    metadata,
+    sa.Column("volume_id", sa.ForeignKey("volumes.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+snapshots = sa.Table(
+    "snapshots",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("volume_id", sa.ForeignKey("volumes.id", ondelete="RESTRICT"), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("array_id", sa.String(32), nullable=True),
+    sa.Column("created_at", _TS, nullable=False),
+    sa.Column("expires_at", _TS, nullable=True),
+    sa.UniqueConstraint("volume_id", "name"),
+)
+
+snapshot_config = sa.Table(
+    "snapshot_config",
+    metadata,
+    sa.Column("snapshot_id", sa.ForeignKey("snapshots.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)

@@ -1,0 +1,404 @@
+"""Reading and writing lxflex's records inside a transaction.
+
+Every function takes the connection of a transaction opened by
+:class:`~lxflex.state.db.Database` and returns plain frozen records; configs are loaded
+with one extra query per call, never one per row. A unique-name clash raises
+:class:`NameTaken`.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from .schema import pool_config, pools, servers, snapshot_config, snapshots, volume_config, volumes
+
+__all__ = [
+    "NameTaken",
+    "Pool",
+    "Snapshot",
+    "Volume",
+    "now",
+]
+
+
+class NameTaken(Exception):
+    """A pool, volume or snapshot of that name exists already."""
+
+
+def now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _aware(value: datetime.datetime | None) -> datetime.datetime | None:
+    # SQLite returns naive datetimes; everything lxflex stores is UTC.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=datetime.UTC)
+    return value
+
+
+@dataclass(frozen=True)
+class Pool:
+    id: int
+    name: str
+    driver: str
+    description: str
+    status: str
+    created_at: datetime.datetime
+    config: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Volume:
+    id: int
+    pool_id: int
+    project: str
+    name: str
+    type: str
+    content_type: str
+    description: str
+    status: str
+    array_id: str | None
+    created_at: datetime.datetime
+    config: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    id: int
+    volume_id: int
+    name: str
+    description: str
+    status: str
+    array_id: str | None
+    created_at: datetime.datetime
+    expires_at: datetime.datetime | None
+    config: Mapping[str, str] = field(default_factory=dict)
+
+
+# --- config tables -------------------------------------------------------------------
+
+
+async def _configs(
+    conn: AsyncConnection, table: sa.Table, owner: str, ids: Sequence[int]
+) -> dict[int, dict[str, str]]:
+    found: dict[int, dict[str, str]] = {i: {} for i in ids}
+    if not ids:
+        return found
+    column = table.c[owner]
+    rows = await conn.execute(sa.select(column, table.c.key, table.c.value).where(column.in_(ids)))
+    for owner_id, key, value in rows:
+        found[owner_id][key] = value
+    return found
+
+
+async def _replace_config(
+    conn: AsyncConnection, table: sa.Table, owner: str, owner_id: int, config: Mapping[str, str]
+) -> None:
+    await conn.execute(sa.delete(table).where(table.c[owner] == owner_id))
+    if config:
+        await conn.execute(
+            sa.insert(table), [{owner: owner_id, "key": k, "value": v} for k, v in config.items()]
+        )
+
+
+async def _guarded(conn: AsyncConnection, statement: Any, name: object) -> Any:
+    """Execute in a savepoint, so a name clash leaves the transaction usable (PostgreSQL
+    would otherwise abort it) and raises NameTaken."""
+    try:
+        async with conn.begin_nested():
+            return await conn.execute(statement)
+    except IntegrityError as exc:
+        raise NameTaken(str(name)) from exc
+
+
+async def _insert(conn: AsyncConnection, table: sa.Table, values: Mapping[str, Any]) -> int:
+    statement = sa.insert(table).values(**values).returning(table.c.id)
+    result = await _guarded(conn, statement, values.get("name", ""))
+    return int(result.scalar_one())
+
+
+# --- servers -------------------------------------------------------------------------
+
+
+async def ensure_server(conn: AsyncConnection, server_uuid: str, name: str) -> int:
+    row = (await conn.execute(sa.select(servers.c.id).where(servers.c.uuid == server_uuid))).first()
+    if row is not None:
+        return int(row[0])
+    return await _insert(conn, servers, {"uuid": server_uuid, "name": name, "created_at": now()})
+
+
+# --- pools ---------------------------------------------------------------------------
+
+
+def _pool(row: Any, config: Mapping[str, str]) -> Pool:
+    return Pool(
+        row.id,
+        row.name,
+        row.driver,
+        row.description,
+        row.status,
+        _aware(row.created_at) or now(),
+        dict(config),
+    )
+
+
+async def create_pool(
+    conn: AsyncConnection,
+    name: str,
+    driver: str,
+    config: Mapping[str, str],
+    *,
+    description: str = "",
+    status: str = "created",
+) -> Pool:
+    pool_id = await _insert(
+        conn,
+        pools,
+        {
+            "name": name,
+            "driver": driver,
+            "description": description,
+            "status": status,
+            "created_at": now(),
+        },
+    )
+    await _replace_config(conn, pool_config, "pool_id", pool_id, config)
+    found = await get_pool(conn, name)
+    assert found is not None  # noqa: S101 - inserted in this transaction
+    return found
+
+
+async def get_pool(conn: AsyncConnection, name: str, *, for_update: bool = False) -> Pool | None:
+    """The pool named ``name``; ``for_update`` locks its row until the transaction ends
+    (PostgreSQL; SQLite's write transactions are exclusive already)."""
+    query = sa.select(pools).where(pools.c.name == name)
+    if for_update:
+        query = query.with_for_update()
+    row = (await conn.execute(query)).first()
+    if row is None:
+        return None
+    return _pool(row, (await _configs(conn, pool_config, "pool_id", [row.id]))[row.id])
+
+
+async def list_pools(conn: AsyncConnection) -> list[Pool]:
+    rows = (await conn.execute(sa.select(pools).order_by(pools.c.name))).all()
+    configs = await _configs(conn, pool_config, "pool_id", [r.id for r in rows])
+    return [_pool(r, configs[r.id]) for r in rows]
+
+
+async def update_pool(
+    conn: AsyncConnection,
+    pool_id: int,
+    *,
+    config: Mapping[str, str] | None = None,
+    description: str | None = None,
+    status: str | None = None,
+) -> None:
+    values = {k: v for k, v in (("description", description), ("status", status)) if v is not None}
+    if values:
+        await conn.execute(sa.update(pools).where(pools.c.id == pool_id).values(**values))
+    if config is not None:
+        await _replace_config(conn, pool_config, "pool_id", pool_id, config)
+
+
+async def delete_pool(conn: AsyncConnection, pool_id: int) -> None:
+    await conn.execute(sa.delete(pools).where(pools.c.id == pool_id))
+
+
+# --- volumes -------------------------------------------------------------------------
+
+
+def _volume(row: Any, config: Mapping[str, str]) -> Volume:
+    return Volume(
+        row.id,
+        row.pool_id,
+        row.project,
+        row.name,
+        row.type,
+        row.content_type,
+        row.description,
+        row.status,
+        row.array_id,
+        _aware(row.created_at) or now(),
+        dict(config),
+    )
+
+
+async def create_volume(
+    conn: AsyncConnection,
+    pool_id: int,
+    project: str,
+    name: str,
+    volume_type: str,
+    content_type: str,
+    config: Mapping[str, str],
+    *,
+    description: str = "",
+    status: str = "creating",
+) -> Volume:
+    vol_id = await _insert(
+        conn,
+        volumes,
+        {
+            "pool_id": pool_id,
+            "project": project,
+            "name": name,
+            "type": volume_type,
+            "content_type": content_type,
+            "description": description,
+            "status": status,
+            "array_id": None,
+            "created_at": now(),
+        },
+    )
+    await _replace_config(conn, volume_config, "volume_id", vol_id, config)
+    return await volume_by_id(conn, vol_id)
+
+
+async def volume_by_id(conn: AsyncConnection, vol_id: int) -> Volume:
+    row = (await conn.execute(sa.select(volumes).where(volumes.c.id == vol_id))).one()
+    return _volume(row, (await _configs(conn, volume_config, "volume_id", [vol_id]))[vol_id])
+
+
+async def get_volume(
+    conn: AsyncConnection, pool_id: int, project: str, volume_type: str, name: str
+) -> Volume | None:
+    row = (
+        await conn.execute(
+            sa.select(volumes).where(
+                volumes.c.pool_id == pool_id,
+                volumes.c.project == project,
+                volumes.c.type == volume_type,
+                volumes.c.name == name,
+            )
+        )
+    ).first()
+    if row is None:
+        return None
+    return _volume(row, (await _configs(conn, volume_config, "volume_id", [row.id]))[row.id])
+
+
+async def list_volumes(
+    conn: AsyncConnection,
+    pool_id: int,
+    *,
+    project: str | None = None,
+    volume_type: str | None = None,
+) -> list[Volume]:
+    query = sa.select(volumes).where(volumes.c.pool_id == pool_id)
+    if project is not None:
+        query = query.where(volumes.c.project == project)
+    if volume_type is not None:
+        query = query.where(volumes.c.type == volume_type)
+    rows = (await conn.execute(query.order_by(volumes.c.type, volumes.c.name))).all()
+    configs = await _configs(conn, volume_config, "volume_id", [r.id for r in rows])
+    return [_volume(r, configs[r.id]) for r in rows]
+
+
+async def count_volumes(conn: AsyncConnection, pool_id: int) -> int:
+    query = sa.select(sa.func.count()).select_from(volumes).where(volumes.c.pool_id == pool_id)
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def update_volume(
+    conn: AsyncConnection,
+    vol_id: int,
+    *,
+    config: Mapping[str, str] | None = None,
+    **values: Any,
+) -> None:
+    if values:
+        statement = sa.update(volumes).where(volumes.c.id == vol_id).values(**values)
+        await _guarded(conn, statement, values.get("name", ""))
+    if config is not None:
+        await _replace_config(conn, volume_config, "volume_id", vol_id, config)
+
+
+async def delete_volume(conn: AsyncConnection, vol_id: int) -> None:
+    await conn.execute(sa.delete(volumes).where(volumes.c.id == vol_id))
+
+
+# --- snapshots -----------------------------------------------------------------------
+
+
+def _snapshot(row: Any, config: Mapping[str, str]) -> Snapshot:
+    return Snapshot(
+        row.id,
+        row.volume_id,
+        row.name,
+        row.description,
+        row.status,
+        row.array_id,
+        _aware(row.created_at) or now(),
+        _aware(row.expires_at),
+        dict(config),
+    )
+
+
+async def create_snapshot(
+    conn: AsyncConnection,
+    volume_id: int,
+    name: str,
+    config: Mapping[str, str],
+    *,
+    description: str = "",
+    expires_at: datetime.datetime | None = None,
+    status: str = "creating",
+) -> Snapshot:
+    snap_id = await _insert(
+        conn,
+        snapshots,
+        {
+            "volume_id": volume_id,
+            "name": name,
+            "description": description,
+            "status": status,
+            "array_id": None,
+            "created_at": now(),
+            "expires_at": expires_at,
+        },
+    )
+    await _replace_config(conn, snapshot_config, "snapshot_id", snap_id, config)
+    return await snapshot_by_id(conn, snap_id)
+
+
+async def snapshot_by_id(conn: AsyncConnection, snap_id: int) -> Snapshot:
+    row = (await conn.execute(sa.select(snapshots).where(snapshots.c.id == snap_id))).one()
+    return _snapshot(
+        row, (await _configs(conn, snapshot_config, "snapshot_id", [snap_id]))[snap_id]
+    )
+
+
+async def list_snapshots(conn: AsyncConnection, volume_id: int) -> list[Snapshot]:
+    """A volume's snapshots, oldest first."""
+    query = (
+        sa.select(snapshots)
+        .where(snapshots.c.volume_id == volume_id)
+        .order_by(snapshots.c.created_at, snapshots.c.id)
+    )
+    rows = (await conn.execute(query)).all()
+    configs = await _configs(conn, snapshot_config, "snapshot_id", [r.id for r in rows])
+    return [_snapshot(r, configs[r.id]) for r in rows]
+
+
+async def get_snapshot(conn: AsyncConnection, volume_id: int, name: str) -> Snapshot | None:
+    for snap in await list_snapshots(conn, volume_id):
+        if snap.name == name:
+            return snap
+    return None
+
+
+async def update_snapshot(conn: AsyncConnection, snap_id: int, **values: Any) -> None:
+    statement = sa.update(snapshots).where(snapshots.c.id == snap_id).values(**values)
+    await _guarded(conn, statement, values.get("name", ""))
+
+
+async def delete_snapshot(conn: AsyncConnection, snap_id: int) -> None:
+    await conn.execute(sa.delete(snapshots).where(snapshots.c.id == snap_id))
