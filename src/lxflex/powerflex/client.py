@@ -448,5 +448,9 @@ class PowerFlexClient:
                 return entry
         return None
 
+    async def host_volumes(self, host_id: str) -> list[Volume]:
+        """The volumes (and snapshots) mapped to a host."""
+        return await self.call(p.host_volumes(host_id))
+
     async def remove_host(self, host_id: str) -> None:
         await self.call(p.remove_host(host_id))

@@ -360,6 +360,16 @@ def host(host_id: str) -> Call[Host]:
     return Call("GET", _instance("Sdc", host_id), _one(Host), idempotent=True)
 
 
+def host_volumes(host_id: str) -> Call[list[Volume]]:
+    """The volumes mapped to an SDC or NVMe host."""
+    return Call(
+        "GET",
+        f"{_instance('Sdc', host_id)}/relationships/Volume",
+        _list_of(Volume),
+        idempotent=True,
+    )
+
+
 def remove_host(host_id: str) -> Call[None]:
     return Call("POST", _action("Sdc", host_id, "removeSdc"), _ignore, body={})
 

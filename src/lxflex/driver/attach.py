@@ -1,0 +1,156 @@
+"""Attaching array volumes to this host over NVMe/TCP, reference-counted.
+
+Lifecycle of one volume on this host::
+
+    detached --map--> mapped --connect (once per subsystem)--> connected
+             --by-id link appears--> device ready  (--mount--> mounted, in the driver)
+
+:meth:`NvmeAttacher.attach` walks it forward and undoes its own steps if a later one
+fails; :meth:`NvmeAttacher.detach` walks it back once the last user lets go, and
+disconnects the subsystem when no volume of this host remains mapped. Both are
+idempotent: mapping an already mapped volume and unmapping an unmapped one are not
+errors. The host's NVMe entity (NQN from ``server.uuid``) is found or created once and
+its ID cached; so is the subsystem NQN.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..host.nvme import NvmeHost
+from ..host.watch import wait_for_path
+from ..powerflex import AlreadyMappedError, NameInUseError, NotMappedError, PowerFlexClient
+
+__all__ = ["AttachPolicy", "NvmeAttacher"]
+
+log = logging.getLogger("lxflex.driver")
+
+
+@dataclass(frozen=True)
+class AttachPolicy:
+    """Seconds to wait for a device to appear, and to vanish after an unmap."""
+
+    appear: float = 30.0
+    vanish: float = 10.0
+
+
+class NvmeAttacher:
+    def __init__(
+        self,
+        client: PowerFlexClient,
+        nvme: NvmeHost,
+        *,
+        hostnqn: str,
+        host_name: str,
+        system_id: str,
+        subsystem_nqn: str,
+        targets: list[str],
+        policy: AttachPolicy | None = None,
+    ) -> None:
+        self.client = client
+        self.nvme = nvme
+        self.hostnqn = hostnqn
+        self.host_name = host_name
+        self.system_id = system_id
+        self.subsystem_nqn = subsystem_nqn
+        self.targets = targets
+        self.policy = policy or AttachPolicy()
+        self._host_id: str | None = None
+        self._host_lock = asyncio.Lock()
+        self._refs: dict[str, int] = defaultdict(int)
+        self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._connect_lock = asyncio.Lock()
+
+    def device(self, volume_id: str) -> Path:
+        return self.nvme.device_link(volume_id, self.system_id)
+
+    def attached(self, volume_id: str) -> bool:
+        return self._refs.get(volume_id, 0) > 0
+
+    async def host_id(self) -> str:
+        """This host's NVMe entity on the array, found by NQN or created."""
+        if self._host_id is not None:
+            return self._host_id
+        async with self._host_lock:
+            if self._host_id is None:
+                found = await self.client.nvme_host_by_nqn(self.hostnqn)
+                if found is None:
+                    try:
+                        self._host_id = await self.client.create_nvme_host(
+                            self.hostnqn, self.host_name
+                        )
+                    except NameInUseError:  # a stale entity holds the name: go without one
+                        self._host_id = await self.client.create_nvme_host(self.hostnqn)
+                    log.info("created NVMe host %s for %s", self._host_id, self.hostnqn)
+                else:
+                    self._host_id = found.id
+            return self._host_id
+
+    async def _ensure_connected(self) -> None:
+        async with self._connect_lock:
+            if not self.nvme.controllers(self.subsystem_nqn, self.hostnqn):
+                await self.nvme.connect(self.targets, self.hostnqn)
+
+    async def attach(self, volume_id: str) -> Path:
+        """Make the volume's block device available; return its by-id path."""
+        async with self._locks[volume_id]:
+            if self._refs[volume_id] > 0:
+                self._refs[volume_id] += 1
+                return self.device(volume_id)
+            host_id = await self.host_id()
+            mapped = False
+            try:
+                try:
+                    await self.client.map_host(volume_id, host_id)
+                    mapped = True
+                except AlreadyMappedError:
+                    pass  # left mapped by an earlier run: reuse it
+                await self._ensure_connected()
+                device = self.device(volume_id)
+                try:
+                    await wait_for_path(device, timeout=self.policy.appear)
+                except TimeoutError:
+                    raise TimeoutError(
+                        f"volume {volume_id} was mapped but {device} did not appear within "
+                        f"{self.policy.appear:g} s"
+                    ) from None
+            except BaseException:
+                if mapped:
+                    with contextlib.suppress(Exception):
+                        await self._unmap(volume_id, host_id)
+                raise
+            self._refs[volume_id] = 1
+            return device
+
+    async def detach(self, volume_id: str, *, force: bool = False) -> None:
+        """Let go of one reference; unmap when none is left (or at once with ``force``)."""
+        async with self._locks[volume_id]:
+            if not force and self._refs[volume_id] > 1:
+                self._refs[volume_id] -= 1
+                return
+            self._refs.pop(volume_id, None)
+            await self._unmap(volume_id, await self.host_id())
+
+    async def _unmap(self, volume_id: str, host_id: str) -> None:
+        with contextlib.suppress(NotMappedError):
+            await self.client.unmap_host(volume_id, host_id)
+        try:
+            await wait_for_path(self.device(volume_id), present=False, timeout=self.policy.vanish)
+        except TimeoutError:
+            log.warning("device of volume %s still present after unmap", volume_id)
+        await self.disconnect_if_unused()
+
+    async def disconnect_if_unused(self) -> None:
+        async with self._connect_lock:
+            if any(self._refs.values()):
+                return  # a volume of ours is attached
+            if not self.nvme.controllers(self.subsystem_nqn, self.hostnqn):
+                return
+            # Volumes being attached are mapped before they connect: the array knows them.
+            if not await self.client.host_volumes(await self.host_id()):
+                await self.nvme.disconnect(self.subsystem_nqn)
