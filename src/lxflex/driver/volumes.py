@@ -1,0 +1,411 @@
+"""Volume operations of one PowerFlex pool: the driver proper.
+
+Theory of operation: a :class:`PowerFlexVolumes` holds the pool's client, its resolved
+settings, the host attacher and the filesystem tools. Each operation takes the array IDs
+the caller keeps in its state (no lookup by name) and a :class:`VolumeSpec` describing the
+volume. Every multi-step operation undoes its finished steps when a later one fails, so a
+failure leaves no array volume, mapping or mount behind; cleanup errors are logged and
+never hide the original error.
+
+Copies follow the spec: a new volume in its own VTree, filled on this host by a
+sparse-aware block copy (snapshots first, oldest first, each snapshotted on the target),
+except when ``clone_copy`` is off and a volume without snapshots is copied alone: then an
+array snapshot becomes the new volume. A filesystem copy gets a new filesystem UUID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..host.copy import copy_blocks
+from ..host.fs import Filesystems, is_mounted
+from ..host.runner import CommandError
+from ..powerflex import (
+    InvalidSizeError,
+    NotMappedError,
+    PowerFlexClient,
+    PowerFlexError,
+    RemoveMode,
+    SnapshotDef,
+    TooManySnapshotsError,
+    VolumeMappedError,
+    VolumeNotFoundError,
+)
+from .attach import NvmeAttacher
+from .errors import Conflict, DriverError, InvalidRequest, NotFound, Unavailable
+from .naming import Content, VolumeType, volume_name
+from .pool import ResolvedPool
+from .units import format_size, round_up
+
+__all__ = ["CopyPlan", "PowerFlexVolumes", "Progress", "VolumeSpec"]
+
+log = logging.getLogger("lxflex.driver")
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class VolumeSpec:
+    """What the driver needs to know of a volume (or snapshot)."""
+
+    uuid: uuid.UUID
+    volume_type: VolumeType
+    content: Content
+    size: int
+    thin: bool = True
+    filesystem: str = "ext4"
+    mount_options: str = "discard"
+
+    @property
+    def is_filesystem(self) -> bool:
+        return self.content is Content.FILESYSTEM
+
+
+@dataclass(frozen=True)
+class CopyPlan:
+    """A copy: the source's array IDs (snapshots oldest first) and the target's UUIDs."""
+
+    source: VolumeSpec
+    source_id: str
+    target: VolumeSpec
+    snapshot_ids: list[str] = field(default_factory=list)
+    target_snapshot_uuids: list[uuid.UUID] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CopyResult:
+    volume_id: str
+    snapshot_ids: list[str]
+    bytes_written: int
+
+
+def _wrap(action: str, exc: Exception) -> DriverError:
+    """A driver error for a gateway or host failure during ``action``."""
+    if isinstance(exc, DriverError):
+        return exc
+    if isinstance(exc, VolumeNotFoundError):
+        return NotFound(f"{action}: the volume no longer exists on the array")
+    if isinstance(exc, InvalidSizeError):
+        return InvalidRequest(f"{action}: {exc.message}")
+    if isinstance(exc, TooManySnapshotsError | VolumeMappedError):
+        return Conflict(f"{action}: {exc.message}")
+    if isinstance(exc, PowerFlexError):
+        return Unavailable(f"{action}: {exc}")
+    if isinstance(exc, CommandError | TimeoutError | OSError):
+        return Unavailable(f"{action}: {exc}")
+    return DriverError(f"{action}: {exc}")
+
+
+class PowerFlexVolumes:
+    def __init__(
+        self,
+        client: PowerFlexClient,
+        pool: ResolvedPool,
+        attacher: NvmeAttacher,
+        fs: Filesystems,
+        *,
+        granularity: int,
+        clone_copy: bool = True,
+        scratch: Path,
+    ) -> None:
+        self.client = client
+        self.pool = pool
+        self.attacher = attacher
+        self.fs = fs
+        self.granularity = granularity
+        self.clone_copy = clone_copy
+        self.scratch = scratch  # temporary mount points for grow/copy
+
+    @property
+    def snapshot_limit(self) -> int:
+        return 1022 if int(self.pool.version.split(".")[0]) >= 5 else 126
+
+    def rounded(self, size: int) -> int:
+        return round_up(size, self.granularity)
+
+    def array_name(self, spec: VolumeSpec, *, snapshot: bool = False) -> str:
+        return volume_name(spec.volume_type, spec.content, spec.uuid, snapshot=snapshot)
+
+    # --- create and delete ------------------------------------------------------------
+
+    async def create(self, spec: VolumeSpec) -> str:
+        """Create the volume (and its filesystem); return its array ID."""
+        try:
+            vol_id = await self.client.create_volume(
+                self.pool.pool_id, self.rounded(spec.size), self.array_name(spec), thin=spec.thin
+            )
+        except PowerFlexError as exc:
+            raise _wrap("create volume", exc) from exc
+        try:
+            if spec.is_filesystem:
+                async with self.attached(vol_id) as device:
+                    await self.fs.make(device, spec.filesystem)
+        except BaseException as exc:
+            await self._remove_quietly(vol_id)
+            if isinstance(exc, Exception):
+                raise _wrap("make filesystem", exc) from exc
+            raise
+        return vol_id
+
+    async def delete(self, vol_id: str) -> None:
+        """Unmap from every host and remove. A volume already gone is not an error.
+
+        The caller deletes the volume's snapshots first (each with this method).
+        """
+        with contextlib.suppress(Exception):
+            if self.attacher.attached(vol_id):
+                await self.attacher.detach(vol_id, force=True)
+        try:
+            with contextlib.suppress(NotMappedError):
+                await self.client.unmap_host(vol_id)
+            await self.client.remove_volume(vol_id, RemoveMode.ONLY_ME)
+        except VolumeNotFoundError:
+            return
+        except PowerFlexError as exc:
+            raise _wrap("delete volume", exc) from exc
+        finally:
+            await self.attacher.disconnect_if_unused()
+
+    async def _remove_quietly(self, vol_id: str) -> None:
+        try:
+            await self.delete(vol_id)
+        except Exception:
+            log.exception("cleanup: cannot remove volume %s", vol_id)
+
+    # --- attach and mount -------------------------------------------------------------
+
+    @asynccontextmanager
+    async def attached(self, vol_id: str) -> AsyncIterator[Path]:
+        """The volume's device for the duration of the block."""
+        device = await self.attacher.attach(vol_id)
+        try:
+            yield device
+        finally:
+            await self.attacher.detach(vol_id)
+
+    async def mount(
+        self, spec: VolumeSpec, vol_id: str, target: Path, *, read_only: bool = False
+    ) -> None:
+        if is_mounted(target):
+            return
+        device = await self.attacher.attach(vol_id)
+        options = ",".join(o for o in (spec.mount_options, "ro" if read_only else "") if o)
+        try:
+            await self.fs.mount(device, target, spec.filesystem, options)
+        except BaseException as exc:
+            await self.attacher.detach(vol_id)
+            if isinstance(exc, Exception):
+                raise _wrap("mount", exc) from exc
+            raise
+
+    async def unmount(self, vol_id: str, target: Path) -> None:
+        if is_mounted(target):
+            try:
+                await self.fs.unmount(target)
+            except CommandError as exc:
+                raise _wrap("unmount", exc) from exc
+            await self.attacher.detach(vol_id)
+
+    @asynccontextmanager
+    async def _frozen(self, mounted_at: Path | None) -> AsyncIterator[None]:
+        if mounted_at is None or not is_mounted(mounted_at):
+            yield
+            return
+        await self.fs.freeze(mounted_at)
+        try:
+            yield
+        finally:
+            await self.fs.thaw(mounted_at)
+
+    # --- snapshots and restore --------------------------------------------------------
+
+    async def snapshot(
+        self, spec: VolumeSpec, vol_id: str, snap_uuid: uuid.UUID, mounted_at: Path | None = None
+    ) -> str:
+        """Snapshot into the volume's VTree (frozen while mounted); return the snapshot's ID."""
+        try:
+            vol = await self.client.volume(vol_id)
+            count = await self.client.vtree_snapshot_count(vol.vtree_id)
+        except PowerFlexError as exc:
+            raise _wrap("snapshot", exc) from exc
+        if count >= self.snapshot_limit:
+            raise Conflict(
+                f"the volume's VTree already holds {count} snapshots, the most PowerFlex "
+                f"allows ({self.snapshot_limit}); delete some, or copy the volume (a copy "
+                "starts a new VTree)"
+            )
+        name = volume_name(spec.volume_type, spec.content, snap_uuid, snapshot=True)
+        try:
+            async with self._frozen(mounted_at):
+                result = await self.client.snapshot_volumes([SnapshotDef(vol_id, name)])
+        except (PowerFlexError, CommandError) as exc:
+            raise _wrap("snapshot", exc) from exc
+        return result.volume_id_list[0]
+
+    async def restore(
+        self, spec: VolumeSpec, vol_id: str, snap_id: str, mounted_at: Path | None = None
+    ) -> None:
+        """Overwrite the volume with the snapshot's content, remounting around it."""
+        remount = mounted_at is not None and is_mounted(mounted_at)
+        if remount and mounted_at is not None:
+            await self.unmount(vol_id, mounted_at)
+        try:
+            await self.client.overwrite_volume_content(vol_id, snap_id)
+        except PowerFlexError as exc:
+            raise _wrap("restore", exc) from exc
+        finally:
+            if remount and mounted_at is not None:
+                await self.mount(spec, vol_id, mounted_at)
+
+    # --- resize -----------------------------------------------------------------------
+
+    async def resize(
+        self, spec: VolumeSpec, vol_id: str, size: int, mounted_at: Path | None = None
+    ) -> int:
+        """Grow to ``size`` rounded up; grow the filesystem too. Return the new size."""
+        try:
+            current = (await self.client.volume(vol_id)).size_bytes
+        except PowerFlexError as exc:
+            raise _wrap("resize", exc) from exc
+        new = self.rounded(size)
+        if new < current:
+            raise InvalidRequest(
+                f"volumes can only grow: {format_size(size)} is less than the current "
+                f"{format_size(current)}"
+            )
+        if new == current:
+            return current
+        try:
+            await self.client.set_volume_size(vol_id, new)
+        except PowerFlexError as exc:
+            raise _wrap("resize", exc) from exc
+        if spec.is_filesystem:
+            await self._grow_filesystem(spec, vol_id, new, mounted_at)
+        return new
+
+    async def _grow_filesystem(
+        self, spec: VolumeSpec, vol_id: str, size: int, mounted_at: Path | None
+    ) -> None:
+        async with self.attached(vol_id) as device:
+            await _wait_size(device, size)
+            if mounted_at is not None and is_mounted(mounted_at):
+                await self.fs.grow(device, spec.filesystem, mounted_at)
+            elif spec.filesystem == "ext4":
+                await self.fs.grow(device, spec.filesystem, None)
+            else:  # xfs and btrfs grow only while mounted
+                temp = self.scratch / f"grow-{vol_id}"
+                await self.fs.mount(device, temp, spec.filesystem)
+                try:
+                    await self.fs.grow(device, spec.filesystem, temp)
+                finally:
+                    await self.fs.unmount(temp)
+                    with contextlib.suppress(OSError):
+                        temp.rmdir()
+
+    # --- copy -------------------------------------------------------------------------
+
+    async def copy(self, plan: CopyPlan, progress: Progress | None = None) -> CopyResult:
+        """Copy a volume (with the given snapshots) into a new volume."""
+        if not plan.snapshot_ids and not self.clone_copy:
+            return await self._copy_by_snapshot(plan)
+        total = plan.source.size * (len(plan.snapshot_ids) + 1)
+        done = 0
+
+        def step(offset: int, _: int) -> None:
+            if progress is not None:
+                progress(done + offset, total)
+
+        target_id = await self.client.create_volume(
+            self.pool.pool_id,
+            self.rounded(max(plan.target.size, plan.source.size)),
+            self.array_name(plan.target),
+            thin=plan.target.thin,
+        )
+        made: list[str] = []
+        written = 0
+        try:
+            sources = list(zip(plan.snapshot_ids, plan.target_snapshot_uuids, strict=True))
+            fresh = True
+            for snap_id, snap_uuid in sources:
+                written += await self._copy_content(plan, snap_id, target_id, fresh, step)
+                fresh = False
+                done += plan.source.size
+                made.append(await self.snapshot(plan.target, target_id, snap_uuid))
+            written += await self._copy_content(plan, plan.source_id, target_id, fresh, step)
+            if plan.target.is_filesystem and plan.target.size > plan.source.size:
+                await self._grow_filesystem(
+                    plan.target, target_id, self.rounded(plan.target.size), None
+                )
+        except BaseException as exc:
+            for snap in reversed(made):
+                await self._remove_quietly(snap)
+            await self._remove_quietly(target_id)
+            if isinstance(exc, Exception):
+                raise _wrap("copy", exc) from exc
+            raise
+        return CopyResult(target_id, made, written)
+
+    async def _copy_content(
+        self, plan: CopyPlan, source_id: str, target_id: str, fresh: bool, step: Progress
+    ) -> int:
+        async with self.attached(source_id) as src, self.attached(target_id) as dst:
+            result = await asyncio.to_thread(
+                copy_blocks, src, dst, length=plan.source.size, target_zeroed=fresh, progress=step
+            )
+            if plan.target.is_filesystem:
+                await self.fs.new_identity(dst, plan.target.filesystem)
+        return result.written
+
+    async def _copy_by_snapshot(self, plan: CopyPlan) -> CopyResult:
+        name = self.array_name(plan.target)
+        try:
+            result = await self.client.snapshot_volumes([SnapshotDef(plan.source_id, name)])
+        except PowerFlexError as exc:
+            raise _wrap("copy", exc) from exc
+        target_id = result.volume_id_list[0]
+        try:
+            if plan.target.size > plan.source.size:
+                await self.resize(plan.target, target_id, plan.target.size)
+            if plan.target.is_filesystem:
+                async with self.attached(target_id) as dst:
+                    await self.fs.new_identity(dst, plan.target.filesystem)
+        except BaseException:
+            await self._remove_quietly(target_id)
+            raise
+        return CopyResult(target_id, [], 0)
+
+    # --- pool -------------------------------------------------------------------------
+
+    async def usage(self) -> tuple[int, int]:
+        """(used, total) bytes of the storage pool."""
+        try:
+            stats = await self.client.pool_statistics(self.pool.pool_id)
+        except PowerFlexError as exc:
+            raise _wrap("pool resources", exc) from exc
+        return stats.used_bytes, stats.total_bytes
+
+
+async def _wait_size(device: Path, size: int, timeout: float = 30.0) -> None:
+    """Wait until the kernel reports the device's new size (NVMe sees it at once)."""
+    name = device.resolve().name
+    path = Path("/sys/class/block") / name / "size"
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    delay = 0.01
+    while True:
+        try:
+            if int(path.read_text()) * 512 >= size:
+                return
+        except (OSError, ValueError):
+            return  # no sysfs entry (not a kernel block device): nothing to wait for
+        if loop.time() > deadline:
+            raise TimeoutError(f"{device} did not grow to {size} bytes")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.2)

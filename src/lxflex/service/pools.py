@@ -1,0 +1,162 @@
+"""Storage pools as use cases: create, show, update, delete, resources.
+
+A pool is checked against the gateway and this host before anything is stored; the
+stored config then carries what was discovered (``powerflex.mode``, ``powerflex.sdt``,
+``volatile.powerflex.version``). Configs shown to callers never include the password.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..driver.config import POOL_KEYS, ConfigError, validate_pool_config
+from ..driver.errors import Conflict, InvalidRequest, NotFound
+from ..driver.units import granularity, parse_size
+from ..state import Database, NameTaken
+from ..state import store as st
+from .runtime import PoolRuntime, Runtimes
+
+__all__ = ["PASSWORD_KEY", "PoolService", "PoolView"]
+
+PASSWORD_KEY = "powerflex.user.password"  # noqa: S105 - the key, not a value
+DRIVER = "powerflex"
+# Keys whose change needs the gateway again: the pool must still be the same pool.
+_RECHECK = {
+    "powerflex.gateway",
+    "powerflex.gateway.verify",
+    "powerflex.user.name",
+    PASSWORD_KEY,
+    "powerflex.sdt",
+}
+
+
+@dataclass(frozen=True)
+class PoolView:
+    name: str
+    driver: str
+    description: str
+    status: str
+    config: dict[str, str]
+
+
+def public_config(config: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in config.items() if k != PASSWORD_KEY}
+
+
+def _view(pool: st.Pool) -> PoolView:
+    return PoolView(
+        pool.name, pool.driver, pool.description, pool.status, public_config(pool.config)
+    )
+
+
+class PoolService:
+    def __init__(self, db: Database, runtimes: Runtimes) -> None:
+        self.db = db
+        self.runtimes = runtimes
+
+    async def record(self, name: str) -> st.Pool:
+        async with self.db.read() as conn:
+            pool = await st.get_pool(conn, name)
+        if pool is None:
+            raise NotFound(f"storage pool {name!r} not found")
+        return pool
+
+    async def runtime(self, pool: st.Pool) -> PoolRuntime:
+        return await self.runtimes.get(pool.name, dict(pool.config))
+
+    async def create(
+        self, name: str, driver: str, config: Mapping[str, str], description: str = ""
+    ) -> PoolView:
+        if driver != DRIVER:
+            raise InvalidRequest(f"unsupported storage driver {driver!r}: lxflex serves {DRIVER}")
+        if not name or "/" in name or name.startswith("."):
+            raise InvalidRequest(f"invalid pool name {name!r}")
+        user = {k: v for k, v in config.items() if v != ""}
+        validate_pool_config(user, creating=True)
+        async with self.db.read() as conn:
+            if await st.get_pool(conn, name) is not None:
+                raise Conflict(f"storage pool {name!r} already exists")
+        resolved = await self.runtimes.check(user)
+        _check_size_step(user, resolved.version)
+        stored = dict(user)
+        stored["powerflex.mode"] = user.get("powerflex.mode") or resolved.mode
+        if resolved.sdts and not user.get("powerflex.sdt"):
+            stored["powerflex.sdt"] = ",".join(resolved.sdts)
+        stored.setdefault(
+            "volume.size", "8GiB" if granularity(resolved.version) > 2**30 else "1GiB"
+        )
+        stored["volatile.powerflex.version"] = resolved.version
+        try:
+            async with self.db.write() as conn:
+                pool = await st.create_pool(conn, name, DRIVER, stored, description=description)
+        except NameTaken:
+            raise Conflict(f"storage pool {name!r} already exists") from None
+        return _view(pool)
+
+    async def get(self, name: str) -> PoolView:
+        return _view(await self.record(name))
+
+    async def list(self) -> list[PoolView]:
+        async with self.db.read() as conn:
+            return [_view(p) for p in await st.list_pools(conn)]
+
+    async def update(
+        self, name: str, config: Mapping[str, str], description: str | None = None
+    ) -> PoolView:
+        """Replace the pool's config (keys absent or empty are unset).
+
+        Keys that cannot change on a live pool are refused with the reason; a change of
+        gateway, credentials or targets is checked against the gateway first, which must
+        still serve the same system and pool. A password not given is kept.
+        """
+        pool = await self.record(name)
+        new = {k: v for k, v in config.items() if v != "" and k != "volatile.powerflex.version"}
+        if PASSWORD_KEY not in new and PASSWORD_KEY in pool.config:
+            new[PASSWORD_KEY] = pool.config[PASSWORD_KEY]
+        old = {k: v for k, v in pool.config.items() if k != "volatile.powerflex.version"}
+        for key in set(old) | set(new):
+            spec = POOL_KEYS.get(key)
+            if old.get(key) != new.get(key) and spec is not None and not spec.live:
+                raise InvalidRequest(
+                    f'"{key}" cannot be changed on an existing pool: {spec.why_not_live}'
+                )
+        validate_pool_config(new, creating=False)
+        if any(old.get(k) != new.get(k) for k in _RECHECK):
+            runtime = await self.runtime(pool)
+            resolved = await self.runtimes.check(new)
+            if (resolved.system_id, resolved.pool_id) != (
+                runtime.resolved.system_id,
+                runtime.resolved.pool_id,
+            ):
+                raise InvalidRequest("the new gateway settings lead to a different storage pool")
+        version = pool.config.get("volatile.powerflex.version", "4")
+        _check_size_step(new, version)
+        new["volatile.powerflex.version"] = version
+        async with self.db.write() as conn:
+            await st.update_pool(conn, pool.id, config=new, description=description)
+        await self.runtimes.drop(name)
+        return await self.get(name)
+
+    async def delete(self, name: str) -> None:
+        pool = await self.record(name)
+        async with self.db.write() as conn:
+            count = await st.count_volumes(conn, pool.id)
+            if count:
+                raise Conflict(f"storage pool {name!r} still has {count} volume(s)")
+            await st.delete_pool(conn, pool.id)
+        await self.runtimes.drop(name)
+        shutil.rmtree(self.runtimes.host.mounts / name, ignore_errors=True)
+
+    async def resources(self, name: str) -> tuple[int, int]:
+        """(used, total) bytes."""
+        pool = await self.record(name)
+        return await (await self.runtime(pool)).volumes.usage()
+
+
+def _check_size_step(config: Mapping[str, str], version: str) -> None:
+    size = config.get("volume.size")
+    step = granularity(version)
+    if size and parse_size(size) % step:
+        raise ConfigError("volume.size", f"must be a multiple of {step // 2**30}GiB on this array")
