@@ -98,7 +98,7 @@ class PoolService:
     async def get(self, name: str) -> PoolView:
         return _view(await self.record(name))
 
-    async def list(self) -> list[PoolView]:
+    async def all(self) -> list[PoolView]:
         async with self.db.read() as conn:
             return [_view(p) for p in await st.list_pools(conn)]
 

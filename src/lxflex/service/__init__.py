@@ -1,0 +1,7 @@
+"""Use cases over the state, the driver and the host: pools, volumes, snapshots."""
+
+from .pools import PoolService, PoolView
+from .runtime import HostSettings, Runtimes
+from .volumes import VolumeService, VolumeView
+
+__all__ = ["HostSettings", "PoolService", "PoolView", "Runtimes", "VolumeService", "VolumeView"]

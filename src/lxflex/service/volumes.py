@@ -1,0 +1,484 @@
+"""Custom volumes and their snapshots as use cases.
+
+Each operation follows one pattern: take the volume's lock; in a short transaction,
+check and reserve (a row in status ``creating`` or ``deleting``); do the array and host
+work outside any transaction; in a second short transaction, record the result. When
+the work fails, what it finished is undone by the driver and the reserved row is removed,
+so the state, the array and the host agree again. Names on the array derive from each
+volume's ``volatile.uuid``, so renames touch only the state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..driver.config import ConfigError, validate_volume_config
+from ..driver.errors import Conflict, InvalidRequest, NotFound
+from ..driver.naming import Content, VolumeType
+from ..driver.units import format_size, parse_size
+from ..driver.volumes import CopyPlan, Progress, VolumeSpec
+from ..host.fs import is_mounted
+from ..state import Database, NameTaken
+from ..state import store as st
+from .pools import PoolService
+
+__all__ = ["VolumeService", "VolumeView"]
+
+log = logging.getLogger("lxflex.service")
+
+CUSTOM = VolumeType.CUSTOM.value
+
+
+@dataclass(frozen=True)
+class VolumeView:
+    name: str
+    pool: str
+    project: str
+    type: str
+    content_type: str
+    description: str
+    config: dict[str, str]
+    snapshots: list[str]
+
+
+def _spec(volume: st.Volume | st.Snapshot, content: str, config: Mapping[str, str]) -> VolumeSpec:
+    return VolumeSpec(
+        uuid=uuid.UUID(config["volatile.uuid"]),
+        volume_type=VolumeType.CUSTOM,
+        content=Content(content),
+        size=parse_size(config.get("size", "0")),
+        thin=config.get("block.type", "thin") != "thick",
+        filesystem=config.get("block.filesystem", "ext4"),
+        mount_options=config.get("block.mount_options", "discard"),
+    )
+
+
+class VolumeService:
+    def __init__(self, db: Database, pools: PoolService) -> None:
+        self.db = db
+        self.pools = pools
+        self._locks: dict[tuple[str, str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    @asynccontextmanager
+    async def _locked(self, pool: str, project: str, name: str) -> AsyncIterator[None]:
+        async with self._locks[(pool, project, name)]:
+            yield
+
+    def mount_path(self, pool: str, project: str, name: str) -> Path:
+        return self.pools.runtimes.host.mounts / pool / "custom" / f"{project}_{name}"
+
+    async def _load(self, pool_name: str, project: str, name: str) -> tuple[st.Pool, st.Volume]:
+        pool = await self.pools.record(pool_name)
+        async with self.db.read() as conn:
+            vol = await st.get_volume(conn, pool.id, project, CUSTOM, name)
+        if vol is None or vol.status == "creating":
+            raise NotFound(f"storage volume {name!r} not found in pool {pool_name!r}")
+        return pool, vol
+
+    async def _view(self, pool: st.Pool, vol: st.Volume) -> VolumeView:
+        async with self.db.read() as conn:
+            snaps = await st.list_snapshots(conn, vol.id)
+        return VolumeView(
+            vol.name,
+            pool.name,
+            vol.project,
+            vol.type,
+            vol.content_type,
+            vol.description,
+            dict(vol.config),
+            [s.name for s in snaps if s.status == "created"],
+        )
+
+    # --- create / read ----------------------------------------------------------------
+
+    def _fill_config(
+        self, pool: st.Pool, content: str, config: Mapping[str, str], step: int
+    ) -> dict[str, str]:
+        filled = {k: v for k, v in config.items() if v != ""}
+        validate_volume_config(filled)
+        if "volatile.uuid" in filled:
+            raise ConfigError("volatile.uuid", "is set by lxflex")
+        size = parse_size(filled.get("size") or pool.config.get("volume.size", "8GiB"))
+        filled["size"] = format_size(max(step, -(-size // step) * step))
+        filled.setdefault("block.type", pool.config.get("volume.block.type", "thin"))
+        if content == Content.FILESYSTEM:
+            filled.setdefault(
+                "block.filesystem", pool.config.get("volume.block.filesystem", "ext4")
+            )
+            filled.setdefault(
+                "block.mount_options", pool.config.get("volume.block.mount_options", "discard")
+            )
+        elif "block.filesystem" in filled or "block.mount_options" in filled:
+            raise ConfigError("block.filesystem", f"applies to filesystem volumes, not {content}")
+        filled["volatile.uuid"] = str(uuid.uuid4())
+        return filled
+
+    async def create(
+        self,
+        pool_name: str,
+        name: str,
+        *,
+        content_type: str = "filesystem",
+        config: Mapping[str, str] | None = None,
+        description: str = "",
+        project: str = "default",
+    ) -> VolumeView:
+        if content_type not in (Content.FILESYSTEM, Content.BLOCK):
+            raise InvalidRequest(f"content type must be filesystem or block, not {content_type!r}")
+        _check_name(name)
+        pool = await self.pools.record(pool_name)
+        runtime = await self.pools.runtime(pool)
+        filled = self._fill_config(pool, content_type, config or {}, runtime.volumes.granularity)
+        async with self._locked(pool_name, project, name):
+            try:
+                async with self.db.write() as conn:
+                    row = await st.create_volume(
+                        conn,
+                        pool.id,
+                        project,
+                        name,
+                        CUSTOM,
+                        content_type,
+                        filled,
+                        description=description,
+                    )
+            except NameTaken:
+                raise Conflict(
+                    f"storage volume {name!r} already exists in pool {pool_name!r}"
+                ) from None
+            try:
+                array_id = await runtime.volumes.create(_spec(row, content_type, filled))
+            except BaseException:
+                await self._forget(row.id)
+                raise
+            try:
+                async with self.db.write() as conn:
+                    await st.update_volume(conn, row.id, status="created", array_id=array_id)
+            except BaseException:
+                await runtime.volumes.delete(array_id)
+                await self._forget(row.id)
+                raise
+        return await self.get(pool_name, name, project=project)
+
+    async def _forget(self, vol_id: int) -> None:
+        try:
+            async with self.db.write() as conn:
+                await st.delete_volume(conn, vol_id)
+        except Exception:
+            log.exception("cleanup: cannot remove the row of volume %d", vol_id)
+
+    async def get(self, pool_name: str, name: str, *, project: str = "default") -> VolumeView:
+        pool, vol = await self._load(pool_name, project, name)
+        return await self._view(pool, vol)
+
+    async def all(self, pool_name: str, *, project: str | None = None) -> list[VolumeView]:
+        pool = await self.pools.record(pool_name)
+        async with self.db.read() as conn:
+            vols = await st.list_volumes(conn, pool.id, project=project, volume_type=CUSTOM)
+        return [await self._view(pool, v) for v in vols if v.status != "creating"]
+
+    # --- update, rename, delete -------------------------------------------------------
+
+    async def update(
+        self,
+        pool_name: str,
+        name: str,
+        config: Mapping[str, str],
+        *,
+        description: str | None = None,
+        project: str = "default",
+    ) -> VolumeView:
+        """Apply config changes; a new ``size`` grows the volume (and its filesystem)."""
+        async with self._locked(pool_name, project, name):
+            pool, vol = await self._load(pool_name, project, name)
+            new = {k: v for k, v in config.items() if v != ""}
+            validate_volume_config(new)
+            for key in ("volatile.uuid", "block.type", "block.filesystem"):
+                if key in vol.config and new.get(key, vol.config[key]) != vol.config[key]:
+                    raise InvalidRequest(f'"{key}" cannot be changed on an existing volume')
+                if key in vol.config:
+                    new[key] = vol.config[key]
+            new.setdefault("size", vol.config["size"])
+            if vol.content_type == Content.FILESYSTEM:
+                new.setdefault("block.mount_options", vol.config.get("block.mount_options", ""))
+            if parse_size(new["size"]) != parse_size(vol.config["size"]):
+                runtime = await self.pools.runtime(pool)
+                mounted = self.mount_path(pool_name, project, name)
+                grown = await runtime.volumes.resize(
+                    _spec(vol, vol.content_type, vol.config),
+                    _array(vol),
+                    parse_size(new["size"]),
+                    mounted,
+                )
+                new["size"] = format_size(grown)
+            async with self.db.write() as conn:
+                values = {"description": description} if description is not None else {}
+                await st.update_volume(conn, vol.id, config=new, **values)
+        return await self.get(pool_name, name, project=project)
+
+    async def rename(
+        self, pool_name: str, name: str, new_name: str, *, project: str = "default"
+    ) -> VolumeView:
+        _check_name(new_name)
+        async with self._locked(pool_name, project, name):
+            _, vol = await self._load(pool_name, project, name)
+            if await self._mounted(pool_name, project, name):
+                raise Conflict(f"storage volume {name!r} is mounted; unmount it before renaming")
+            try:
+                async with self.db.write() as conn:
+                    await st.update_volume(conn, vol.id, name=new_name)
+            except NameTaken:
+                raise Conflict(f"storage volume {new_name!r} already exists") from None
+        return await self.get(pool_name, new_name, project=project)
+
+    async def _mounted(self, pool: str, project: str, name: str) -> bool:
+        return is_mounted(self.mount_path(pool, project, name))
+
+    async def delete(self, pool_name: str, name: str, *, project: str = "default") -> None:
+        """Delete the volume's snapshots, then the volume, on the array and in the state."""
+        async with self._locked(pool_name, project, name):
+            pool, vol = await self._load(pool_name, project, name)
+            runtime = await self.pools.runtime(pool)
+            await runtime.volumes.unmount(_array(vol), self.mount_path(pool_name, project, name))
+            async with self.db.write() as conn:
+                await st.update_volume(conn, vol.id, status="deleting")
+                snaps = await st.list_snapshots(conn, vol.id)
+            for snap in reversed(snaps):
+                if snap.array_id:
+                    await runtime.volumes.delete(snap.array_id)
+                async with self.db.write() as conn:
+                    await st.delete_snapshot(conn, snap.id)
+            if vol.array_id:
+                await runtime.volumes.delete(vol.array_id)
+            async with self.db.write() as conn:
+                await st.delete_volume(conn, vol.id)
+            with contextlib.suppress(OSError):
+                self.mount_path(pool_name, project, name).rmdir()
+
+    # --- mount ------------------------------------------------------------------------
+
+    async def mount(self, pool_name: str, name: str, *, project: str = "default") -> Path:
+        """Mount a filesystem volume at its path on this host (idempotent)."""
+        async with self._locked(pool_name, project, name):
+            pool, vol = await self._load(pool_name, project, name)
+            if vol.content_type != Content.FILESYSTEM:
+                raise InvalidRequest(f"storage volume {name!r} is a {vol.content_type} volume")
+            path = self.mount_path(pool_name, project, name)
+            runtime = await self.pools.runtime(pool)
+            await runtime.volumes.mount(_spec(vol, vol.content_type, vol.config), _array(vol), path)
+            return path
+
+    async def unmount(self, pool_name: str, name: str, *, project: str = "default") -> None:
+        async with self._locked(pool_name, project, name):
+            pool, vol = await self._load(pool_name, project, name)
+            runtime = await self.pools.runtime(pool)
+            await runtime.volumes.unmount(_array(vol), self.mount_path(pool_name, project, name))
+
+    # --- snapshots --------------------------------------------------------------------
+
+    async def snapshot(
+        self,
+        pool_name: str,
+        name: str,
+        snapshot: str,
+        *,
+        project: str = "default",
+        description: str = "",
+    ) -> str:
+        _check_name(snapshot)
+        async with self._locked(pool_name, project, name):
+            pool, vol = await self._load(pool_name, project, name)
+            runtime = await self.pools.runtime(pool)
+            config = {**vol.config, "volatile.uuid": str(uuid.uuid4())}
+            try:
+                async with self.db.write() as conn:
+                    row = await st.create_snapshot(
+                        conn, vol.id, snapshot, config, description=description
+                    )
+            except NameTaken:
+                raise Conflict(f"snapshot {snapshot!r} of {name!r} already exists") from None
+            try:
+                array_id = await runtime.volumes.snapshot(
+                    _spec(vol, vol.content_type, vol.config),
+                    _array(vol),
+                    uuid.UUID(config["volatile.uuid"]),
+                    self.mount_path(pool_name, project, name),
+                )
+            except BaseException:
+                async with self.db.write() as conn:
+                    await st.delete_snapshot(conn, row.id)
+                raise
+            try:
+                async with self.db.write() as conn:
+                    await st.update_snapshot(conn, row.id, status="created", array_id=array_id)
+            except BaseException:
+                await runtime.volumes.delete(array_id)
+                raise
+        return snapshot
+
+    async def _snapshot(self, vol: st.Volume, snapshot: str) -> st.Snapshot:
+        async with self.db.read() as conn:
+            snap = await st.get_snapshot(conn, vol.id, snapshot)
+        if snap is None or snap.status != "created":
+            raise NotFound(f"snapshot {snapshot!r} of {vol.name!r} not found")
+        return snap
+
+    async def snapshots(
+        self, pool_name: str, name: str, *, project: str = "default"
+    ) -> list[st.Snapshot]:
+        _, vol = await self._load(pool_name, project, name)
+        async with self.db.read() as conn:
+            return [s for s in await st.list_snapshots(conn, vol.id) if s.status == "created"]
+
+    async def rename_snapshot(
+        self, pool_name: str, name: str, snapshot: str, new_name: str, *, project: str = "default"
+    ) -> None:
+        _check_name(new_name)
+        async with self._locked(pool_name, project, name):
+            _, vol = await self._load(pool_name, project, name)
+            snap = await self._snapshot(vol, snapshot)
+            try:
+                async with self.db.write() as conn:
+                    await st.update_snapshot(conn, snap.id, name=new_name)
+            except NameTaken:
+                raise Conflict(f"snapshot {new_name!r} already exists") from None
+
+    async def delete_snapshot(
+        self, pool_name: str, name: str, snapshot: str, *, project: str = "default"
+    ) -> None:
+        async with self._locked(pool_name, project, name):
+            pool, vol = await self._load(pool_name, project, name)
+            snap = await self._snapshot(vol, snapshot)
+            if snap.array_id:
+                await (await self.pools.runtime(pool)).volumes.delete(snap.array_id)
+            async with self.db.write() as conn:
+                await st.delete_snapshot(conn, snap.id)
+
+    async def restore(
+        self, pool_name: str, name: str, snapshot: str, *, project: str = "default"
+    ) -> None:
+        async with self._locked(pool_name, project, name):
+            pool, vol = await self._load(pool_name, project, name)
+            snap = await self._snapshot(vol, snapshot)
+            runtime = await self.pools.runtime(pool)
+            await runtime.volumes.restore(
+                _spec(vol, vol.content_type, vol.config),
+                _array(vol),
+                _array(snap),
+                self.mount_path(pool_name, project, name),
+            )
+
+    # --- copy -------------------------------------------------------------------------
+
+    async def copy(
+        self,
+        source_pool: str,
+        source: str,
+        target_pool: str,
+        target: str,
+        *,
+        with_snapshots: bool = True,
+        config: Mapping[str, str] | None = None,
+        project: str = "default",
+        target_project: str | None = None,
+        progress: Progress | None = None,
+    ) -> VolumeView:
+        """Copy a custom volume (and, unless told otherwise, its snapshots)."""
+        _check_name(target)
+        dest_project = target_project or project
+        src_pool, vol = await self._load(source_pool, project, source)
+        dst_pool = await self.pools.record(target_pool)
+        if src_pool.id != dst_pool.id and src_pool.config.get(
+            "powerflex.gateway"
+        ) != dst_pool.config.get("powerflex.gateway"):
+            raise InvalidRequest("copies between pools of different gateways are not supported yet")
+        runtime = await self.pools.runtime(dst_pool)
+        overrides = {
+            k: v
+            for k, v in (config or {}).items()
+            if k in ("size", "block.type", "block.mount_options")
+        }
+        filled = {**vol.config, **overrides, "volatile.uuid": str(uuid.uuid4())}
+        if parse_size(filled["size"]) < parse_size(vol.config["size"]):
+            raise InvalidRequest("a copy cannot be smaller than its source")
+        async with self._locked(source_pool, project, source):
+            async with self.db.read() as conn:
+                snaps = [s for s in await st.list_snapshots(conn, vol.id) if s.status == "created"]
+            snaps = snaps if with_snapshots else []
+            try:
+                async with self.db.write() as conn:
+                    row = await st.create_volume(
+                        conn,
+                        dst_pool.id,
+                        dest_project,
+                        target,
+                        CUSTOM,
+                        vol.content_type,
+                        filled,
+                        description=vol.description,
+                    )
+            except NameTaken:
+                raise Conflict(
+                    f"storage volume {target!r} already exists in pool {target_pool!r}"
+                ) from None
+            snap_uuids = [uuid.uuid4() for _ in snaps]
+            plan = CopyPlan(
+                source=_spec(vol, vol.content_type, vol.config),
+                source_id=_array(vol),
+                target=_spec(row, vol.content_type, filled),
+                snapshot_ids=[_array(s) for s in snaps],
+                target_snapshot_uuids=snap_uuids,
+            )
+            try:
+                result = await runtime.volumes.copy(plan, progress)
+            except BaseException:
+                await self._forget(row.id)
+                raise
+            try:
+                async with self.db.write() as conn:
+                    await st.update_volume(
+                        conn, row.id, status="created", array_id=result.volume_id
+                    )
+                    for snap, snap_uuid, snap_id in zip(
+                        snaps, snap_uuids, result.snapshot_ids, strict=True
+                    ):
+                        made = await st.create_snapshot(
+                            conn,
+                            row.id,
+                            snap.name,
+                            {**snap.config, "volatile.uuid": str(snap_uuid)},
+                            description=snap.description,
+                            status="created",
+                        )
+                        await st.update_snapshot(conn, made.id, array_id=snap_id)
+            except BaseException:
+                for snap_id in [*result.snapshot_ids, result.volume_id]:
+                    await runtime.volumes.delete(snap_id)
+                await self._forget(row.id)
+                raise
+        return await self.get(target_pool, target, project=dest_project)
+
+
+def _array(record: st.Volume | st.Snapshot) -> str:
+    if not record.array_id:
+        raise Conflict(f"{record.name!r} has no array volume yet (an operation is under way)")
+    return record.array_id
+
+
+def _check_name(name: str) -> None:
+    if (
+        not name
+        or "/" in name
+        or name.startswith(".")
+        or len(name) > 255
+        or any(c.isspace() for c in name)
+    ):
+        raise InvalidRequest(f"invalid name {name!r}: no slashes, spaces or leading dots")
