@@ -296,7 +296,18 @@ class PowerFlexVolumes:
         async with self.attached(vol_id) as device:
             await _wait_size(device, size)
             if mounted_at is not None and is_mounted(mounted_at):
-                await self.fs.grow(device, spec.filesystem, mounted_at)
+                try:
+                    await self.fs.grow(device, spec.filesystem, mounted_at)
+                except CommandError:
+                    if spec.filesystem != "ext4":
+                        raise
+                    # Online ext4 growth needs CAP_SYS_RESOURCE; without it, grow offline.
+                    log.info("online resize of %s refused; growing it unmounted", vol_id)
+                    await self.fs.unmount(mounted_at)
+                    try:
+                        await self.fs.grow(device, spec.filesystem, None)
+                    finally:
+                        await self.fs.mount(device, mounted_at, spec.filesystem, spec.mount_options)
             elif spec.filesystem == "ext4":
                 await self.fs.grow(device, spec.filesystem, None)
             else:  # xfs and btrfs grow only while mounted

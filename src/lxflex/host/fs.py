@@ -62,8 +62,14 @@ class Filesystems:
             await self.runner.run(["umount", str(target)], timeout=120)
 
     async def grow(self, device: Path, fstype: str, mounted_at: Path | None) -> None:
-        """Grow the filesystem to the device's size; xfs and btrfs need it mounted."""
+        """Grow the filesystem to the device's size; xfs and btrfs need it mounted.
+
+        ext4 grows online when ``mounted_at`` is given (which needs CAP_SYS_RESOURCE),
+        offline otherwise.
+        """
         if fstype == "ext4":
+            if mounted_at is None:  # offline resize2fs insists on a fresh check
+                await self.runner.run(["e2fsck", "-f", "-p", str(device)], timeout=600)
             await self.runner.run(["resize2fs", str(device)], timeout=600)
         elif fstype == "xfs":
             await self.runner.run(["xfs_growfs", str(_need(mounted_at))], timeout=600)

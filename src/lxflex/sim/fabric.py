@@ -106,6 +106,17 @@ async def _run(*argv: str) -> str:
     return out.decode()
 
 
+async def _attach_loop(backing: str, *extra: str) -> str:
+    """A loop device over ``backing``. Direct I/O where the filesystem allows it: a buffered
+    loop device reads a sparse file's holes through the page cache, twenty times slower."""
+    try:
+        return (
+            await _run("losetup", "--find", "--show", "--direct-io=on", *extra, backing)
+        ).strip()
+    except FabricError:
+        return (await _run("losetup", "--find", "--show", *extra, backing)).strip()
+
+
 def _backing_file(loop: str) -> str | None:
     try:
         return (_SYS_BLOCK / Path(loop).name / "loop" / "backing_file").read_text().strip()
@@ -232,7 +243,7 @@ class Fabric:
 
     async def _attach(self, host: FabricHost, vol_id: str, kind: str, link: str) -> Device:
         backing = str(self.array.data.path(vol_id))
-        loop = (await _run("losetup", "--find", "--show", backing)).strip()
+        loop = await _attach_loop(backing)
         dev = Device(vol_id, loop, link, self.array.volumes[vol_id].size_kb * 1024, kind)
         target = host.by_id / link
         with contextlib.suppress(FileNotFoundError):
@@ -265,18 +276,7 @@ class Fabric:
         for number, (start, size) in table.items():
             if number in dev.parts:
                 continue
-            loop = (
-                await _run(
-                    "losetup",
-                    "--find",
-                    "--show",
-                    "--offset",
-                    str(start),
-                    "--sizelimit",
-                    str(size),
-                    backing,
-                )
-            ).strip()
+            loop = await _attach_loop(backing, "--offset", str(start), "--sizelimit", str(size))
             dev.parts[number] = (loop, start, size)
             link = host.by_id / f"{dev.link}-part{number}"
             with contextlib.suppress(FileNotFoundError):
