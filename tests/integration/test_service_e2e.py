@@ -50,11 +50,11 @@ def _settings(sim: Simulator, state: Path) -> HostSettings:
 
 @pytest.fixture
 async def stack(
-    no_leaked_loops: None, make_sim: SimFactory, password: str, tmp_path: Path
+    no_leaked_loops: None, make_sim: SimFactory, password: str, tmp_path: Path, db_url: str
 ) -> AsyncIterator[Stack]:
     sim = await make_sim(api_version="4.5")
     settings = _settings(sim, tmp_path / "lxflex")
-    db = await Database.open(f"sqlite:///{tmp_path}/lxflex/state.db")
+    db = await Database.open(db_url)
     runtimes = Runtimes(settings)
     pools = PoolService(db, runtimes)
     volumes = VolumeService(db, pools)
@@ -313,3 +313,122 @@ async def test_failed_mkfs_leaves_nothing(stack: Stack, tmp_path: Path) -> None:
     assert _leftovers(stack) == {"volumes": [], "mapped": [], "devices": []}
     assert await stack.volumes.all("pf") == []
     await asyncio.sleep(0)
+
+
+def _fault(stack: Stack, route: str, count: int = 1) -> None:
+    from lxflex.sim.control import Fault
+
+    stack.sim.faults.append(Fault(route=route, http_status=500, error_code=65, count=count))
+
+
+async def _state_rows(stack: Stack) -> tuple[list[str], list[str]]:
+    from lxflex.state import store as st
+
+    pool = await stack.pools.record("pf")
+    async with stack.db.read() as conn:
+        vols = await st.list_volumes(conn, pool.id)
+        snaps = [s.name for v in vols for s in await st.list_snapshots(conn, v.id)]
+    return [v.name for v in vols], snaps
+
+
+async def test_failed_snapshot_leaves_nothing(stack: Stack) -> None:
+    await stack.pools.create("pf", "powerflex", stack.config)
+    await stack.volumes.create("pf", "v", content_type="block")
+    _fault(stack, "POST /api/instances/System/action/snapshotVolumes")
+    with pytest.raises(DriverError):
+        await stack.volumes.snapshot("pf", "v", "s")
+    assert await _state_rows(stack) == (["v"], [])
+    assert len(stack.sim.array.volumes) == 1
+    await stack.volumes.snapshot("pf", "v", "s")  # works once the fault is spent
+    await stack.volumes.delete("pf", "v")
+
+
+@pytest.mark.parametrize(
+    "route",
+    [
+        "POST /api/types/Volume/instances",
+        "POST /api/instances/Volume::{id}/action/addMappedHost",
+        "POST /api/instances/System/action/snapshotVolumes",
+        "GET /api/instances/VTree::{id}/relationships/Volume",
+    ],
+)
+async def test_failed_copy_leaves_nothing(stack: Stack, route: str) -> None:
+    await stack.pools.create("pf", "powerflex", stack.config)
+    await stack.volumes.create("pf", "src", content_type="block")
+    await stack.volumes.snapshot("pf", "src", "s0")
+    before = sorted(stack.sim.array.volumes)
+    _fault(stack, route)
+    with pytest.raises(DriverError):
+        await stack.volumes.copy("pf", "src", "pf", "dst")
+    assert sorted(stack.sim.array.volumes) == before
+    assert _leftovers(stack)["mapped"] == []
+    assert _leftovers(stack)["devices"] == []
+    assert await _state_rows(stack) == (["src"], ["s0"])
+    await stack.volumes.delete("pf", "src")
+
+
+async def test_unreachable_targets_leave_nothing(stack: Stack) -> None:
+    # A storage-only address serves no hosts: connecting fails after the mapping.
+    await stack.pools.create("pf", "powerflex", {**stack.config, "powerflex.sdt": "127.0.1.11"})
+    with pytest.raises(DriverError, match="no NVMe/TCP target answered"):
+        await stack.volumes.create("pf", "fs")
+    assert _leftovers(stack) == {"volumes": [], "mapped": [], "devices": []}
+    assert await _state_rows(stack) == ([], [])
+
+
+@pytest.mark.parametrize("fstype", ["ext4", "xfs"])
+async def test_filesystem_copy_mounts_beside_its_source(stack: Stack, fstype: str) -> None:
+    await stack.pools.create("pf", "powerflex", stack.config)
+    await stack.volumes.create("pf", "orig", config={"block.filesystem": fstype})
+    path = await stack.volumes.mount("pf", "orig")
+    (path / "hello").write_text("copied data")
+    await stack.volumes.unmount("pf", "orig")
+    copy = await stack.volumes.copy("pf", "orig", "pf", "twin", config={"size": "16GiB"})
+    assert copy.config["size"] == "16GiB"
+    first = await stack.volumes.mount("pf", "orig")
+    second = await stack.volumes.mount("pf", "twin")  # a duplicate UUID would refuse this
+    assert (second / "hello").read_text() == "copied data"
+    stats = os.statvfs(second)
+    assert stats.f_blocks * stats.f_frsize > 12 * GIB  # grown to the larger size
+    assert first != second
+    for name in ("orig", "twin"):
+        await stack.volumes.unmount("pf", name)
+        await stack.volumes.delete("pf", name)
+    assert _leftovers(stack) == {"volumes": [], "mapped": [], "devices": []}
+
+
+async def test_copy_without_clone_copy_is_an_array_snapshot(stack: Stack) -> None:
+    await stack.pools.create("pf", "powerflex", {**stack.config, "powerflex.clone_copy": "false"})
+    await stack.volumes.create("pf", "base", content_type="block")
+    copy = await stack.volumes.copy("pf", "base", "pf", "quick", with_snapshots=False)
+    assert copy.snapshots == []
+    base = (await stack.volumes._load("pf", "default", "base"))[1]
+    quick = (await stack.volumes._load("pf", "default", "quick"))[1]
+    assert base.array_id is not None
+    assert quick.array_id is not None
+    arr = stack.sim.array.volumes
+    assert arr[quick.array_id].vtree_id == arr[base.array_id].vtree_id
+    assert arr[quick.array_id].name is not None
+    assert not arr[quick.array_id].name.startswith("s")  # a volume of its own, not a snapshot name
+    await stack.volumes.delete("pf", "quick")
+    await stack.volumes.delete("pf", "base")
+    assert _leftovers(stack)["volumes"] == []
+
+
+async def test_thick_volumes_show_in_pool_usage(stack: Stack) -> None:
+    await stack.pools.create("pf", "powerflex", stack.config)
+    used0, _ = await stack.pools.resources("pf")
+    await stack.volumes.create("pf", "thin1", content_type="block", config={"size": "16GiB"})
+    used1, _ = await stack.pools.resources("pf")
+    await stack.volumes.create(
+        "pf", "thick1", content_type="block", config={"size": "16GiB", "block.type": "thick"}
+    )
+    used2, _ = await stack.pools.resources("pf")
+    assert used1 - used0 < GIB  # thin: nothing written, nothing used
+    assert used2 - used1 == 16 * GIB  # thick: reserved in full
+    view = await stack.volumes.get("pf", "thick1")
+    assert view.config["block.type"] == "thick"
+    with pytest.raises(InvalidRequest, match="cannot be changed"):
+        await stack.volumes.update("pf", "thick1", {"block.type": "thin"})
+    for name in ("thin1", "thick1"):
+        await stack.volumes.delete("pf", name)

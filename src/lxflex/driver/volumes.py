@@ -333,12 +333,15 @@ class PowerFlexVolumes:
             if progress is not None:
                 progress(done + offset, total)
 
-        target_id = await self.client.create_volume(
-            self.pool.pool_id,
-            self.rounded(max(plan.target.size, plan.source.size)),
-            self.array_name(plan.target),
-            thin=plan.target.thin,
-        )
+        try:
+            target_id = await self.client.create_volume(
+                self.pool.pool_id,
+                self.rounded(max(plan.target.size, plan.source.size)),
+                self.array_name(plan.target),
+                thin=plan.target.thin,
+            )
+        except PowerFlexError as exc:
+            raise _wrap("copy", exc) from exc
         made: list[str] = []
         written = 0
         try:
