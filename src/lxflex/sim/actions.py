@@ -91,7 +91,7 @@ async def volume_action(request: web.Request) -> web.StreamResponse:
         if action == "overwriteVolumeContent":
             await sim.fabric.flush(vol_id)
         elif action != "setVolumeName":
-            await sim.settle()
+            sim.settle()
     await sim.commit()
     return ok({})
 

@@ -29,6 +29,9 @@ class Result:
     rc: int = 0
     stdout: list[str] = field(default_factory=list)
     stderr: list[str] = field(default_factory=list)
+    # New controllers scan their namespaces after the command returns, as the kernel does:
+    # the caller lets the fabric catch up in the background.
+    settle: bool = False
 
     def as_dict(self) -> dict[str, object]:
         out = "".join(line + "\n" for line in self.stdout)
@@ -91,7 +94,7 @@ async def run_nvme(fabric: Fabric, host: FabricHost, argv: list[str]) -> Result:
             else:
                 for traddr, nvme_port in entries:
                     fabric.connect(host, hostnqn, subnqn, traddr, nvme_port)
-                await fabric.reconcile()
+                res.settle = True
         elif cmd == "connect":
             name = fabric.connect(
                 host, _hostnqn(host, args.hostnqn), args.nqn, args.traddr, args.trsvcid or 4420
@@ -101,7 +104,7 @@ async def run_nvme(fabric: Fabric, host: FabricHost, argv: list[str]) -> Result:
                     "Failed to write to /dev/nvme-fabrics: Operation already in progress", 114
                 )
             res.stdout.append(f"device: {name}")
-            await fabric.reconcile()
+            res.settle = True
         elif cmd == "disconnect":
             if not args.nqn and not args.device:
                 raise FabricError("disconnect: need -n NQN or -d DEVICE", 22)

@@ -212,6 +212,8 @@ async def fabric_command(request: web.Request) -> web.StreamResponse:
             result = await run_nvme(sim.fabric, host, argv)
         else:
             result = await run_drvcfg(sim.fabric, host, argv)
+    if result.settle:
+        sim.settle()
     return ok(result.as_dict())
 
 

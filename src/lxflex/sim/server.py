@@ -57,6 +57,7 @@ class SimConfig:
     token_idle: float | None = None
     fabric: bool = True
     by_id_dir: Path | None = None
+    fabric_delay: float = 0.0  # seconds between a mapping change and the host seeing it
 
     def __repr__(self) -> str:  # the admin password stays out of reprs and logs
         return f"SimConfig(state_dir={str(self.state_dir)!r}, api_version={self.api_version!r})"
@@ -90,6 +91,8 @@ class Simulator:
         self.fabric = Fabric(self.array, self.state_dir, "", None)
         self._runner: web.AppRunner | None = None
         self._flush: asyncio.Future[None] | None = None
+        self._settle_pending = False
+        self._settling: set[asyncio.Future[None]] = set()
 
     # --- state ------------------------------------------------------------------------
 
@@ -137,8 +140,23 @@ class Simulator:
             self.down = None
             self.save()
 
-    async def settle(self) -> None:
-        """Let the fabric follow a mapping change; a host-side failure never fails the call."""
+    def settle(self) -> None:
+        """Let the fabric follow a mapping change, as the kernel does: after the gateway
+        has answered, not before (devices and links appear asynchronously, as with udev).
+
+        Changes that arrive while a run is pending join it; a host-side failure is
+        logged and never fails the gateway call.
+        """
+        if self._settle_pending:
+            return
+        self._settle_pending = True
+        task = asyncio.ensure_future(self._settle_later())
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
+    async def _settle_later(self) -> None:
+        await asyncio.sleep(self.config.fabric_delay)
+        self._settle_pending = False  # later changes schedule another run
         try:
             await self.fabric.reconcile()
         except FabricError as exc:
@@ -224,6 +242,8 @@ class Simulator:
             return self.fabric.add_host(name, Path(by_id) if by_id else None, sdc.guid)
 
     async def stop(self) -> None:
+        if self._settling:
+            await asyncio.gather(*self._settling, return_exceptions=True)
         await self.fabric.shutdown()
         if self._runner is not None:
             await self._runner.cleanup()
