@@ -28,11 +28,11 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
-    async with stack() as s:
+    async with stack() as (sim, s):
         await s.volumes.create("pf", "anchor", content_type="block")
         await s.volumes.create("pf", "att", content_type="block")
-        anchor = (await s.volumes._load("pf", "default", "anchor"))[1].array_id
-        vol_id = (await s.volumes._load("pf", "default", "att"))[1].array_id
+        anchor = (await s.volumes.record("pf", "anchor")).array_id
+        vol_id = (await s.volumes.record("pf", "att")).array_id
         assert vol_id is not None
         assert anchor is not None
         driver = (await s.pools.runtime(await s.pools.record("pf"))).volumes
@@ -54,11 +54,11 @@ async def main() -> None:
 
         counts = {}
         for content in ("block", "filesystem"):
-            s.sim.counters.clear()
+            sim.counters.clear()
             await s.volumes.create("pf", f"cycle-{content}", content_type=content)
-            created = sum(s.sim.counters.values())
+            created = sum(sim.counters.values())
             await s.volumes.delete("pf", f"cycle-{content}")
-            counts[content] = (created, sum(s.sim.counters.values()) - created)
+            counts[content] = (created, sum(sim.counters.values()) - created)
     ms = [x * 1000 for x in lags]
     print(f"{args.rounds} attach rounds over the emulated NVMe/TCP fabric")
     print(

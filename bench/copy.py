@@ -28,12 +28,12 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-mib", type=int, default=1024)
     args = parser.parse_args()
-    async with stack() as s:
+    async with stack() as (sim, s):
         for name in ("source", "by-lxflex", "by-dd"):
             await s.volumes.create("pf", name, content_type="block", config={"size": "8GiB"})
         ids = {}
         for name in ("source", "by-lxflex", "by-dd"):
-            ids[name] = (await s.volumes._load("pf", "default", name))[1].array_id
+            ids[name] = (await s.volumes.record("pf", name)).array_id
         driver = (await s.pools.runtime(await s.pools.record("pf"))).volumes
         rng = random.Random(42)
         slots = rng.sample(range(8 * GIB // MIB), args.data_mib)
@@ -58,7 +58,7 @@ async def main() -> None:
                 )
                 theirs = time.perf_counter() - started
                 same_dd = subprocess.run(["cmp", str(src), str(dst)], check=False).returncode == 0
-        alloc = {n: s.sim.data.allocated(i) for n, i in ids.items() if i}
+        alloc = {n: sim.data.allocated(i) for n, i in ids.items() if i}
         data = args.data_mib * MIB
         print(f"source: 8 GiB thin volume, {args.data_mib} MiB random data in 1 MiB extents")
         print(f"{'copier':<10}{'seconds':>9}{'target allocated':>20}{'x data':>8}")

@@ -1,5 +1,5 @@
-"""A full storage stack for benchmarks: simulator with fabric emulation (needs root),
-SQLite state and the service, all on this host, in one temporary directory."""
+"""A full storage stack for benchmarks: simulator with fabric emulation (needs root) and
+the storage service on SQLite, all on this host, in one temporary directory."""
 
 from __future__ import annotations
 
@@ -7,25 +7,16 @@ import secrets
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from lxflex.host.nvme import NvmeConfig
-from lxflex.service import HostSettings, PoolService, Runtimes, VolumeService
+from lxflex.service import HostSettings, Storage
 from lxflex.sim import SimConfig, Simulator
-from lxflex.state import Database
-
-
-@dataclass
-class Stack:
-    sim: Simulator
-    pools: PoolService
-    volumes: VolumeService
-    runtimes: Runtimes
 
 
 @asynccontextmanager
-async def stack(api_version: str = "4.5") -> AsyncIterator[Stack]:
+async def stack(api_version: str = "4.5") -> AsyncIterator[tuple[Simulator, Storage]]:
+    """The simulator and the service, with pool ``pf`` on the simulator's ``sp1``."""
     password = secrets.token_urlsafe(16)
     with tempfile.TemporaryDirectory(prefix="lxflex-bench-") as tmp:
         root = Path(tmp)
@@ -39,11 +30,9 @@ async def stack(api_version: str = "4.5") -> AsyncIterator[Stack]:
             nvme=NvmeConfig(nvme=str(host.bin_dir / "nvme"), by_id=host.by_id, sys=host.sys_root),
             host_root=host.root,
         )
-        db = await Database.open(f"sqlite:///{root}/lxflex/state.db")
-        runtimes = Runtimes(settings)
-        pools = PoolService(db, runtimes)
+        storage = await Storage.open(settings)
         try:
-            await pools.create(
+            await storage.pools.create(
                 "pf",
                 "powerflex",
                 {
@@ -53,8 +42,7 @@ async def stack(api_version: str = "4.5") -> AsyncIterator[Stack]:
                     "powerflex.domain": "pd1",
                 },
             )
-            yield Stack(sim, pools, VolumeService(db, pools), runtimes)
+            yield sim, storage
         finally:
-            await runtimes.close()
-            await db.close()
+            await storage.close()
             await sim.stop()

@@ -86,8 +86,9 @@ def test_shim_without_simulator_explains() -> None:
 def test_demo_runs_end_to_end(root_only: None, tmp_path: Path) -> None:
     res = _run(str(BIN / "lxflex-demo"), "--state-dir", str(tmp_path / "demo"))
     assert res.returncode == 0, res.stderr
-    assert "read back b'lxflex demo: original content\\n': OK" in res.stdout
-    assert "device gone" in res.stdout
+    assert "hello.txt reads 'written before the snapshot'" in res.stdout
+    assert "data-copy with snapshots ['snap0']" in res.stdout
+    assert "nothing left" in res.stdout
     loops = _run("losetup", "-a").stdout
     assert str(tmp_path) not in loops
 

@@ -17,7 +17,7 @@ from lxflex.driver.errors import Conflict, DriverError, InvalidRequest, NotFound
 from lxflex.host.fs import is_mounted
 from lxflex.host.nvme import NvmeConfig
 from lxflex.host.runner import CommandError
-from lxflex.service import HostSettings, PoolService, Runtimes, VolumeService
+from lxflex.service import HostSettings, PoolService, Storage, VolumeService
 from lxflex.sim import Simulator
 from lxflex.state import Database
 
@@ -54,10 +54,8 @@ async def stack(
 ) -> AsyncIterator[Stack]:
     sim = await make_sim(api_version="4.5")
     settings = _settings(sim, tmp_path / "lxflex")
-    db = await Database.open(db_url)
-    runtimes = Runtimes(settings)
-    pools = PoolService(db, runtimes)
-    volumes = VolumeService(db, pools)
+    storage = await Storage.open(settings, db_url)
+    db, pools, volumes = storage.db, storage.pools, storage.volumes
     config = {
         "powerflex.gateway": sim.url,
         "powerflex.user.password": password,
@@ -73,8 +71,7 @@ async def stack(
         for target in sorted(mounts.split(), reverse=True):
             if target.startswith(str(tmp_path)):
                 subprocess.run(["umount", "-l", target], check=False)
-        await runtimes.close()
-        await db.close()
+        await storage.close()
 
 
 def _leftovers(stack: Stack) -> dict[str, object]:
@@ -124,6 +121,7 @@ async def test_pool_create_show_resources_delete(stack: Stack, password: str) ->
             "no storage pool",
         ),
         ({"volume.size": "12GiB"}, "volume.size", "multiple of 8GiB"),
+        ({"powerflex.mode": "sdc"}, "powerflex.mode", "not available in this version"),
     ],
 )
 async def test_pool_create_checks_everything_first(
@@ -191,8 +189,7 @@ async def test_block_volume_copy_keeps_data_and_stays_thin(stack: Stack) -> None
     await stack.pools.create("pf", "powerflex", stack.config)
     await stack.volumes.create("pf", "blk", content_type="block", config={"size": "8GiB"})
     runtime = await stack.pools.runtime(await stack.pools.record("pf"))
-    source = await stack.volumes._load("pf", "default", "blk")
-    src_id = source[1].array_id
+    src_id = (await stack.volumes.record("pf", "blk")).array_id
     assert src_id is not None
     chunks = {0: os.urandom(65536), 3 * GIB: os.urandom(1 << 20), 8 * GIB - 4096: os.urandom(4096)}
     async with runtime.volumes.attached(src_id) as device:
@@ -210,7 +207,7 @@ async def test_block_volume_copy_keeps_data_and_stays_thin(stack: Stack) -> None
     )
     assert copy.snapshots == ["s0"]
     assert seen[-1][0] == seen[-1][1]
-    target = (await stack.volumes._load("pf", "default", "blk-copy"))[1]
+    target = await stack.volumes.record("pf", "blk-copy")
     assert target.array_id is not None
     assert (
         stack.sim.array.volumes[target.array_id].vtree_id
@@ -233,7 +230,7 @@ async def test_block_volume_copy_keeps_data_and_stays_thin(stack: Stack) -> None
 async def test_snapshot_limit_checked_first(stack: Stack) -> None:
     await stack.pools.create("pf", "powerflex", stack.config)
     await stack.volumes.create("pf", "lim", content_type="block")
-    vol = (await stack.volumes._load("pf", "default", "lim"))[1]
+    vol = await stack.volumes.record("pf", "lim")
     runtime = await stack.pools.runtime(await stack.pools.record("pf"))
     from lxflex.powerflex import SnapshotDef
 
@@ -402,8 +399,8 @@ async def test_copy_without_clone_copy_is_an_array_snapshot(stack: Stack) -> Non
     await stack.volumes.create("pf", "base", content_type="block")
     copy = await stack.volumes.copy("pf", "base", "pf", "quick", with_snapshots=False)
     assert copy.snapshots == []
-    base = (await stack.volumes._load("pf", "default", "base"))[1]
-    quick = (await stack.volumes._load("pf", "default", "quick"))[1]
+    base = await stack.volumes.record("pf", "base")
+    quick = await stack.volumes.record("pf", "quick")
     assert base.array_id is not None
     assert quick.array_id is not None
     arr = stack.sim.array.volumes
@@ -431,4 +428,24 @@ async def test_thick_volumes_show_in_pool_usage(stack: Stack) -> None:
     with pytest.raises(InvalidRequest, match="cannot be changed"):
         await stack.volumes.update("pf", "thick1", {"block.type": "thin"})
     for name in ("thin1", "thick1"):
+        await stack.volumes.delete("pf", name)
+
+
+async def test_copy_after_growth_with_an_older_smaller_snapshot(stack: Stack) -> None:
+    await stack.pools.create("pf", "powerflex", stack.config)
+    await stack.volumes.create("pf", "grown")
+    path = await stack.volumes.mount("pf", "grown")
+    (path / "v").write_text("one")
+    await stack.volumes.snapshot("pf", "grown", "small")
+    await stack.volumes.update("pf", "grown", {"size": "24GiB"})
+    (path / "v").write_text("two")
+    await stack.volumes.unmount("pf", "grown")
+    copy = await stack.volumes.copy("pf", "grown", "pf", "grown-copy")
+    assert copy.config["size"] == "24GiB"
+    copied = await stack.volumes.mount("pf", "grown-copy")
+    assert (copied / "v").read_text() == "two"
+    await stack.volumes.restore("pf", "grown-copy", "small")
+    assert (copied / "v").read_text() == "one"
+    for name in ("grown-copy", "grown"):
+        await stack.volumes.unmount("pf", name)
         await stack.volumes.delete("pf", name)

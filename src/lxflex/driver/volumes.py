@@ -370,8 +370,10 @@ class PowerFlexVolumes:
         self, plan: CopyPlan, source_id: str, target_id: str, fresh: bool, step: Progress
     ) -> int:
         async with self.attached(source_id) as src, self.attached(target_id) as dst:
+            # The whole source: an older snapshot may be smaller than the volume is now;
+            # the target is at least as large as the largest.
             result = await asyncio.to_thread(
-                copy_blocks, src, dst, length=plan.source.size, target_zeroed=fresh, progress=step
+                copy_blocks, src, dst, target_zeroed=fresh, progress=step
             )
             if plan.target.is_filesystem:
                 await self.fs.new_identity(dst, plan.target.filesystem)

@@ -2,6 +2,15 @@
 
 from .pools import PoolService, PoolView
 from .runtime import HostSettings, Runtimes
+from .storage import Storage
 from .volumes import VolumeService, VolumeView
 
-__all__ = ["HostSettings", "PoolService", "PoolView", "Runtimes", "VolumeService", "VolumeView"]
+__all__ = [
+    "HostSettings",
+    "PoolService",
+    "PoolView",
+    "Runtimes",
+    "Storage",
+    "VolumeService",
+    "VolumeView",
+]

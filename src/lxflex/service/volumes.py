@@ -83,6 +83,10 @@ class VolumeService:
             raise NotFound(f"storage volume {name!r} not found in pool {pool_name!r}")
         return pool, vol
 
+    async def record(self, pool_name: str, name: str, *, project: str = "default") -> st.Volume:
+        """The stored record of a volume (with its array ID), for tools and diagnostics."""
+        return (await self._load(pool_name, project, name))[1]
+
     async def _view(self, pool: st.Pool, vol: st.Volume) -> VolumeView:
         async with self.db.read() as conn:
             snaps = await st.list_snapshots(conn, vol.id)

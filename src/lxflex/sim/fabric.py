@@ -3,8 +3,9 @@
 Theory of operation: an emulated host has a directory tree under
 ``<state>/hosts/<name>/`` with a ``dev/disk/by-id`` directory (or one given on the command
 line), a fake ``sys`` tree (``sys/class/nvme/nvmeN/{subsysnqn,hostnqn,transport,address,
-state}`` and ``sys/module/{nvme_tcp,nvme_fabrics,scini}``) and ``bin/nvme`` and
-``bin/drv_cfg`` wrappers that run the shims against this simulator.
+state}`` and ``sys/module/{nvme_tcp,nvme_fabrics,scini}``), ``bin/nvme`` and
+``bin/drv_cfg`` wrappers that run the shims against this simulator, and
+``opt/emc/scaleio/sdc/bin/drv_cfg`` linked to the latter, where the SDC package puts it.
 
 :meth:`Fabric.reconcile` computes, per host, which volumes the kernel would expose:
 
@@ -149,6 +150,11 @@ class Fabric:
         shutil.rmtree(host.sys_root / "class" / "nvme", ignore_errors=True)
         (host.sys_root / "class" / "nvme").mkdir(parents=True, exist_ok=True)
         self._write_wrappers(host)
+        # The SDC tooling where the real package installs it, for mode discovery.
+        drv_cfg = host.root / "opt" / "emc" / "scaleio" / "sdc" / "bin" / "drv_cfg"
+        drv_cfg.parent.mkdir(parents=True, exist_ok=True)
+        if not drv_cfg.is_symlink():
+            drv_cfg.symlink_to(host.bin_dir / "drv_cfg")
         self.hosts[name] = host
         return host
 

@@ -1,0 +1,46 @@
+"""The storage service as one object: state, runtimes, pools and volumes together."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+
+from ..host.runner import Runner
+from ..state import Database
+from ..state import store as st
+from .pools import PoolService
+from .runtime import HostSettings, Runtimes
+from .volumes import VolumeService
+
+__all__ = ["Storage"]
+
+
+@dataclass
+class Storage:
+    db: Database
+    runtimes: Runtimes
+    pools: PoolService
+    volumes: VolumeService
+
+    @classmethod
+    async def open(
+        cls, settings: HostSettings, db_url: str | None = None, runner: Runner | None = None
+    ) -> Storage:
+        """Open (and migrate) the state, and register this server in it.
+
+        ``db_url`` defaults to SQLite at ``<state>/lxflex.db``.
+        """
+        db = await Database.open(db_url or f"sqlite:///{settings.state_dir}/lxflex.db")
+        try:
+            runtimes = Runtimes(settings, runner)
+            async with db.write() as conn:
+                await st.ensure_server(conn, runtimes.uuid, socket.gethostname())
+        except BaseException:
+            await db.close()
+            raise
+        pools = PoolService(db, runtimes)
+        return cls(db, runtimes, pools, VolumeService(db, pools))
+
+    async def close(self) -> None:
+        await self.runtimes.close()
+        await self.db.close()
