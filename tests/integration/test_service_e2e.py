@@ -449,3 +449,67 @@ async def test_copy_after_growth_with_an_older_smaller_snapshot(stack: Stack) ->
     for name in ("grown-copy", "grown"):
         await stack.volumes.unmount("pf", name)
         await stack.volumes.delete("pf", name)
+
+
+async def test_attach_is_reference_counted_and_idempotent(stack: Stack) -> None:
+    await stack.pools.create("pf", "powerflex", stack.config)
+    await stack.volumes.create("pf", "rc", content_type="block")
+    vol_id = (await stack.volumes.record("pf", "rc")).array_id
+    assert vol_id is not None
+    attacher = (await stack.pools.runtime(await stack.pools.record("pf"))).volumes.attacher
+    first = await attacher.attach(vol_id)
+    second = await attacher.attach(vol_id)
+    assert first == second
+    assert len(stack.sim.array.volumes[vol_id].mappings) == 1
+    await attacher.detach(vol_id)
+    assert stack.sim.array.volumes[vol_id].mappings  # one user left
+    await attacher.detach(vol_id)
+    assert not stack.sim.array.volumes[vol_id].mappings
+    await attacher.detach(vol_id)  # detaching a detached volume is not an error
+    await stack.volumes.delete("pf", "rc")
+
+
+async def test_delete_of_a_volume_gone_from_the_array(stack: Stack) -> None:
+    await stack.pools.create("pf", "powerflex", stack.config)
+    await stack.volumes.create("pf", "ghost", content_type="block")
+    await stack.volumes.snapshot("pf", "ghost", "s")
+    runtime = await stack.pools.runtime(await stack.pools.record("pf"))
+    from lxflex.powerflex import RemoveMode
+
+    vol_id = (await stack.volumes.record("pf", "ghost")).array_id
+    assert vol_id is not None
+    await runtime.client.remove_volume(vol_id, RemoveMode.WHOLE_VTREE)  # behind lxflex's back
+    await stack.volumes.delete("pf", "ghost")
+    assert await _state_rows(stack) == ([], [])
+
+
+async def test_failed_delete_can_be_retried(stack: Stack) -> None:
+    await stack.pools.create("pf", "powerflex", stack.config)
+    await stack.volumes.create("pf", "sticky", content_type="block")
+    await stack.volumes.snapshot("pf", "sticky", "s")
+    _fault(stack, "POST /api/instances/Volume::{id}/action/removeVolume")
+    with pytest.raises(DriverError):
+        await stack.volumes.delete("pf", "sticky")
+    await stack.volumes.delete("pf", "sticky")
+    assert _leftovers(stack) == {"volumes": [], "mapped": [], "devices": []}
+    assert await _state_rows(stack) == ([], [])
+
+
+async def test_failed_resize_and_restore_change_nothing(stack: Stack) -> None:
+    await stack.pools.create("pf", "powerflex", stack.config)
+    await stack.volumes.create("pf", "firm")
+    path = await stack.volumes.mount("pf", "firm")
+    (path / "f").write_text("kept")
+    await stack.volumes.snapshot("pf", "firm", "s")
+    _fault(stack, "POST /api/instances/Volume::{id}/action/setVolumeSize")
+    with pytest.raises(DriverError):
+        await stack.volumes.update("pf", "firm", {"size": "16GiB"})
+    assert (await stack.volumes.get("pf", "firm")).config["size"] == "8GiB"
+    _fault(stack, "POST /api/instances/Volume::{id}/action/overwriteVolumeContent")
+    (path / "f").write_text("newer")
+    with pytest.raises(DriverError):
+        await stack.volumes.restore("pf", "firm", "s")
+    assert is_mounted(path)  # remounted after the failed restore
+    assert (path / "f").read_text() == "newer"
+    await stack.volumes.unmount("pf", "firm")
+    await stack.volumes.delete("pf", "firm")
