@@ -15,15 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import secrets
 import tempfile
 from pathlib import Path
 
 import click
 
-from .host.nvme import NvmeConfig
-from .service import HostSettings, Storage
-from .sim import SimConfig, Simulator
+from .embedded import embedded
+from .service import Storage
 
 GIB = 1024**3
 
@@ -33,50 +31,31 @@ def _say(step: str, detail: str = "") -> None:
 
 
 async def _run(state_dir: Path) -> None:
-    password = secrets.token_urlsafe(16)
-    sim = Simulator(SimConfig(state_dir=state_dir / "sim", admin_password=password))
-    url = await sim.start()
-    click.echo(f"lxflex-sim (PowerFlex API {sim.array.api_version}) serving {url}")
-    host = sim.fabric.hosts["local"]
-    settings = HostSettings(
-        state_dir=state_dir / "lxflex",
-        nvme=NvmeConfig(nvme=str(host.bin_dir / "nvme"), by_id=host.by_id, sys=host.sys_root),
-        host_root=host.root,
-    )
-    storage = await Storage.open(settings)
-    try:
-        pool = await storage.pools.create(
-            "pf",
-            "powerflex",
-            {
-                "powerflex.gateway": url,
-                "powerflex.user.password": password,
-                "powerflex.pool": "sp1",
-                "powerflex.domain": "pd1",
-            },
-        )
-        cfg = pool.config
-        _say(
-            "pool",
-            f"pf: mode {cfg['powerflex.mode']}, targets {cfg['powerflex.sdt']}, "
-            f"PowerFlex API {cfg['volatile.powerflex.version']}",
-        )
-        if os.geteuid() != 0:
-            await storage.volumes.create("pf", "blk", content_type="block")
-            _say("volume", "blk (block, 8GiB) created; the host part needs root: stopping here")
-            await storage.volumes.delete("pf", "blk")
-        else:
-            await _host_part(storage)
-        await storage.pools.delete("pf")
-        _say("cleanup", "volumes and pool removed; nothing left on the array or the host")
-        _say("requests", f"{sum(sim.counters.values())} gateway requests in all")
-    finally:
-        # After a failure, leave no mount behind (the volumes go with the simulator's state).
-        for name in ("data-copy", "data"):
-            with contextlib.suppress(Exception):
-                await storage.volumes.unmount("pf", name)
-        await storage.close()
-        await sim.stop()
+    async with embedded(state_dir) as env:
+        click.echo(f"lxflex-sim (PowerFlex API {env.sim.array.api_version}) serving {env.sim.url}")
+        storage = env.storage
+        try:
+            pool = await storage.pools.create("pf", "powerflex", env.pool_config())
+            cfg = pool.config
+            _say(
+                "pool",
+                f"pf: mode {cfg['powerflex.mode']}, targets {cfg['powerflex.sdt']}, "
+                f"PowerFlex API {cfg['volatile.powerflex.version']}",
+            )
+            if os.geteuid() != 0:
+                await storage.volumes.create("pf", "blk", content_type="block")
+                _say("volume", "blk (block, 8GiB) created; the host part needs root: stopping here")
+                await storage.volumes.delete("pf", "blk")
+            else:
+                await _host_part(storage)
+            await storage.pools.delete("pf")
+            _say("cleanup", "volumes and pool removed; nothing left on the array or the host")
+            _say("requests", f"{sum(env.sim.counters.values())} gateway requests in all")
+        finally:
+            # After a failure, leave no mount behind (the volumes go with the state dir).
+            for name in ("data-copy", "data"):
+                with contextlib.suppress(Exception):
+                    await storage.volumes.unmount("pf", name)
 
 
 async def _host_part(storage: Storage) -> None:

@@ -14,8 +14,8 @@ import pytest
 
 from lxflex.driver.config import ConfigError
 from lxflex.driver.errors import Conflict, DriverError, InvalidRequest, NotFound
+from lxflex.embedded import host_settings
 from lxflex.host.fs import is_mounted
-from lxflex.host.nvme import NvmeConfig
 from lxflex.host.runner import CommandError
 from lxflex.service import HostSettings, PoolService, Storage, VolumeService
 from lxflex.sim import Simulator
@@ -39,21 +39,12 @@ class Stack:
         return dict(self.sim.array.volumes)
 
 
-def _settings(sim: Simulator, state: Path) -> HostSettings:
-    host = sim.fabric.hosts["local"]
-    return HostSettings(
-        state_dir=state,
-        nvme=NvmeConfig(nvme=str(host.bin_dir / "nvme"), by_id=host.by_id, sys=host.sys_root),
-        host_root=host.root,
-    )
-
-
 @pytest.fixture
 async def stack(
     no_leaked_loops: None, make_sim: SimFactory, password: str, tmp_path: Path, db_url: str
 ) -> AsyncIterator[Stack]:
     sim = await make_sim(api_version="4.5")
-    settings = _settings(sim, tmp_path / "lxflex")
+    settings = host_settings(sim, tmp_path / "lxflex")
     storage = await Storage.open(settings, db_url)
     db, pools, volumes = storage.db, storage.pools, storage.volumes
     config = {
