@@ -114,6 +114,20 @@ def _read_only(_: str) -> None:
     raise ValueError("is read-only")
 
 
+_EXPIRY = re.compile(r"^(\d+[MHdwmy])( \d+[MHdwmy])*$")
+
+
+def _expiry(value: str) -> None:
+    """LXD's expiry: space-separated amounts with units M (minutes), H, d, w, m, y."""
+    if not _EXPIRY.match(value):
+        raise ValueError("must be like 3d, 2w, 1m or 6H (several joined by spaces)")
+
+
+def _pattern(value: str) -> None:
+    if "/" in value or not value.strip():
+        raise ValueError("must be a snapshot name pattern without slashes, like snap%d")
+
+
 @dataclass(frozen=True)
 class Key:
     default: str | None
@@ -184,6 +198,10 @@ POOL_KEYS: dict[str, Key] = {
     "volume.block.mount_options": Key(
         "discard", lambda v: None, "Default mount options of new filesystem volumes."
     ),
+    "volume.snapshots.expiry": Key("", _expiry, "Default snapshots.expiry of new volumes."),
+    "volume.snapshots.pattern": Key(
+        "snap%d", _pattern, "Default snapshots.pattern of new volumes."
+    ),
     "volatile.powerflex.version": Key(
         None,
         _read_only,
@@ -222,6 +240,10 @@ VOLUME_KEYS: dict[str, Key] = {
 
 def _check(keys: Mapping[str, Key], config: Mapping[str, str], what: str) -> None:
     for key, value in config.items():
+        if key.startswith("user."):
+            if not isinstance(value, str):
+                raise ConfigError(key, "must be a string")
+            continue  # free-form keys for the user, as in LXD
         spec = keys.get(key)
         if spec is None:
             raise ConfigError(key, f"unknown {what} configuration key")

@@ -11,14 +11,18 @@ volume's ``volatile.uuid``, so renames touch only the state.
 from __future__ import annotations
 
 import asyncio
+import calendar
 import contextlib
+import datetime
 import logging
+import re
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from ..driver.config import ConfigError, validate_volume_config
 from ..driver.errors import Conflict, InvalidRequest, NotFound
@@ -122,6 +126,10 @@ class VolumeService:
             )
         elif "block.filesystem" in filled or "block.mount_options" in filled:
             raise ConfigError("block.filesystem", f"applies to filesystem volumes, not {content}")
+        for key in ("snapshots.expiry", "snapshots.pattern"):
+            inherited = pool.config.get(f"volume.{key}")
+            if inherited:
+                filled.setdefault(key, inherited)
         filled["volatile.uuid"] = str(uuid.uuid4())
         return filled
 
@@ -292,20 +300,39 @@ class VolumeService:
         self,
         pool_name: str,
         name: str,
-        snapshot: str,
+        snapshot: str | None = None,
         *,
         project: str = "default",
         description: str = "",
+        expires_at: datetime.datetime | Literal["default"] | None = "default",
     ) -> str:
-        _check_name(snapshot)
+        """Snapshot a volume; return the snapshot's name.
+
+        Without a name, the volume's ``snapshots.pattern`` (``snap%d``) picks the next
+        free one. ``expires_at`` defaults to now + ``snapshots.expiry`` (none if unset);
+        None means no expiry.
+        """
         async with self._locked(pool_name, project, name):
             pool, vol = await self._load(pool_name, project, name)
             runtime = await self.pools.runtime(pool)
+            async with self.db.read() as conn:
+                taken = {s.name for s in await st.list_snapshots(conn, vol.id)}
+            if not snapshot:
+                snapshot = _next_name(vol.config.get("snapshots.pattern") or "snap%d", taken)
+            _check_name(snapshot)
+            if expires_at == "default":
+                expiry = vol.config.get("snapshots.expiry", "")
+                expires_at = add_expiry(st.now(), expiry) if expiry else None
             config = {**vol.config, "volatile.uuid": str(uuid.uuid4())}
             try:
                 async with self.db.write() as conn:
                     row = await st.create_snapshot(
-                        conn, vol.id, snapshot, config, description=description
+                        conn,
+                        vol.id,
+                        snapshot,
+                        config,
+                        description=description,
+                        expires_at=expires_at,
                     )
             except NameTaken:
                 raise Conflict(f"snapshot {snapshot!r} of {name!r} already exists") from None
@@ -327,6 +354,30 @@ class VolumeService:
                 await runtime.volumes.delete(array_id)
                 raise
         return snapshot
+
+    async def snapshot_record(
+        self, pool_name: str, name: str, snapshot: str, *, project: str = "default"
+    ) -> st.Snapshot:
+        _, vol = await self._load(pool_name, project, name)
+        return await self._snapshot(vol, snapshot)
+
+    async def update_snapshot(
+        self,
+        pool_name: str,
+        name: str,
+        snapshot: str,
+        *,
+        description: str,
+        expires_at: datetime.datetime | None,
+        project: str = "default",
+    ) -> None:
+        async with self._locked(pool_name, project, name):
+            _, vol = await self._load(pool_name, project, name)
+            snap = await self._snapshot(vol, snapshot)
+            async with self.db.write() as conn:
+                await st.update_snapshot(
+                    conn, snap.id, description=description, expires_at=expires_at
+                )
 
     async def _snapshot(self, vol: st.Volume, snapshot: str) -> st.Snapshot:
         async with self.db.read() as conn:
@@ -393,12 +444,15 @@ class VolumeService:
         config: Mapping[str, str] | None = None,
         project: str = "default",
         target_project: str | None = None,
+        source_snapshot: str | None = None,
         progress: Progress | None = None,
     ) -> VolumeView:
-        """Copy a custom volume (and, unless told otherwise, its snapshots)."""
+        """Copy a custom volume (and, unless told otherwise, its snapshots), or one
+        snapshot of it (``source_snapshot``) into a new volume with the snapshot's config."""
         _check_name(target)
         dest_project = target_project or project
         src_pool, vol = await self._load(source_pool, project, source)
+        snap_source = await self._snapshot(vol, source_snapshot) if source_snapshot else None
         dst_pool = await self.pools.record(target_pool)
         if src_pool.id != dst_pool.id and src_pool.config.get(
             "powerflex.gateway"
@@ -408,15 +462,16 @@ class VolumeService:
         overrides = {
             k: v
             for k, v in (config or {}).items()
-            if k in ("size", "block.type", "block.mount_options")
+            if k in ("size", "block.type", "block.mount_options") or k.startswith("user.")
         }
-        filled = {**vol.config, **overrides, "volatile.uuid": str(uuid.uuid4())}
-        if parse_size(filled["size"]) < parse_size(vol.config["size"]):
+        source_config = snap_source.config if snap_source else vol.config
+        filled = {**source_config, **overrides, "volatile.uuid": str(uuid.uuid4())}
+        if parse_size(filled["size"]) < parse_size(source_config["size"]):
             raise InvalidRequest("a copy cannot be smaller than its source")
         async with self._locked(source_pool, project, source):
             async with self.db.read() as conn:
                 snaps = [s for s in await st.list_snapshots(conn, vol.id) if s.status == "created"]
-            snaps = snaps if with_snapshots else []
+            snaps = snaps if with_snapshots and snap_source is None else []
             try:
                 async with self.db.write() as conn:
                     row = await st.create_volume(
@@ -435,8 +490,8 @@ class VolumeService:
                 ) from None
             snap_uuids = [uuid.uuid4() for _ in snaps]
             plan = CopyPlan(
-                source=_spec(vol, vol.content_type, vol.config),
-                source_id=_array(vol),
+                source=_spec(vol, vol.content_type, source_config),
+                source_id=_array(snap_source or vol),
                 target=_spec(row, vol.content_type, filled),
                 snapshot_ids=[_array(s) for s in snaps],
                 target_snapshot_uuids=snap_uuids,
@@ -470,6 +525,25 @@ class VolumeService:
                 raise
         return await self.get(target_pool, target, project=dest_project)
 
+    async def move(
+        self,
+        pool_name: str,
+        name: str,
+        target_pool: str,
+        target: str,
+        *,
+        project: str = "default",
+        progress: Progress | None = None,
+    ) -> VolumeView:
+        """Rename within a pool; across pools, copy with snapshots and delete the source."""
+        if target_pool == pool_name:
+            return await self.rename(pool_name, name, target, project=project)
+        view = await self.copy(
+            pool_name, name, target_pool, target, project=project, progress=progress
+        )
+        await self.delete(pool_name, name, project=project)
+        return view
+
 
 def _array(record: st.Volume | st.Snapshot) -> str:
     if not record.array_id:
@@ -486,3 +560,37 @@ def _check_name(name: str) -> None:
         or any(c.isspace() for c in name)
     ):
         raise InvalidRequest(f"invalid name {name!r}: no slashes, spaces or leading dots")
+
+
+def _next_name(pattern: str, taken: set[str]) -> str:
+    """The first free name of ``pattern`` (``%d`` counts up from 0)."""
+    if "%d" not in pattern:
+        return pattern
+    index = 0
+    while pattern.replace("%d", str(index), 1) in taken:
+        index += 1
+    return pattern.replace("%d", str(index), 1)
+
+
+_AMOUNT = re.compile(r"(\d+)([MHdwmy])")
+
+
+def add_expiry(start: datetime.datetime, expiry: str) -> datetime.datetime:
+    """``start`` plus an LXD expiry such as ``3d`` or ``1m 2w`` (months and years are
+    calendar months and years)."""
+    result = start
+    for amount, unit in _AMOUNT.findall(expiry):
+        n = int(amount)
+        if unit in "MHdw":
+            result += {
+                "M": datetime.timedelta(minutes=n),
+                "H": datetime.timedelta(hours=n),
+                "d": datetime.timedelta(days=n),
+                "w": datetime.timedelta(weeks=n),
+            }[unit]
+        else:
+            months = n * (12 if unit == "y" else 1) + result.month - 1
+            year, month = result.year + months // 12, months % 12 + 1
+            day = min(result.day, calendar.monthrange(year, month)[1])
+            result = result.replace(year=year, month=month, day=day)
+    return result
