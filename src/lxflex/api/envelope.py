@@ -1,0 +1,152 @@
+"""LXD's response envelopes, errors and JSON conventions.
+
+* sync: ``{"type":"sync","status":"Success","status_code":200,...,"metadata":...}``;
+* async: HTTP 202, ``Location: /1.0/operations/<id>``, the operation as metadata;
+* error: HTTP status equal to ``error_code``, ``{"type":"error","error":...}``.
+
+Times are RFC 3339 in UTC with a ``Z`` (Go rejects offsets-less times); no expiry is
+``0001-01-01T00:00:00Z``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+from typing import Any
+
+from aiohttp import web
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+class ApiError(Exception):
+    """An error answered to the client with an HTTP status and LXD's error envelope."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def rfc3339(value: datetime.datetime | None) -> str:
+    if value is None:
+        return ZERO_TIME
+    utc = value.astimezone(datetime.UTC)
+    if utc.microsecond:
+        return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: object, field: str) -> datetime.datetime | None:
+    """An RFC 3339 time from a request; None for null, empty or the zero time."""
+    if value is None or value in ("", ZERO_TIME):
+        return None
+    if not isinstance(value, str):
+        raise ApiError(400, f"{field} must be an RFC 3339 time")
+    text = value.replace("Z", "+00:00")
+    if "." in text:  # Go may send nanoseconds; Python takes microseconds
+        head, _, rest = text.partition(".")
+        digits = "".join(c for c in rest if c.isdigit())
+        zone = rest[len(digits) :]
+        text = f"{head}.{digits[:6]}{zone}"
+    try:
+        parsed = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise ApiError(400, f"{field} is not an RFC 3339 time: {value!r}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.UTC)
+    if parsed.year <= 1:
+        return None
+    return parsed
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def etag(*parts: Any) -> str:
+    return hashlib.sha256(_dumps(parts).encode()).hexdigest()
+
+
+def sync(
+    metadata: Any = None,
+    *,
+    status: int = 200,
+    etag_value: str | None = None,
+    location: str | None = None,
+) -> web.Response:
+    body = {
+        "type": "sync",
+        "status": "Success",
+        "status_code": 200,
+        "operation": "",
+        "error_code": 0,
+        "error": "",
+        "metadata": metadata,
+    }
+    headers = {}
+    if etag_value is not None:
+        headers["ETag"] = f'"{etag_value}"'
+    if location is not None:
+        headers["Location"] = location
+    return web.Response(
+        text=_dumps(body), status=status, content_type="application/json", headers=headers
+    )
+
+
+def empty() -> web.Response:
+    return sync({})
+
+
+def created(location: str) -> web.Response:
+    return sync(None, status=201, location=location)
+
+
+def async_response(operation: dict[str, Any]) -> web.Response:
+    url = f"/1.0/operations/{operation['id']}"
+    body = {
+        "type": "async",
+        "status": "Operation created",
+        "status_code": 100,
+        "operation": url,
+        "error_code": 0,
+        "error": "",
+        "metadata": operation,
+    }
+    return web.Response(
+        text=_dumps(body), status=202, content_type="application/json", headers={"Location": url}
+    )
+
+
+def error(status: int, message: str) -> web.Response:
+    body = {
+        "type": "error",
+        "status": "",
+        "status_code": 0,
+        "operation": "",
+        "error_code": status,
+        "error": message,
+        "metadata": None,
+    }
+    return web.Response(text=_dumps(body), status=status, content_type="application/json")
+
+
+def check_etag(request: web.Request, current: str) -> None:
+    """412 when the request's If-Match names another state than ``current``."""
+    wanted = request.headers.get("If-Match")
+    if wanted and wanted.strip().strip('"') != current:
+        raise ApiError(412, "ETag doesn't match: " + wanted)
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        raise ApiError(400, "request body is not valid JSON") from None
+    if not isinstance(doc, dict):
+        raise ApiError(400, "request body must be a JSON object")
+    return doc

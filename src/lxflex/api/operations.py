@@ -1,0 +1,142 @@
+"""Background operations, as LXD's API exposes them.
+
+An operation runs a coroutine in a task. Its state changes (and progress updates) are
+published as ``operation`` events; ``GET /1.0/operations/<id>`` and ``/wait`` read it. A
+finished operation stays readable for ``keep`` seconds. A task that fails records its
+error in ``err`` with status Failure; the error's text is what clients show, so it must
+never carry a secret (service errors do not).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .envelope import rfc3339
+from .events import EventHub
+
+log = logging.getLogger("lxflex.api")
+
+RUNNING, SUCCESS, FAILURE, CANCELLED = 103, 200, 400, 401
+_STATUS = {RUNNING: "Running", SUCCESS: "Success", FAILURE: "Failure", CANCELLED: "Cancelled"}
+
+Work = Callable[["Operation"], Awaitable[None]]
+
+
+@dataclass
+class Operation:
+    id: str
+    description: str
+    resources: dict[str, list[str]]
+    project: str = "default"
+    cls: str = "task"
+    status_code: int = RUNNING
+    metadata: dict[str, Any] | None = None
+    err: str = ""
+    created_at: datetime.datetime = field(
+        default_factory=lambda: datetime.datetime.now(datetime.UTC)
+    )
+    updated_at: datetime.datetime = field(
+        default_factory=lambda: datetime.datetime.now(datetime.UTC)
+    )
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    hub: EventHub | None = None
+    _last_progress: float = 0.0
+
+    @property
+    def final(self) -> bool:
+        return self.status_code >= 200
+
+    def render(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "class": self.cls,
+            "description": self.description,
+            "created_at": rfc3339(self.created_at),
+            "updated_at": rfc3339(self.updated_at),
+            "status": _STATUS[self.status_code],
+            "status_code": self.status_code,
+            "resources": self.resources,
+            "metadata": self.metadata,
+            "may_cancel": False,
+            "err": self.err,
+            "location": self.hub.location if self.hub else "none",
+        }
+
+    def _changed(self) -> None:
+        self.updated_at = datetime.datetime.now(datetime.UTC)
+        if self.hub is not None:
+            self.hub.publish("operation", self.render(), self.project)
+
+    def progress(self, done: int, total: int, key: str = "fs_progress") -> None:
+        """Record progress (published at most twice a second, and at the end)."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if done < total and now - self._last_progress < 0.5:
+            return
+        self._last_progress = now
+        percent = 100 * done // total if total else 100
+        self.metadata = {
+            **(self.metadata or {}),
+            key: f"{percent}% ({done}/{total} bytes)",
+            "bytes_done": done,
+            "bytes_total": total,
+        }
+        self._changed()
+
+    def finish(self, error: str = "") -> None:
+        self.status_code = FAILURE if error else SUCCESS
+        self.err = error
+        self._changed()
+        self.done.set()
+
+
+class Operations:
+    def __init__(self, hub: EventHub, keep: float = 300.0) -> None:
+        self.hub = hub
+        self.keep = keep
+        self._ops: dict[str, Operation] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(
+        self,
+        description: str,
+        work: Work,
+        resources: dict[str, list[str]] | None = None,
+        project: str = "default",
+        describe_error: Callable[[BaseException], str] = str,
+    ) -> Operation:
+        op = Operation(str(uuid.uuid4()), description, resources or {}, project, hub=self.hub)
+        self._ops[op.id] = op
+        op._changed()
+
+        async def run() -> None:
+            try:
+                await work(op)
+            except Exception as exc:  # the error is the operation's result
+                op.finish(describe_error(exc) or type(exc).__name__)
+            else:
+                op.finish()
+            loop = asyncio.get_running_loop()
+            loop.call_later(self.keep, self._ops.pop, op.id, None)
+
+        task = asyncio.create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return op
+
+    def get(self, op_id: str) -> Operation | None:
+        return self._ops.get(op_id)
+
+    def all(self) -> list[Operation]:
+        return list(self._ops.values())
+
+    async def close(self) -> None:
+        """Wait for running operations (bounded by the callers' own timeouts)."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
