@@ -1,18 +1,206 @@
-"""``lxflexd``: the storage daemon serving the LXD storage REST API."""
+"""``lxflexd``: the storage daemon serving the storage part of the LXD REST API."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import grp
+import logging
+import os
+import secrets
+import signal
+import socket
+from contextlib import AsyncExitStack
+from pathlib import Path
+
 import click
+from aiohttp import web
 
 from . import __version__
+from .api.server import build_app
+from .embedded import embedded
+from .host.nvme import NvmeConfig
+from .service import HostSettings, Storage
+
+log = logging.getLogger("lxflex.daemon")
+
+SIM_POOL = "powerflex"
+
+
+def _socket_in_use(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
+def _simulator_password(state_dir: Path) -> str:
+    """The embedded simulator's admin password, kept (0600) so restarts reuse it."""
+    path = state_dir / "sim" / "admin.password"
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+    return value
+
+
+def _simulator_port(state_dir: Path) -> int:
+    """The port the embedded gateway used last time, if still free: pools store the
+    gateway's address, so it must not change across restarts."""
+    try:
+        port = int((state_dir / "sim" / "port").read_text())
+    except (OSError, ValueError):
+        return 0
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            log.warning(
+                "port %d of the embedded gateway is taken; pools on it need a new "
+                "powerflex.gateway",
+                port,
+            )
+            return 0
+    return port
+
+
+async def _open_storage(
+    stack: AsyncExitStack,
+    state_dir: Path,
+    simulator: bool,
+    db_url: str | None,
+    settings: HostSettings,
+) -> Storage:
+    if not simulator:
+        storage = await Storage.open(settings, db_url)
+        stack.push_async_callback(storage.close)
+        return storage
+    env = await stack.enter_async_context(
+        embedded(
+            state_dir,
+            db_url=db_url,
+            password=_simulator_password(state_dir),
+            port=_simulator_port(state_dir),
+        )
+    )
+    (state_dir / "sim" / "port").write_text(env.sim.url.rsplit(":", 1)[1] + "\n")
+    pools = {p.name: p for p in await env.storage.pools.all()}
+    existing = pools.get(SIM_POOL)
+    if existing is not None and existing.config.get("powerflex.gateway") != env.sim.url:
+        await env.storage.pools.update(
+            SIM_POOL, {**existing.config, "powerflex.gateway": env.sim.url}, existing.description
+        )
+    if existing is None:
+        await env.storage.pools.create(
+            SIM_POOL, "powerflex", env.pool_config(), "PowerFlex pool on the embedded simulator"
+        )
+        log.info("created pool %r on the embedded simulator", SIM_POOL)
+    return env.storage
+
+
+async def serve(
+    state_dir: Path,
+    *,
+    simulator: bool,
+    db_url: str | None,
+    group: str | None,
+    settings: HostSettings,
+) -> None:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(state_dir, 0o711)  # noqa: S103 - traversable so the socket group can reach it
+    sock = state_dir / "unix.socket"
+    if sock.exists():
+        if _socket_in_use(sock):
+            raise click.ClickException(f"another daemon serves {sock}")
+        sock.unlink()
+    async with AsyncExitStack() as stack:
+        storage = await _open_storage(stack, state_dir, simulator, db_url, settings)
+        runner = web.AppRunner(build_app(storage), access_log=None, handle_signals=False)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        site = web.UnixSite(runner, str(sock))
+        await site.start()
+        os.chmod(sock, 0o660)
+        if group:
+            os.chown(sock, -1, grp.getgrnam(group).gr_gid)
+        log.info("lxflexd %s serving %s", __version__, sock)
+        click.echo(f"lxflexd serving {sock}; LXD_DIR={state_dir} lxc storage list", err=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("stopping")
+    with contextlib.suppress(FileNotFoundError):
+        sock.unlink()
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="lxflexd")
-def main() -> None:
-    """Serve the storage part of the LXD REST API on PowerFlex (not yet available).
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path),
+    default=Path("/var/lib/lxflex"),
+    show_default=True,
+    help="State directory; the API socket is STATE_DIR/unix.socket.",
+)
+@click.option(
+    "--simulator",
+    is_flag=True,
+    help="Run an embedded PowerFlex simulator (state in STATE_DIR/sim) with a ready "
+    f"pool named {SIM_POOL!r}.",
+)
+@click.option(
+    "--db",
+    "db_url",
+    help="Database URL (default: SQLite in STATE_DIR; postgresql://...).",
+    envvar="LXFLEX_DB",
+)
+@click.option("--group", help="Group allowed to use the socket (mode 0660).")
+@click.option("--nvme", default="nvme", show_default=True, help="nvme-cli binary.")
+@click.option(
+    "--by-id-dir",
+    type=click.Path(path_type=Path),
+    default=Path("/dev/disk/by-id"),
+    show_default=True,
+    help="Where the kernel links block devices by ID.",
+)
+@click.option(
+    "--sysfs",
+    type=click.Path(path_type=Path),
+    default=Path("/sys"),
+    show_default=True,
+    help="sysfs root (NVMe controllers).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level.")
+def main(
+    state_dir: Path,
+    simulator: bool,
+    db_url: str | None,
+    group: str | None,
+    nvme: str,
+    by_id_dir: Path,
+    sysfs: Path,
+    verbose: bool,
+) -> None:
+    """Serve the storage part of the LXD REST API for Dell PowerFlex on a unix socket.
 
-    The daemon is built on the gateway client (lxflex.powerflex) and tested against the
-    simulator (lxflex-sim); until it lands, this command only prints this help.
+    Point lxc at it with LXD_DIR=STATE_DIR, or pylxd with Client(endpoint=STATE_DIR/unix.socket).
     """
-    click.echo(click.get_current_context().get_help())
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    settings = HostSettings(
+        state_dir=state_dir / "lxflex" if simulator else state_dir,
+        nvme=NvmeConfig(nvme=nvme, by_id=by_id_dir, sys=sysfs),
+    )
+    asyncio.run(
+        serve(state_dir, simulator=simulator, db_url=db_url, group=group, settings=settings)
+    )

@@ -54,12 +54,22 @@ class Embedded:
 
 @asynccontextmanager
 async def embedded(
-    state_dir: Path, *, api_version: str = "4.5", db_url: str | None = None
+    state_dir: Path,
+    *,
+    api_version: str = "4.5",
+    db_url: str | None = None,
+    password: str | None = None,
+    port: int = 0,
 ) -> AsyncIterator[Embedded]:
-    """Start the simulator and open the service; stop both at the end."""
-    password = secrets.token_urlsafe(16)
+    """Start the simulator and open the service; stop both at the end.
+
+    Without ``password`` the simulator gets a fresh random one.
+    """
+    password = password or secrets.token_urlsafe(16)
     sim = Simulator(
-        SimConfig(state_dir=state_dir / "sim", admin_password=password, api_version=api_version)
+        SimConfig(
+            state_dir=state_dir / "sim", admin_password=password, api_version=api_version, port=port
+        )
     )
     await sim.start()
     try:

@@ -24,7 +24,7 @@ log = logging.getLogger("lxflex.api")
 _QUEUE = 1024
 
 
-@dataclass
+@dataclass(eq=False)  # listeners are distinct by identity (kept in a set)
 class _Listener:
     types: frozenset[str]
     queue: asyncio.Queue[dict[str, Any] | None] = field(
@@ -65,7 +65,8 @@ class EventHub:
         types = frozenset(t.strip() for t in wanted.split(",") if t.strip()) or frozenset(
             {"operation", "logging", "lifecycle"}
         )
-        ws = web.WebSocketResponse(heartbeat=30)
+        # No compression: lxc 5.0.2 (gorilla) rejects the frames aiohttp compresses.
+        ws = web.WebSocketResponse(heartbeat=30, compress=False)
         await ws.prepare(request)
         listener = _Listener(types)
         self._listeners.add(listener)

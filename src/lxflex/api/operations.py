@@ -46,6 +46,7 @@ class Operation:
     )
     done: asyncio.Event = field(default_factory=asyncio.Event)
     hub: EventHub | None = None
+    loop: asyncio.AbstractEventLoop | None = None
     _last_progress: float = 0.0
 
     @property
@@ -74,9 +75,23 @@ class Operation:
             self.hub.publish("operation", self.render(), self.project)
 
     def progress(self, done: int, total: int, key: str = "fs_progress") -> None:
-        """Record progress (published at most twice a second, and at the end)."""
-        loop = asyncio.get_running_loop()
-        now = loop.time()
+        """Record progress; callable from worker threads (copies run in one)."""
+        loop = self.loop
+        if loop is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._progress(done, total, key)
+        else:
+            loop.call_soon_threadsafe(self._progress, done, total, key)
+
+    def _progress(self, done: int, total: int, key: str) -> None:
+        # Published at most twice a second, and at the end.
+        assert self.loop is not None  # noqa: S101 - set at start
+        now = self.loop.time()
         if done < total and now - self._last_progress < 0.5:
             return
         self._last_progress = now
@@ -111,7 +126,14 @@ class Operations:
         project: str = "default",
         describe_error: Callable[[BaseException], str] = str,
     ) -> Operation:
-        op = Operation(str(uuid.uuid4()), description, resources or {}, project, hub=self.hub)
+        op = Operation(
+            str(uuid.uuid4()),
+            description,
+            resources or {},
+            project,
+            hub=self.hub,
+            loop=asyncio.get_running_loop(),
+        )
         self._ops[op.id] = op
         op._changed()
 

@@ -7,18 +7,21 @@ stored config then carries what was discovered (``powerflex.mode``, ``powerflex.
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..driver.config import POOL_KEYS, ConfigError, validate_pool_config
-from ..driver.errors import Conflict, InvalidRequest, NotFound
+from ..driver.errors import Conflict, InvalidRequest, NotFound, Unavailable
 from ..driver.units import granularity, parse_size
 from ..state import Database, NameTaken
 from ..state import store as st
 from .runtime import PoolRuntime, Runtimes
 
 __all__ = ["PASSWORD_KEY", "PoolService", "PoolView"]
+
+log = logging.getLogger("lxflex.service")
 
 PASSWORD_KEY = "powerflex.user.password"  # noqa: S105 - the key, not a value
 DRIVER = "powerflex"
@@ -130,13 +133,18 @@ class PoolService:
                 )
         validate_pool_config(new, creating=False)
         if any(old.get(k) != new.get(k) for k in _RECHECK):
-            runtime = await self.runtime(pool)
             resolved = await self.runtimes.check(new)
-            if (resolved.system_id, resolved.pool_id) != (
-                runtime.resolved.system_id,
-                runtime.resolved.pool_id,
-            ):
-                raise InvalidRequest("the new gateway settings lead to a different storage pool")
+            try:
+                before = (await self.runtime(pool)).resolved
+            except Unavailable:
+                # The old gateway address is gone (the reason to change it): the pool key,
+                # which cannot change, still names the same storage pool.
+                log.warning("pool %s: old gateway unreachable; taking the new settings", name)
+            else:
+                if (resolved.system_id, resolved.pool_id) != (before.system_id, before.pool_id):
+                    raise InvalidRequest(
+                        "the new gateway settings lead to a different storage pool"
+                    )
         version = pool.config.get("volatile.powerflex.version", "4")
         _check_size_step(new, version)
         new["volatile.powerflex.version"] = version

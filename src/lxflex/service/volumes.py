@@ -15,6 +15,7 @@ import calendar
 import contextlib
 import datetime
 import logging
+import os
 import re
 import uuid
 from collections import defaultdict
@@ -50,7 +51,12 @@ class VolumeView:
     content_type: str
     description: str
     config: dict[str, str]
-    snapshots: list[str]
+    created_at: datetime.datetime
+    snapshot_records: tuple[st.Snapshot, ...]  # oldest first, created ones only
+
+    @property
+    def snapshots(self) -> list[str]:
+        return [s.name for s in self.snapshot_records]
 
 
 def _spec(volume: st.Volume | st.Snapshot, content: str, config: Mapping[str, str]) -> VolumeSpec:
@@ -94,16 +100,7 @@ class VolumeService:
     async def _view(self, pool: st.Pool, vol: st.Volume) -> VolumeView:
         async with self.db.read() as conn:
             snaps = await st.list_snapshots(conn, vol.id)
-        return VolumeView(
-            vol.name,
-            pool.name,
-            vol.project,
-            vol.type,
-            vol.content_type,
-            vol.description,
-            dict(vol.config),
-            [s.name for s in snaps if s.status == "created"],
-        )
+        return _make_view(pool, vol, snaps)
 
     # --- create / read ----------------------------------------------------------------
 
@@ -192,10 +189,12 @@ class VolumeService:
         return await self._view(pool, vol)
 
     async def all(self, pool_name: str, *, project: str | None = None) -> list[VolumeView]:
+        """Every custom volume of the pool, with its snapshots: two queries in all."""
         pool = await self.pools.record(pool_name)
         async with self.db.read() as conn:
             vols = await st.list_volumes(conn, pool.id, project=project, volume_type=CUSTOM)
-        return [await self._view(pool, v) for v in vols if v.status != "creating"]
+            snaps = await st.list_pool_snapshots(conn, pool.id)
+        return [_make_view(pool, v, snaps.get(v.id, [])) for v in vols if v.status != "creating"]
 
     # --- update, rename, delete -------------------------------------------------------
 
@@ -274,6 +273,16 @@ class VolumeService:
                 await st.delete_volume(conn, vol.id)
             with contextlib.suppress(OSError):
                 self.mount_path(pool_name, project, name).rmdir()
+
+    async def usage(self, pool_name: str, name: str, *, project: str = "default") -> dict[str, int]:
+        """``total`` bytes, and ``used`` bytes when the filesystem is mounted here."""
+        _, vol = await self._load(pool_name, project, name)
+        result = {"total": parse_size(vol.config.get("size", "0"))}
+        path = self.mount_path(pool_name, project, name)
+        if vol.content_type == Content.FILESYSTEM and is_mounted(path):
+            stats = os.statvfs(path)
+            result["used"] = (stats.f_blocks - stats.f_bfree) * stats.f_frsize
+        return result
 
     # --- mount ------------------------------------------------------------------------
 
@@ -543,6 +552,20 @@ class VolumeService:
         )
         await self.delete(pool_name, name, project=project)
         return view
+
+
+def _make_view(pool: st.Pool, vol: st.Volume, snaps: list[st.Snapshot]) -> VolumeView:
+    return VolumeView(
+        vol.name,
+        pool.name,
+        vol.project,
+        vol.type,
+        vol.content_type,
+        vol.description,
+        dict(vol.config),
+        vol.created_at,
+        tuple(s for s in snaps if s.status == "created"),
+    )
 
 
 def _array(record: st.Volume | st.Snapshot) -> str:

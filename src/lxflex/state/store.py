@@ -28,6 +28,9 @@ __all__ = [
 ]
 
 
+_BATCH = 900  # IDs per IN (...) list: under SQLite's oldest bound-parameter limit
+
+
 class NameTaken(Exception):
     """A pool, volume or snapshot of that name exists already."""
 
@@ -92,9 +95,11 @@ async def _configs(
     if not ids:
         return found
     column = table.c[owner]
-    rows = await conn.execute(sa.select(column, table.c.key, table.c.value).where(column.in_(ids)))
-    for owner_id, key, value in rows:
-        found[owner_id][key] = value
+    for start in range(0, len(ids), _BATCH):
+        batch = ids[start : start + _BATCH]
+        query = sa.select(column, table.c.key, table.c.value).where(column.in_(batch))
+        for owner_id, key, value in await conn.execute(query):
+            found[owner_id][key] = value
     return found
 
 
@@ -386,6 +391,22 @@ async def list_snapshots(conn: AsyncConnection, volume_id: int) -> list[Snapshot
     rows = (await conn.execute(query)).all()
     configs = await _configs(conn, snapshot_config, "snapshot_id", [r.id for r in rows])
     return [_snapshot(r, configs[r.id]) for r in rows]
+
+
+async def list_pool_snapshots(conn: AsyncConnection, pool_id: int) -> dict[int, list[Snapshot]]:
+    """Every snapshot of a pool's volumes, by volume ID, oldest first: two queries."""
+    query = (
+        sa.select(snapshots)
+        .join(volumes, volumes.c.id == snapshots.c.volume_id)
+        .where(volumes.c.pool_id == pool_id)
+        .order_by(snapshots.c.created_at, snapshots.c.id)
+    )
+    rows = (await conn.execute(query)).all()
+    configs = await _configs(conn, snapshot_config, "snapshot_id", [r.id for r in rows])
+    found: dict[int, list[Snapshot]] = {}
+    for row in rows:
+        found.setdefault(row.volume_id, []).append(_snapshot(row, configs[row.id]))
+    return found
 
 
 async def get_snapshot(conn: AsyncConnection, volume_id: int, name: str) -> Snapshot | None:

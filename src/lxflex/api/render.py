@@ -1,0 +1,100 @@
+"""JSON of pools, volumes and snapshots, their URLs and ETags, as LXD renders them.
+
+Configs are objects, never null (``lxc storage set`` writes into the map it receives);
+``used_by`` is a list; volumes report ``location: "none"`` as a non-clustered LXD does.
+The ETag hashes what a PUT can change: pool ``[name, driver, config]``, volume
+``[name, type, config]``, snapshot ``[description, expires_at]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from ..service import PoolView, VolumeView
+from ..state import Snapshot
+from .envelope import etag, rfc3339
+
+
+def _q(name: str) -> str:
+    return quote(name, safe="")
+
+
+def pool_url(pool: str) -> str:
+    return f"/1.0/storage-pools/{_q(pool)}"
+
+
+def volume_url(pool: str, name: str, vtype: str = "custom", project: str = "default") -> str:
+    url = f"{pool_url(pool)}/volumes/{vtype}/{_q(name)}"
+    return url if project == "default" else f"{url}?project={_q(project)}"
+
+
+def snapshot_url(pool: str, volume: str, snapshot: str, project: str = "default") -> str:
+    url = f"{pool_url(pool)}/volumes/custom/{_q(volume)}/snapshots/{_q(snapshot)}"
+    return url if project == "default" else f"{url}?project={_q(project)}"
+
+
+def pool(view: PoolView, used_by: list[str]) -> dict[str, Any]:
+    return {
+        "name": view.name,
+        "driver": view.driver,
+        "description": view.description,
+        "config": dict(view.config),
+        "status": "Created" if view.status == "created" else view.status.capitalize(),
+        "locations": ["none"],
+        "used_by": used_by,
+    }
+
+
+def pool_etag(view: PoolView) -> str:
+    return etag(view.name, view.driver, view.config)
+
+
+def volume(view: VolumeView) -> dict[str, Any]:
+    return {
+        "name": view.name,
+        "type": view.type,
+        "description": view.description,
+        "config": dict(view.config),
+        "content_type": view.content_type,
+        "location": "none",
+        "project": view.project,
+        "used_by": [],
+        "created_at": rfc3339(view.created_at),
+    }
+
+
+def volume_etag(view: VolumeView) -> str:
+    return etag(view.name, view.type, view.config)
+
+
+def snapshot(snap: Snapshot, content_type: str) -> dict[str, Any]:
+    return {
+        "name": snap.name,
+        "description": snap.description,
+        "config": dict(snap.config),
+        "content_type": content_type,
+        "created_at": rfc3339(snap.created_at),
+        "expires_at": rfc3339(snap.expires_at),
+    }
+
+
+def snapshot_as_volume(
+    volume_name: str, snap: Snapshot, content_type: str, project: str
+) -> dict[str, Any]:
+    """A snapshot as it appears in a volume list: a volume named ``vol/snap``."""
+    return {
+        "name": f"{volume_name}/{snap.name}",
+        "type": "custom",
+        "description": snap.description,
+        "config": dict(snap.config),
+        "content_type": content_type,
+        "location": "none",
+        "project": project,
+        "used_by": [],
+        "created_at": rfc3339(snap.created_at),
+    }
+
+
+def snapshot_etag(snap: Snapshot) -> str:
+    return etag(snap.description, rfc3339(snap.expires_at))

@@ -1,0 +1,202 @@
+"""The lxflexd application: ``/1.0``, operations, events, errors, and the storage API.
+
+Errors become LXD error envelopes with the matching status: the service's and driver's
+errors carry theirs (400, 404, 409, 412, 503); an unexpected exception is a 500 whose
+text says only that it is a bug (the details go to the log), so nothing internal, and
+never a secret, reaches a client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import platform
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from .. import __version__
+from ..driver.config import ConfigError
+from ..driver.errors import DriverError
+from ..service import Storage
+from . import storage as storage_routes
+from .envelope import ApiError, error, etag, sync
+from .events import EventHub
+from .operations import Operation, Operations
+
+log = logging.getLogger("lxflex.api")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# Only what is implemented; each one changes what lxc and pylxd try.
+API_EXTENSIONS = [
+    "storage",
+    "resources",
+    "etag",
+    "patch",
+    "entity_description",
+    "storage_volume_state",
+    "storage_volume_state_total",
+    "storage_api_volume_snapshots",
+    "storage_api_volume_rename",
+    "storage_api_local_volume_handling",
+    "custom_block_volumes",
+    "custom_volume_snapshot_expiry",
+    "storage_api_project",
+    "storage_volumes_all_projects",
+    "storage_volume_api_filtering",
+    "operation_description",
+]
+
+
+def describe(exc: BaseException) -> str:
+    """The text a client sees for an error of an operation or request."""
+    if isinstance(exc, ApiError | DriverError | ConfigError):
+        return str(exc)
+    log.error("unexpected error", exc_info=exc)
+    return "internal error (a bug in lxflexd; see its log)"
+
+
+def _status(exc: BaseException) -> int:
+    if isinstance(exc, ApiError):
+        return exc.status
+    if isinstance(exc, ConfigError):
+        return 400
+    if isinstance(exc, DriverError):
+        return exc.status if exc.status != 500 else 500
+    return 500
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status == 404 and exc.reason == "Not Found":
+            return error(404, "not found")
+        if exc.status == 405:
+            return error(405, "method not allowed")
+        raise
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception as exc:  # rendered for the client; unexpected ones logged
+        return error(_status(exc), describe(exc))
+
+
+def server_info(app: web.Application) -> dict[str, Any]:
+    name = app["server_name"]
+    return {
+        "config": {},
+        "api_extensions": API_EXTENSIONS,
+        "api_status": "stable",
+        "api_version": "1.0",
+        "auth": "trusted",
+        "public": False,
+        "auth_methods": ["tls"],
+        "environment": {
+            "addresses": [],
+            "architectures": [platform.machine()],
+            "certificate": "",
+            "certificate_fingerprint": "",
+            "driver": "",
+            "driver_version": "",
+            "firewall": "",
+            "kernel": platform.system(),
+            "kernel_architecture": platform.machine(),
+            "kernel_features": {},
+            "kernel_version": platform.release(),
+            "lxc_features": {},
+            "os_name": "lxflex",
+            "os_version": __version__,
+            "project": "default",
+            "server": "lxd",
+            "server_clustered": False,
+            "server_event_mode": "full-mesh",
+            "server_name": name,
+            "server_pid": os.getpid(),
+            "server_version": "5.0.2",
+            "storage": "powerflex",
+            "storage_version": __version__,
+            "storage_supported_drivers": [
+                {"Name": "powerflex", "Version": __version__, "Remote": True}
+            ],
+        },
+    }
+
+
+async def root(request: web.Request) -> web.Response:
+    return sync(["/1.0"])
+
+
+async def api_get(request: web.Request) -> web.Response:
+    info = server_info(request.app)
+    return sync(info, etag_value=etag(info["config"]))
+
+
+def _op(request: web.Request) -> Operation:
+    op = request.app[storage_routes.OPS].get(request.match_info["id"])
+    if op is None:
+        raise ApiError(404, "Operation not found")
+    return op
+
+
+async def operations_get(request: web.Request) -> web.Response:
+    ops = request.app[storage_routes.OPS].all()
+    grouped: dict[str, list[Any]] = {}
+    recursive = request.query.get("recursion", "0") != "0"
+    for op in ops:
+        rendered = op.render()
+        grouped.setdefault(rendered["status"].lower(), []).append(
+            rendered if recursive else f"/1.0/operations/{op.id}"
+        )
+    return sync(grouped)
+
+
+async def operation_get(request: web.Request) -> web.Response:
+    return sync(_op(request).render())
+
+
+async def operation_delete(request: web.Request) -> web.Response:
+    _op(request)
+    raise ApiError(400, "This operation can't be cancelled")
+
+
+async def operation_wait(request: web.Request) -> web.Response:
+    op = _op(request)
+    try:
+        timeout = float(request.query.get("timeout", "-1"))
+    except ValueError:
+        raise ApiError(400, "timeout must be a number of seconds") from None
+    if not op.final:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(op.done.wait(), None if timeout < 0 else timeout)
+    return sync(op.render())
+
+
+def build_app(storage: Storage, *, server_name: str | None = None) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=64 * 1024**2)
+    app["server_name"] = server_name or socket.gethostname()
+    hub = EventHub()
+    app["events"] = hub
+    app[storage_routes.STORAGE] = storage
+    app[storage_routes.OPS] = Operations(hub)
+    r = app.router
+    r.add_get("/", root)
+    r.add_get("/1.0", api_get)
+    r.add_get("/1.0/events", hub.handle)
+    r.add_get("/1.0/operations", operations_get)
+    r.add_get("/1.0/operations/{id}", operation_get)
+    r.add_delete("/1.0/operations/{id}", operation_delete)
+    r.add_get("/1.0/operations/{id}/wait", operation_wait)
+    storage_routes.add_routes(app)
+
+    async def on_shutdown(app: web.Application) -> None:
+        await hub.close()
+        await app[storage_routes.OPS].close()
+
+    app.on_shutdown.append(on_shutdown)
+    return app

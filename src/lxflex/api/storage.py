@@ -1,0 +1,502 @@
+"""Handlers for ``/1.0/storage-pools/...``: pools, custom volumes, their snapshots.
+
+Which answers are sync and which are operations follows what lxc 5.0.2 and pylxd
+expect: pool and volume create, update, rename and delete are sync (lxc does not wait on
+them); snapshot create, rename and delete, and volume copy and move, are operations.
+Only custom volumes live here; the other volume types list empty.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from ..service import Storage, VolumeView
+from . import render
+from .envelope import (
+    ApiError,
+    async_response,
+    check_etag,
+    created,
+    empty,
+    json_body,
+    parse_time,
+    sync,
+)
+from .filters import matches, parse_filter
+from .operations import Operation, Operations
+
+STORAGE: web.AppKey[Storage] = web.AppKey("storage")
+OPS: web.AppKey[Operations] = web.AppKey("operations")
+
+VOLUME_TYPES = ("custom", "container", "virtual-machine", "image")
+
+
+def _storage(request: web.Request) -> Storage:
+    return request.app[STORAGE]
+
+
+def _project(request: web.Request) -> str:
+    return request.query.get("project") or "default"
+
+
+def _recursion(request: web.Request) -> int:
+    try:
+        return int(request.query.get("recursion", "0"))
+    except ValueError:
+        raise ApiError(400, "recursion must be 0, 1 or 2") from None
+
+
+def _custom(request: web.Request) -> None:
+    vtype = request.match_info.get("type", "custom")
+    if vtype not in VOLUME_TYPES:
+        raise ApiError(400, f"invalid storage volume type {vtype!r}")
+    if vtype != "custom":
+        raise ApiError(404, f"storage volume not found (lxflex serves custom volumes; not {vtype})")
+
+
+def _config(value: Any, field: str = "config") -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ApiError(400, f"{field} must be an object of string values")
+    return dict(value)
+
+
+def _str(doc: dict[str, Any], key: str, default: str = "") -> str:
+    value = doc.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise ApiError(400, f"{key} must be a string")
+    return value
+
+
+# --- pools ------------------------------------------------------------------------------
+
+
+async def _used_by(storage: Storage, pool: str) -> list[str]:
+    return [
+        render.volume_url(pool, v.name, project=v.project) for v in await storage.volumes.all(pool)
+    ]
+
+
+async def pools_get(request: web.Request) -> web.Response:
+    storage = _storage(request)
+    views = await storage.pools.all()
+    if _recursion(request) == 0:
+        return sync([render.pool_url(v.name) for v in views])
+    return sync([render.pool(v, await _used_by(storage, v.name)) for v in views])
+
+
+async def pools_post(request: web.Request) -> web.Response:
+    doc = await json_body(request)
+    target = request.query.get("target")
+    if target not in (None, "", "none", request.app["server_name"]):
+        raise ApiError(400, f"this server is not clustered: no member {target!r}")
+    name = _str(doc, "name")
+    view = await _storage(request).pools.create(
+        name, _str(doc, "driver"), _config(doc.get("config")), _str(doc, "description")
+    )
+    return created(render.pool_url(view.name))
+
+
+async def pool_get(request: web.Request) -> web.Response:
+    storage = _storage(request)
+    view = await storage.pools.get(request.match_info["pool"])
+    return sync(
+        render.pool(view, await _used_by(storage, view.name)), etag_value=render.pool_etag(view)
+    )
+
+
+async def _pool_update(request: web.Request, *, merge: bool) -> web.Response:
+    storage = _storage(request)
+    name = request.match_info["pool"]
+    current = await storage.pools.get(name)
+    check_etag(request, render.pool_etag(current))
+    doc = await json_body(request)
+    config = _config(doc.get("config"))
+    if merge:
+        config = {**current.config, **config}
+    description = doc.get("description")
+    if description is not None and not isinstance(description, str):
+        raise ApiError(400, "description must be a string")
+    await storage.pools.update(
+        name, config, description if description is not None or not merge else None
+    )
+    return empty()
+
+
+async def pool_put(request: web.Request) -> web.Response:
+    return await _pool_update(request, merge=False)
+
+
+async def pool_patch(request: web.Request) -> web.Response:
+    return await _pool_update(request, merge=True)
+
+
+async def pool_delete(request: web.Request) -> web.Response:
+    await _storage(request).pools.delete(request.match_info["pool"])
+    return empty()
+
+
+async def pool_resources(request: web.Request) -> web.Response:
+    used, total = await _storage(request).pools.resources(request.match_info["pool"])
+    return sync({"space": {"used": used, "total": total}, "inodes": {"used": 0, "total": 0}})
+
+
+# --- volumes ----------------------------------------------------------------------------
+
+
+async def volumes_get(request: web.Request) -> web.Response:
+    storage = _storage(request)
+    pool = request.match_info["pool"]
+    vtype = request.match_info.get("type")
+    if vtype is not None and vtype not in VOLUME_TYPES:
+        raise ApiError(400, f"invalid storage volume type {vtype!r}")
+    await storage.pools.get(pool)  # 404 for an unknown pool
+    all_projects = request.query.get("all-projects", "").lower() == "true"
+    project = None if all_projects else _project(request)
+    views = (
+        [] if vtype not in (None, "custom") else await storage.volumes.all(pool, project=project)
+    )
+    entries: list[tuple[str, dict[str, Any]]] = []
+    for view in views:
+        entries.append(
+            (render.volume_url(pool, view.name, project=view.project), render.volume(view))
+        )
+        for snap in view.snapshot_records:
+            entries.append(
+                (
+                    render.snapshot_url(pool, view.name, snap.name, view.project),
+                    render.snapshot_as_volume(view.name, snap, view.content_type, view.project),
+                )
+            )
+    expression = parse_filter(request.query.get("filter", ""))
+    if expression is not None:
+        entries = [e for e in entries if matches(expression, e[1])]
+    if _recursion(request) == 0:
+        return sync([url for url, _ in entries])
+    return sync([doc for _, doc in entries])
+
+
+async def volumes_post(request: web.Request) -> web.Response:
+    _custom(request)
+    if request.content_type == "application/octet-stream":
+        raise ApiError(400, "importing backups is not supported by this server yet")
+    storage = _storage(request)
+    pool = request.match_info["pool"]
+    project = _project(request)
+    doc = await json_body(request)
+    name = _str(doc, "name")
+    if _str(doc, "type", "custom") != "custom":
+        raise ApiError(400, "only custom volumes can be created here")
+    source = doc.get("source") or {}
+    if not isinstance(source, dict):
+        raise ApiError(400, "source must be an object")
+    source_type = _str(source, "type")
+    if source_type == "":
+        await storage.volumes.create(
+            pool,
+            name,
+            content_type=_str(doc, "content_type", "filesystem") or "filesystem",
+            config=_config(doc.get("config")),
+            description=_str(doc, "description"),
+            project=project,
+        )
+        return empty()
+    if source_type != "copy":
+        raise ApiError(400, f"unsupported volume source type {source_type!r}")
+    if source.get("refresh"):
+        raise ApiError(400, "refreshing a copy is not supported")
+    src_pool = _str(source, "pool") or pool
+    src_name = _str(source, "name")
+    src_volume, _, src_snapshot = src_name.partition("/")
+    src_project = _str(source, "project") or project
+    # The source must exist before the operation starts: errors are immediate.
+    view = await storage.volumes.get(src_pool, src_volume, project=src_project)
+    overrides = {
+        k: v
+        for k, v in _config(doc.get("config")).items()
+        if k in ("size",) or k.startswith("user.")
+    }
+
+    async def work(op: Operation) -> None:
+        await storage.volumes.copy(
+            src_pool,
+            src_volume,
+            pool,
+            name,
+            with_snapshots=not source.get("volume_only"),
+            config=overrides,
+            project=src_project,
+            target_project=project,
+            source_snapshot=src_snapshot or None,
+            progress=op.progress,
+        )
+
+    op = request.app[OPS].start(
+        f"Copying storage volume {view.name}",
+        work,
+        {"storage_volumes": [render.volume_url(pool, name, project=project)]},
+        project,
+    )
+    return async_response(op.render())
+
+
+async def volume_get(request: web.Request) -> web.Response:
+    _custom(request)
+    view = await _storage(request).volumes.get(
+        request.match_info["pool"], request.match_info["volume"], project=_project(request)
+    )
+    return sync(render.volume(view), etag_value=render.volume_etag(view))
+
+
+async def _volume_update(request: web.Request, *, merge: bool) -> web.Response:
+    _custom(request)
+    storage = _storage(request)
+    pool, name, project = (
+        request.match_info["pool"],
+        request.match_info["volume"],
+        _project(request),
+    )
+    current = await storage.volumes.get(pool, name, project=project)
+    check_etag(request, render.volume_etag(current))
+    doc = await json_body(request)
+    restore = doc.get("restore")
+    if restore:  # config and description are ignored with a restore, as LXD does
+        if not isinstance(restore, str):
+            raise ApiError(400, "restore must be a snapshot name")
+        await storage.volumes.restore(pool, name, restore, project=project)
+        return empty()
+    config = _config(doc.get("config"))
+    if merge:
+        config = {**current.config, **config}
+    description = doc.get("description")
+    if description is not None and not isinstance(description, str):
+        raise ApiError(400, "description must be a string")
+    await storage.volumes.update(pool, name, config, description=description, project=project)
+    return empty()
+
+
+async def volume_put(request: web.Request) -> web.Response:
+    return await _volume_update(request, merge=False)
+
+
+async def volume_patch(request: web.Request) -> web.Response:
+    return await _volume_update(request, merge=True)
+
+
+async def volume_post(request: web.Request) -> web.Response:
+    """Rename (sync) or move to another pool (operation)."""
+    _custom(request)
+    storage = _storage(request)
+    pool, name, project = (
+        request.match_info["pool"],
+        request.match_info["volume"],
+        _project(request),
+    )
+    doc = await json_body(request)
+    if doc.get("migration"):
+        raise ApiError(400, "migration between servers is not supported")
+    new_name = _str(doc, "name") or name
+    target_pool = _str(doc, "pool") or pool
+    target_project = _str(doc, "project") or project
+    if target_project != project:
+        raise ApiError(400, "moving volumes between projects is not supported")
+    if target_pool == pool:
+        await storage.volumes.rename(pool, name, new_name, project=project)
+        return created(render.volume_url(pool, new_name, project=project))
+    await storage.volumes.get(pool, name, project=project)
+
+    async def work(op: Operation) -> None:
+        await storage.volumes.move(
+            pool, name, target_pool, new_name, project=project, progress=op.progress
+        )
+
+    op = request.app[OPS].start(
+        f"Moving storage volume {name}",
+        work,
+        {"storage_volumes": [render.volume_url(target_pool, new_name, project=project)]},
+        project,
+    )
+    return async_response(op.render())
+
+
+async def volume_delete(request: web.Request) -> web.Response:
+    _custom(request)
+    await _storage(request).volumes.delete(
+        request.match_info["pool"], request.match_info["volume"], project=_project(request)
+    )
+    return empty()
+
+
+async def volume_state(request: web.Request) -> web.Response:
+    _custom(request)
+    view = await _storage(request).volumes.get(
+        request.match_info["pool"], request.match_info["volume"], project=_project(request)
+    )
+    usage = await _storage(request).volumes.usage(view.pool, view.name, project=view.project)
+    return sync({"usage": usage})
+
+
+# --- snapshots --------------------------------------------------------------------------
+
+
+def _volume_key(request: web.Request) -> tuple[str, str, str]:
+    _custom(request)
+    return request.match_info["pool"], request.match_info["volume"], _project(request)
+
+
+async def snapshots_get(request: web.Request) -> web.Response:
+    pool, name, project = _volume_key(request)
+    view: VolumeView = await _storage(request).volumes.get(pool, name, project=project)
+    if _recursion(request) == 0:
+        return sync(
+            [render.snapshot_url(pool, name, s.name, project) for s in view.snapshot_records]
+        )
+    return sync([render.snapshot(s, view.content_type) for s in view.snapshot_records])
+
+
+async def snapshots_post(request: web.Request) -> web.Response:
+    pool, name, project = _volume_key(request)
+    storage = _storage(request)
+    await storage.volumes.get(pool, name, project=project)
+    doc = await json_body(request)
+    snap_name = _str(doc, "name")
+    expires: Any = "default"
+    if "expires_at" in doc and doc["expires_at"] is not None:
+        expires = parse_time(doc["expires_at"], "expires_at")
+    url = render.snapshot_url(pool, name, snap_name, project) if snap_name else ""
+
+    async def work(op: Operation) -> None:
+        made = await storage.volumes.snapshot(
+            pool,
+            name,
+            snap_name or None,
+            project=project,
+            description=_str(doc, "description"),
+            expires_at=expires,
+        )
+        op.resources["storage_volume_snapshots"] = [render.snapshot_url(pool, name, made, project)]
+
+    resources = {"storage_volumes": [render.volume_url(pool, name, project=project)]}
+    if url:
+        resources["storage_volume_snapshots"] = [url]
+    op = request.app[OPS].start(f"Snapshotting storage volume {name}", work, resources, project)
+    return async_response(op.render())
+
+
+async def snapshot_get(request: web.Request) -> web.Response:
+    pool, name, project = _volume_key(request)
+    storage = _storage(request)
+    view = await storage.volumes.get(pool, name, project=project)
+    snap = await storage.volumes.snapshot_record(
+        pool, name, request.match_info["snapshot"], project=project
+    )
+    return sync(render.snapshot(snap, view.content_type), etag_value=render.snapshot_etag(snap))
+
+
+async def _snapshot_update(request: web.Request, *, merge: bool) -> web.Response:
+    pool, name, project = _volume_key(request)
+    storage = _storage(request)
+    snap = await storage.volumes.snapshot_record(
+        pool, name, request.match_info["snapshot"], project=project
+    )
+    check_etag(request, render.snapshot_etag(snap))
+    doc = await json_body(request)
+    description = (
+        _str(doc, "description") if "description" in doc or not merge else snap.description
+    )
+    expires = (
+        parse_time(doc.get("expires_at"), "expires_at")
+        if "expires_at" in doc or not merge
+        else snap.expires_at
+    )
+    await storage.volumes.update_snapshot(
+        pool, name, snap.name, description=description, expires_at=expires, project=project
+    )
+    return empty()
+
+
+async def snapshot_put(request: web.Request) -> web.Response:
+    return await _snapshot_update(request, merge=False)
+
+
+async def snapshot_patch(request: web.Request) -> web.Response:
+    return await _snapshot_update(request, merge=True)
+
+
+async def snapshot_post(request: web.Request) -> web.Response:
+    pool, name, project = _volume_key(request)
+    storage = _storage(request)
+    snapshot = request.match_info["snapshot"]
+    await storage.volumes.snapshot_record(pool, name, snapshot, project=project)
+    doc = await json_body(request)
+    new_name = _str(doc, "name")
+    if not new_name:
+        raise ApiError(400, "a new snapshot name is required")
+
+    async def work(op: Operation) -> None:
+        await storage.volumes.rename_snapshot(pool, name, snapshot, new_name, project=project)
+
+    op = request.app[OPS].start(
+        f"Renaming snapshot {snapshot} of {name}",
+        work,
+        {"storage_volume_snapshots": [render.snapshot_url(pool, name, new_name, project)]},
+        project,
+    )
+    return async_response(op.render())
+
+
+async def snapshot_delete(request: web.Request) -> web.Response:
+    pool, name, project = _volume_key(request)
+    storage = _storage(request)
+    snapshot = request.match_info["snapshot"]
+    await storage.volumes.snapshot_record(pool, name, snapshot, project=project)
+
+    async def work(op: Operation) -> None:
+        await storage.volumes.delete_snapshot(pool, name, snapshot, project=project)
+
+    op = request.app[OPS].start(
+        f"Deleting snapshot {snapshot} of {name}",
+        work,
+        {"storage_volume_snapshots": [render.snapshot_url(pool, name, snapshot, project)]},
+        project,
+    )
+    return async_response(op.render())
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    base = "/1.0/storage-pools"
+    r.add_get(base, pools_get)
+    r.add_post(base, pools_post)
+    r.add_get(base + "/{pool}", pool_get)
+    r.add_put(base + "/{pool}", pool_put)
+    r.add_patch(base + "/{pool}", pool_patch)
+    r.add_delete(base + "/{pool}", pool_delete)
+    r.add_get(base + "/{pool}/resources", pool_resources)
+    vols = base + "/{pool}/volumes"
+    r.add_get(vols, volumes_get)
+    r.add_post(vols, volumes_post)
+    r.add_get(vols + "/{type}", volumes_get)
+    r.add_post(vols + "/{type}", volumes_post)
+    one = vols + "/{type}/{volume}"
+    r.add_get(one, volume_get)
+    r.add_put(one, volume_put)
+    r.add_patch(one, volume_patch)
+    r.add_post(one, volume_post)
+    r.add_delete(one, volume_delete)
+    r.add_get(one + "/state", volume_state)
+    r.add_get(one + "/snapshots", snapshots_get)
+    r.add_post(one + "/snapshots", snapshots_post)
+    snap = one + "/snapshots/{snapshot}"
+    r.add_get(snap, snapshot_get)
+    r.add_put(snap, snapshot_put)
+    r.add_patch(snap, snapshot_patch)
+    r.add_post(snap, snapshot_post)
+    r.add_delete(snap, snapshot_delete)
