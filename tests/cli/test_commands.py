@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -124,3 +126,30 @@ def test_simulator_serves_tls_with_its_own_certificate(tmp_path: Path) -> None:
     )
     assert res.returncode == 2
     assert "go together" in res.stderr
+
+
+@pytest.mark.root
+def test_quickstart_script_shows_a_volume(root_only: None, tmp_path: Path) -> None:
+    if shutil.which("lxc") is None:
+        pytest.skip("lxc (Debian lxd-client) not installed")
+    state = tmp_path / "qs"
+    env = {**os.environ, "LXFLEX_STATE": str(state), "LXD_CONF": str(tmp_path / "conf")}
+    script = Path(__file__).resolve().parents[2] / "scripts" / "quickstart"
+    try:
+        res = subprocess.run(
+            [str(script)], capture_output=True, text=True, env=env, timeout=300, check=False
+        )
+        assert res.returncode == 0, res.stdout + res.stderr
+        table = res.stdout[res.stdout.index("TYPE") :]
+        assert "| custom | hello |" in table
+    finally:
+        pid_file = state / "lxflexd.pid"
+        if pid_file.exists():
+            pid = int(pid_file.read_text())
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(300):
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.1)
