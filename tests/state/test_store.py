@@ -133,3 +133,14 @@ async def test_sqlite_file_is_private(tmp_path: Path) -> None:
     mode = stat.S_IMODE((tmp_path / "sub" / "state.db").stat().st_mode)
     assert mode == 0o600
     assert "sqlite" in repr(db)
+
+
+def test_head_revision_constant_matches_the_migrations() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from lxflex.state.db import _MIGRATIONS, HEAD_REVISION
+
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == HEAD_REVISION

@@ -15,6 +15,7 @@ import hashlib
 import json
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -65,6 +66,11 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
+def _encode(value: Any) -> bytes:
+    # msgspec encodes large listings (10,000 volumes) several times faster than json.
+    return msgspec.json.encode(value)
+
+
 def etag(*parts: Any) -> str:
     return hashlib.sha256(_dumps(parts).encode()).hexdigest()
 
@@ -91,7 +97,7 @@ def sync(
     if location is not None:
         headers["Location"] = location
     return web.Response(
-        text=_dumps(body), status=status, content_type="application/json", headers=headers
+        body=_encode(body), status=status, content_type="application/json", headers=headers
     )
 
 
@@ -115,7 +121,7 @@ def async_response(operation: dict[str, Any]) -> web.Response:
         "metadata": operation,
     }
     return web.Response(
-        text=_dumps(body), status=202, content_type="application/json", headers={"Location": url}
+        body=_encode(body), status=202, content_type="application/json", headers={"Location": url}
     )
 
 
@@ -129,7 +135,7 @@ def error(status: int, message: str) -> web.Response:
         "error": message,
         "metadata": None,
     }
-    return web.Response(text=_dumps(body), status=status, content_type="application/json")
+    return web.Response(body=_encode(body), status=status, content_type="application/json")
 
 
 def check_etag(request: web.Request, current: str) -> None:

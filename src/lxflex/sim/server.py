@@ -32,7 +32,6 @@ from . import actions, control, gateway, topology
 from .data import DataStore
 from .fabric import Fabric, FabricError, FabricHost
 from .model import Array, Host
-from .tls import ensure_certificate
 from .tokens import TokenPolicy, TokenStore
 
 log = logging.getLogger("lxflex.sim")
@@ -200,6 +199,8 @@ class Simulator:
             return None
         cert, key = self.config.tls_cert, self.config.tls_key
         if cert is None or key is None:
+            from .tls import ensure_certificate  # cryptography only when TLS is asked for
+
             cert, key = ensure_certificate(self.state_dir / "tls", self.config.host)
         self.ca_file = str(cert)
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
