@@ -175,7 +175,7 @@ class VolumeService:
                 await runtime.volumes.delete(array_id)
                 await self._forget(row.id)
                 raise
-        return await self.get(pool_name, name, project=project)
+        return _make_view(pool, row, [])
 
     async def _forget(self, vol_id: int) -> None:
         try:

@@ -1,7 +1,8 @@
 """Opening the database, migrating it, and its two kinds of transaction.
 
-SQLite (the embedded default) runs in WAL mode with foreign keys on; write transactions
-start with ``BEGIN IMMEDIATE`` so that a read-then-write cannot be overtaken by another
+SQLite (the embedded default) runs in WAL mode with foreign keys on; writers of one
+process queue on a lock, and their transactions start with ``BEGIN IMMEDIATE``, so a
+read-then-write cannot be overtaken by another
 writer between its read and its write (SQLite would otherwise fail it with "database is
 locked" at the upgrade). Read transactions are deferred and never block writers. The
 database file is created readable by its owner only, since pool configs hold the
@@ -12,6 +13,7 @@ Transactions are short: callers never hold one across a gateway or host call.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,7 +24,6 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
 
 __all__ = ["Database", "normalize_url"]
 
@@ -73,6 +74,10 @@ class Database:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        # SQLite has one writer at a time. Queueing writers here, instead of letting them
+        # collide in BEGIN IMMEDIATE, spares them SQLite's busy-wait sleeps (up to 100 ms
+        # each) under contention. PostgreSQL needs no such queue.
+        self._writer = asyncio.Lock() if self.dialect == "sqlite" else None
 
     def __repr__(self) -> str:
         return f"Database({self.dialect})"  # the URL may hold a password
@@ -88,9 +93,7 @@ class Database:
             fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
             os.close(fd)
             os.chmod(path, 0o600)
-            # aiosqlite runs each connection in a thread; reusing them buys little and
-            # NullPool keeps WAL checkpoints and file handles simple.
-            kwargs["poolclass"] = NullPool
+            kwargs["pool_size"] = 8
         else:
             kwargs["pool_pre_ping"] = True
         engine = create_async_engine(url, **kwargs)
@@ -104,7 +107,11 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A read-write transaction, committed on success and rolled back on error."""
-        async with self.engine.begin() as conn:
+        if self._writer is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with self._writer, self.engine.begin() as conn:
             yield conn
 
     @asynccontextmanager

@@ -251,6 +251,7 @@ async def create_volume(
     description: str = "",
     status: str = "creating",
 ) -> Volume:
+    created = now()
     vol_id = await _insert(
         conn,
         volumes,
@@ -263,11 +264,27 @@ async def create_volume(
             "description": description,
             "status": status,
             "array_id": None,
-            "created_at": now(),
+            "created_at": created,
         },
     )
-    await _replace_config(conn, volume_config, "volume_id", vol_id, config)
-    return await volume_by_id(conn, vol_id)
+    if config:  # a new row has no config to replace
+        await conn.execute(
+            sa.insert(volume_config),
+            [{"volume_id": vol_id, "key": k, "value": v} for k, v in config.items()],
+        )
+    return Volume(
+        vol_id,
+        pool_id,
+        project,
+        name,
+        volume_type,
+        content_type,
+        description,
+        status,
+        None,
+        created,
+        dict(config),
+    )
 
 
 async def volume_by_id(conn: AsyncConnection, vol_id: int) -> Volume:
