@@ -121,6 +121,7 @@ async def serve(
         sock.unlink()
     async with AsyncExitStack() as stack:
         storage = await _open_storage(stack, state_dir, simulator, db_url, settings)
+        await storage.recover()
         runner = web.AppRunner(build_app(storage), access_log=None, handle_signals=False)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)

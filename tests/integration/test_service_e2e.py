@@ -504,3 +504,64 @@ async def test_failed_resize_and_restore_change_nothing(stack: Stack) -> None:
     assert (path / "f").read_text() == "newer"
     await stack.volumes.unmount("pf", "firm")
     await stack.volumes.delete("pf", "firm")
+
+
+async def test_recovery_after_a_crash(stack: Stack) -> None:
+    import uuid as uuidlib
+
+    from lxflex.driver.naming import Content, VolumeType, volume_name
+    from lxflex.powerflex import SnapshotDef
+    from lxflex.state import store as st
+
+    await stack.pools.create("pf", "powerflex", stack.config)
+    await stack.volumes.create("pf", "kept", content_type="block")
+    await stack.volumes.create("pf", "half-deleted", content_type="block")
+    runtime = await stack.pools.runtime(await stack.pools.record("pf"))
+    pool = await stack.pools.record("pf")
+    # A create cut short after the array volume was made, before its ID was recorded.
+    orphan_uuid = uuidlib.uuid4()
+    await runtime.client.create_volume(
+        runtime.resolved.pool_id, GIB, volume_name(VolumeType.CUSTOM, Content.BLOCK, orphan_uuid)
+    )
+    kept = await stack.volumes.record("pf", "kept")
+    assert kept.array_id is not None
+    snap_uuid = uuidlib.uuid4()
+    await runtime.client.snapshot_volumes(
+        [
+            SnapshotDef(
+                kept.array_id,
+                volume_name(VolumeType.CUSTOM, Content.BLOCK, snap_uuid, snapshot=True),
+            )
+        ]
+    )
+    async with stack.db.write() as conn:
+        await st.create_volume(
+            conn,
+            pool.id,
+            "default",
+            "half-created",
+            "custom",
+            "block",
+            {"size": "8GiB", "volatile.uuid": str(orphan_uuid)},
+        )
+        await st.create_snapshot(
+            conn, kept.id, "half-snap", {"size": "8GiB", "volatile.uuid": str(snap_uuid)}
+        )
+        half = await st.get_volume(conn, pool.id, "default", "custom", "half-deleted")
+        assert half is not None
+        await st.update_volume(conn, half.id, status="deleting")
+    assert len(stack.sim.array.volumes) == 4
+    repaired = await _storage_recover(stack)
+    assert repaired == 3
+    assert [v.name for v in await stack.volumes.all("pf")] == ["kept"]
+    assert list(stack.sim.array.volumes) == [kept.array_id]
+    assert await stack.volumes.snapshots("pf", "kept") == []
+    assert await _storage_recover(stack) == 0  # nothing left to repair
+    await stack.volumes.delete("pf", "kept")
+
+
+async def _storage_recover(stack: Stack) -> int:
+    from lxflex.service import Storage
+
+    storage = Storage(stack.db, stack.pools.runtimes, stack.pools, stack.volumes)
+    return await storage.recover()

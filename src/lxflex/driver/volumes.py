@@ -173,6 +173,16 @@ class PowerFlexVolumes:
         finally:
             await self.attacher.disconnect_if_unused()
 
+    async def find(self, spec: VolumeSpec, *, snapshot: bool = False) -> str | None:
+        """The array ID of the volume named after ``spec``, or None: how an operation cut
+        short by a crash finds what it may have created before it recorded the ID."""
+        try:
+            return await self.client.volume_id(self.array_name(spec, snapshot=snapshot))
+        except VolumeNotFoundError:
+            return None
+        except PowerFlexError as exc:
+            raise _wrap("look up volume", exc) from exc
+
     async def _remove_quietly(self, vol_id: str) -> None:
         try:
             await self.delete(vol_id)

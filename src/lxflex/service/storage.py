@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 from dataclasses import dataclass
 
@@ -13,6 +14,8 @@ from .runtime import HostSettings, Runtimes
 from .volumes import VolumeService
 
 __all__ = ["Storage"]
+
+log = logging.getLogger("lxflex.service")
 
 
 @dataclass
@@ -40,6 +43,17 @@ class Storage:
             raise
         pools = PoolService(db, runtimes)
         return cls(db, runtimes, pools, VolumeService(db, pools))
+
+    async def recover(self) -> int:
+        """Repair what interrupted operations left in every pool; a pool whose gateway
+        cannot be reached now is left for the next start (and logged)."""
+        repaired = 0
+        for pool in await self.pools.all():
+            try:
+                repaired += await self.volumes.recover(pool.name)
+            except Exception as exc:  # one unreachable pool must not keep the others down
+                log.warning("pool %s: recovery postponed: %s", pool.name, exc)
+        return repaired
 
     async def close(self) -> None:
         await self.runtimes.close()

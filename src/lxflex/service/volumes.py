@@ -34,6 +34,7 @@ from ..host.fs import is_mounted
 from ..state import Database, NameTaken
 from ..state import store as st
 from .pools import PoolService
+from .runtime import PoolRuntime
 
 __all__ = ["VolumeService", "VolumeView"]
 
@@ -534,6 +535,33 @@ class VolumeService:
                 raise
         return await self.get(target_pool, target, project=dest_project)
 
+    async def recover(self, pool_name: str) -> int:
+        """Undo creates and finish deletes that a crash cut short (rows left ``creating``
+        or ``deleting``); array objects they may have made are found by their names."""
+        pool = await self.pools.record(pool_name)
+        async with self.db.read() as conn:
+            vols = await st.list_volumes(conn, pool.id)
+            snaps = await st.list_pool_snapshots(conn, pool.id)
+        pending = [
+            v
+            for v in vols
+            if v.status != "created" or any(s.status != "created" for s in snaps.get(v.id, []))
+        ]
+        if not pending:
+            return 0
+        runtime = await self.pools.runtime(pool)
+        repaired = 0
+        for vol in pending:
+            async with self._locked(pool_name, vol.project, vol.name):
+                repaired += await _recover_volume(self.db, runtime, vol, snaps.get(vol.id, []))
+        if repaired:
+            log.warning(
+                "pool %s: repaired %d record(s) left by an interrupted operation",
+                pool_name,
+                repaired,
+            )
+        return repaired
+
     async def move(
         self,
         pool_name: str,
@@ -552,6 +580,34 @@ class VolumeService:
         )
         await self.delete(pool_name, name, project=project)
         return view
+
+
+async def _recover_volume(
+    db: Database, runtime: PoolRuntime, vol: st.Volume, snaps: list[st.Snapshot]
+) -> int:
+    """Finish or undo what a crash interrupted on one volume; return the rows repaired."""
+    repaired = 0
+    for snap in snaps:
+        if snap.status == "created" and vol.status != "deleting":
+            continue
+        snap_id = snap.array_id or await runtime.volumes.find(
+            _spec(snap, vol.content_type, snap.config), snapshot=True
+        )
+        if snap_id:
+            await runtime.volumes.delete(snap_id)
+        async with db.write() as conn:
+            await st.delete_snapshot(conn, snap.id)
+        repaired += 1
+    if vol.status in ("creating", "deleting"):
+        vol_id = vol.array_id or await runtime.volumes.find(
+            _spec(vol, vol.content_type, vol.config)
+        )
+        if vol_id:
+            await runtime.volumes.delete(vol_id)
+        async with db.write() as conn:
+            await st.delete_volume(conn, vol.id)
+        repaired += 1
+    return repaired
 
 
 def _make_view(pool: st.Pool, vol: st.Volume, snaps: list[st.Snapshot]) -> VolumeView:
