@@ -88,7 +88,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 def server_info(app: web.Application) -> dict[str, Any]:
-    name = app["server_name"]
+    name = app[storage_routes.SERVER_NAME]
     return {
         "config": {},
         "api_extensions": API_EXTENSIONS,
@@ -179,9 +179,8 @@ async def operation_wait(request: web.Request) -> web.Response:
 
 def build_app(storage: Storage, *, server_name: str | None = None) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=64 * 1024**2)
-    app["server_name"] = server_name or socket.gethostname()
+    app[storage_routes.SERVER_NAME] = server_name or socket.gethostname()
     hub = EventHub()
-    app["events"] = hub
     app[storage_routes.STORAGE] = storage
     app[storage_routes.OPS] = Operations(hub)
     r = app.router

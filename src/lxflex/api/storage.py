@@ -29,6 +29,7 @@ from .operations import Operation, Operations
 
 STORAGE: web.AppKey[Storage] = web.AppKey("storage")
 OPS: web.AppKey[Operations] = web.AppKey("operations")
+SERVER_NAME: web.AppKey[str] = web.AppKey("server_name")
 
 VOLUME_TYPES = ("custom", "container", "virtual-machine", "image")
 
@@ -95,7 +96,7 @@ async def pools_get(request: web.Request) -> web.Response:
 async def pools_post(request: web.Request) -> web.Response:
     doc = await json_body(request)
     target = request.query.get("target")
-    if target not in (None, "", "none", request.app["server_name"]):
+    if target not in (None, "", "none", request.app[SERVER_NAME]):
         raise ApiError(400, f"this server is not clustered: no member {target!r}")
     name = _str(doc, "name")
     view = await _storage(request).pools.create(
