@@ -11,12 +11,10 @@ volume's ``volatile.uuid``, so renames touch only the state.
 from __future__ import annotations
 
 import asyncio
-import calendar
 import contextlib
 import datetime
 import logging
 import os
-import re
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Mapping
@@ -29,12 +27,14 @@ from ..driver.config import ConfigError, validate_volume_config
 from ..driver.errors import Conflict, InvalidRequest, NotFound
 from ..driver.naming import Content, VolumeType
 from ..driver.units import format_size, parse_size
-from ..driver.volumes import CopyPlan, Progress, VolumeSpec
+from ..driver.volumes import CopyPlan, Progress
 from ..host.fs import is_mounted
 from ..state import Database, NameTaken
 from ..state import store as st
 from .pools import PoolService
-from .runtime import PoolRuntime
+from .recovery import recover_volume
+from .rules import add_expiry, check_name, next_name
+from .specs import spec_of
 
 __all__ = ["VolumeService", "VolumeView"]
 
@@ -58,18 +58,6 @@ class VolumeView:
     @property
     def snapshots(self) -> list[str]:
         return [s.name for s in self.snapshot_records]
-
-
-def _spec(volume: st.Volume | st.Snapshot, content: str, config: Mapping[str, str]) -> VolumeSpec:
-    return VolumeSpec(
-        uuid=uuid.UUID(config["volatile.uuid"]),
-        volume_type=VolumeType.CUSTOM,
-        content=Content(content),
-        size=parse_size(config.get("size", "0")),
-        thin=config.get("block.type", "thin") != "thick",
-        filesystem=config.get("block.filesystem", "ext4"),
-        mount_options=config.get("block.mount_options", "discard"),
-    )
 
 
 class VolumeService:
@@ -143,7 +131,7 @@ class VolumeService:
     ) -> VolumeView:
         if content_type not in (Content.FILESYSTEM, Content.BLOCK):
             raise InvalidRequest(f"content type must be filesystem or block, not {content_type!r}")
-        _check_name(name)
+        check_name(name)
         pool = await self.pools.record(pool_name)
         runtime = await self.pools.runtime(pool)
         filled = self._fill_config(pool, content_type, config or {}, runtime.volumes.granularity)
@@ -165,7 +153,7 @@ class VolumeService:
                     f"storage volume {name!r} already exists in pool {pool_name!r}"
                 ) from None
             try:
-                array_id = await runtime.volumes.create(_spec(row, content_type, filled))
+                array_id = await runtime.volumes.create(spec_of(content_type, filled))
             except BaseException:
                 await self._forget(row.id)
                 raise
@@ -225,7 +213,7 @@ class VolumeService:
                 runtime = await self.pools.runtime(pool)
                 mounted = self.mount_path(pool_name, project, name)
                 grown = await runtime.volumes.resize(
-                    _spec(vol, vol.content_type, vol.config),
+                    spec_of(vol.content_type, vol.config),
                     _array(vol),
                     parse_size(new["size"]),
                     mounted,
@@ -239,7 +227,7 @@ class VolumeService:
     async def rename(
         self, pool_name: str, name: str, new_name: str, *, project: str = "default"
     ) -> VolumeView:
-        _check_name(new_name)
+        check_name(new_name)
         async with self._locked(pool_name, project, name):
             _, vol = await self._load(pool_name, project, name)
             if await self._mounted(pool_name, project, name):
@@ -295,7 +283,7 @@ class VolumeService:
                 raise InvalidRequest(f"storage volume {name!r} is a {vol.content_type} volume")
             path = self.mount_path(pool_name, project, name)
             runtime = await self.pools.runtime(pool)
-            await runtime.volumes.mount(_spec(vol, vol.content_type, vol.config), _array(vol), path)
+            await runtime.volumes.mount(spec_of(vol.content_type, vol.config), _array(vol), path)
             return path
 
     async def unmount(self, pool_name: str, name: str, *, project: str = "default") -> None:
@@ -328,8 +316,8 @@ class VolumeService:
             async with self.db.read() as conn:
                 taken = {s.name for s in await st.list_snapshots(conn, vol.id)}
             if not snapshot:
-                snapshot = _next_name(vol.config.get("snapshots.pattern") or "snap%d", taken)
-            _check_name(snapshot)
+                snapshot = next_name(vol.config.get("snapshots.pattern") or "snap%d", taken)
+            check_name(snapshot)
             if expires_at == "default":
                 expiry = vol.config.get("snapshots.expiry", "")
                 expires_at = add_expiry(st.now(), expiry) if expiry else None
@@ -348,7 +336,7 @@ class VolumeService:
                 raise Conflict(f"snapshot {snapshot!r} of {name!r} already exists") from None
             try:
                 array_id = await runtime.volumes.snapshot(
-                    _spec(vol, vol.content_type, vol.config),
+                    spec_of(vol.content_type, vol.config),
                     _array(vol),
                     uuid.UUID(config["volatile.uuid"]),
                     self.mount_path(pool_name, project, name),
@@ -406,7 +394,7 @@ class VolumeService:
     async def rename_snapshot(
         self, pool_name: str, name: str, snapshot: str, new_name: str, *, project: str = "default"
     ) -> None:
-        _check_name(new_name)
+        check_name(new_name)
         async with self._locked(pool_name, project, name):
             _, vol = await self._load(pool_name, project, name)
             snap = await self._snapshot(vol, snapshot)
@@ -435,7 +423,7 @@ class VolumeService:
             snap = await self._snapshot(vol, snapshot)
             runtime = await self.pools.runtime(pool)
             await runtime.volumes.restore(
-                _spec(vol, vol.content_type, vol.config),
+                spec_of(vol.content_type, vol.config),
                 _array(vol),
                 _array(snap),
                 self.mount_path(pool_name, project, name),
@@ -459,7 +447,7 @@ class VolumeService:
     ) -> VolumeView:
         """Copy a custom volume (and, unless told otherwise, its snapshots), or one
         snapshot of it (``source_snapshot``) into a new volume with the snapshot's config."""
-        _check_name(target)
+        check_name(target)
         dest_project = target_project or project
         src_pool, vol = await self._load(source_pool, project, source)
         snap_source = await self._snapshot(vol, source_snapshot) if source_snapshot else None
@@ -500,9 +488,9 @@ class VolumeService:
                 ) from None
             snap_uuids = [uuid.uuid4() for _ in snaps]
             plan = CopyPlan(
-                source=_spec(vol, vol.content_type, source_config),
+                source=spec_of(vol.content_type, source_config),
                 source_id=_array(snap_source or vol),
-                target=_spec(row, vol.content_type, filled),
+                target=spec_of(vol.content_type, filled),
                 snapshot_ids=[_array(s) for s in snaps],
                 target_snapshot_uuids=snap_uuids,
             )
@@ -553,7 +541,7 @@ class VolumeService:
         repaired = 0
         for vol in pending:
             async with self._locked(pool_name, vol.project, vol.name):
-                repaired += await _recover_volume(self.db, runtime, vol, snaps.get(vol.id, []))
+                repaired += await recover_volume(self.db, runtime, vol, snaps.get(vol.id, []))
         if repaired:
             log.warning(
                 "pool %s: repaired %d record(s) left by an interrupted operation",
@@ -582,34 +570,6 @@ class VolumeService:
         return view
 
 
-async def _recover_volume(
-    db: Database, runtime: PoolRuntime, vol: st.Volume, snaps: list[st.Snapshot]
-) -> int:
-    """Finish or undo what a crash interrupted on one volume; return the rows repaired."""
-    repaired = 0
-    for snap in snaps:
-        if snap.status == "created" and vol.status != "deleting":
-            continue
-        snap_id = snap.array_id or await runtime.volumes.find(
-            _spec(snap, vol.content_type, snap.config), snapshot=True
-        )
-        if snap_id:
-            await runtime.volumes.delete(snap_id)
-        async with db.write() as conn:
-            await st.delete_snapshot(conn, snap.id)
-        repaired += 1
-    if vol.status in ("creating", "deleting"):
-        vol_id = vol.array_id or await runtime.volumes.find(
-            _spec(vol, vol.content_type, vol.config)
-        )
-        if vol_id:
-            await runtime.volumes.delete(vol_id)
-        async with db.write() as conn:
-            await st.delete_volume(conn, vol.id)
-        repaired += 1
-    return repaired
-
-
 def _make_view(pool: st.Pool, vol: st.Volume, snaps: list[st.Snapshot]) -> VolumeView:
     return VolumeView(
         vol.name,
@@ -628,48 +588,3 @@ def _array(record: st.Volume | st.Snapshot) -> str:
     if not record.array_id:
         raise Conflict(f"{record.name!r} has no array volume yet (an operation is under way)")
     return record.array_id
-
-
-def _check_name(name: str) -> None:
-    if (
-        not name
-        or "/" in name
-        or name.startswith(".")
-        or len(name) > 255
-        or any(c.isspace() for c in name)
-    ):
-        raise InvalidRequest(f"invalid name {name!r}: no slashes, spaces or leading dots")
-
-
-def _next_name(pattern: str, taken: set[str]) -> str:
-    """The first free name of ``pattern`` (``%d`` counts up from 0)."""
-    if "%d" not in pattern:
-        return pattern
-    index = 0
-    while pattern.replace("%d", str(index), 1) in taken:
-        index += 1
-    return pattern.replace("%d", str(index), 1)
-
-
-_AMOUNT = re.compile(r"(\d+)([MHdwmy])")
-
-
-def add_expiry(start: datetime.datetime, expiry: str) -> datetime.datetime:
-    """``start`` plus an LXD expiry such as ``3d`` or ``1m 2w`` (months and years are
-    calendar months and years)."""
-    result = start
-    for amount, unit in _AMOUNT.findall(expiry):
-        n = int(amount)
-        if unit in "MHdw":
-            result += {
-                "M": datetime.timedelta(minutes=n),
-                "H": datetime.timedelta(hours=n),
-                "d": datetime.timedelta(days=n),
-                "w": datetime.timedelta(weeks=n),
-            }[unit]
-        else:
-            months = n * (12 if unit == "y" else 1) + result.month - 1
-            year, month = result.year + months // 12, months % 12 + 1
-            day = min(result.day, calendar.monthrange(year, month)[1])
-            result = result.replace(year=year, month=month, day=day)
-    return result

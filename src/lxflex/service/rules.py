@@ -1,0 +1,56 @@
+"""Pure rules of the volume use cases: names, snapshot name patterns, expiry times."""
+
+from __future__ import annotations
+
+import calendar
+import datetime
+import re
+
+from ..driver.errors import InvalidRequest
+
+__all__ = ["add_expiry", "check_name", "next_name"]
+
+
+def check_name(name: str) -> None:
+    if (
+        not name
+        or "/" in name
+        or name.startswith(".")
+        or len(name) > 255
+        or any(c.isspace() for c in name)
+    ):
+        raise InvalidRequest(f"invalid name {name!r}: no slashes, spaces or leading dots")
+
+
+def next_name(pattern: str, taken: set[str]) -> str:
+    """The first free name of ``pattern`` (``%d`` counts up from 0)."""
+    if "%d" not in pattern:
+        return pattern
+    index = 0
+    while pattern.replace("%d", str(index), 1) in taken:
+        index += 1
+    return pattern.replace("%d", str(index), 1)
+
+
+_AMOUNT = re.compile(r"(\d+)([MHdwmy])")
+
+
+def add_expiry(start: datetime.datetime, expiry: str) -> datetime.datetime:
+    """``start`` plus an LXD expiry such as ``3d`` or ``1m 2w`` (months and years are
+    calendar months and years)."""
+    result = start
+    for amount, unit in _AMOUNT.findall(expiry):
+        n = int(amount)
+        if unit in "MHdw":
+            result += {
+                "M": datetime.timedelta(minutes=n),
+                "H": datetime.timedelta(hours=n),
+                "d": datetime.timedelta(days=n),
+                "w": datetime.timedelta(weeks=n),
+            }[unit]
+        else:
+            months = n * (12 if unit == "y" else 1) + result.month - 1
+            year, month = result.year + months // 12, months % 12 + 1
+            day = min(result.day, calendar.monthrange(year, month)[1])
+            result = result.replace(year=year, month=month, day=day)
+    return result
