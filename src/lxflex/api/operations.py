@@ -48,6 +48,7 @@ class Operation:
     hub: EventHub | None = None
     loop: asyncio.AbstractEventLoop | None = None
     _last_progress: float = 0.0
+    _progress_start: tuple[float, int] | None = None
 
     @property
     def final(self) -> bool:
@@ -95,10 +96,14 @@ class Operation:
         if done < total and now - self._last_progress < 0.5:
             return
         self._last_progress = now
+        if self._progress_start is None:
+            self._progress_start = (now, done)
+        started, first = self._progress_start
+        speed = (done - first) / (now - started) if now > started else 0.0
         percent = 100 * done // total if total else 100
         self.metadata = {
             **(self.metadata or {}),
-            key: f"{percent}% ({done}/{total} bytes)",
+            key: f"{percent}% ({_iec(done)} of {_iec(total)}, {_iec(int(speed))}/s)",
             "bytes_done": done,
             "bytes_total": total,
         }
@@ -109,6 +114,15 @@ class Operation:
         self.err = error
         self._changed()
         self.done.set()
+
+
+def _iec(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.2f}{unit}"
+        value /= 1024
+    return f"{value:.2f}TiB"
 
 
 class Operations:
