@@ -58,6 +58,11 @@ async def make_sim(tmp_path: Path, password: str) -> AsyncIterator[SimFactory]:
     yield factory
     for sim in started:
         await sim.stop()
+    if os.geteuid() == 0:  # every simulator detaches what it attached
+        leaked = _loop_devices(tmp_path)
+        for dev in leaked:
+            subprocess.run(["losetup", "-d", dev], check=False)
+        assert not leaked, f"loop devices leaked by a simulator: {leaked}"
 
 
 @pytest.fixture(params=["3.6", "4.5", "5.0"])

@@ -186,6 +186,7 @@ class Fabric:
             if _backing_file(loop) == backing:
                 with contextlib.suppress(FabricError):
                     await _run("losetup", "-d", loop)
+        await self._sweep()
         self._save_ledger()
 
     def _save_ledger(self) -> None:
@@ -313,7 +314,24 @@ class Fabric:
                 host.devices.clear()
                 host.controllers.clear()
                 self._write_controllers(host)
+            await self._sweep()
             self._save_ledger()
+
+    async def _sweep(self) -> None:
+        """Detach any loop device still backed by one of our volume files (one an
+        interrupted attach never recorded). Backing files under our data directory are
+        ours by construction; nothing else is touched."""
+        root = str(self.array.data.root) + "/"
+        for entry in _SYS_BLOCK.glob("loop*/loop/backing_file"):
+            try:
+                backing = entry.read_text().strip()
+            except OSError:
+                continue
+            if backing.removesuffix(" (deleted)").startswith(root):
+                loop = f"/dev/{entry.parent.parent.name}"
+                with contextlib.suppress(FabricError):
+                    await _run("losetup", "-d", loop)
+                    log.warning("detached %s, left over from an interrupted attach", loop)
 
     # --- NVMe controllers -------------------------------------------------------------
 
