@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy import event
-from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-__all__ = ["Database", "normalize_url"]
+__all__ = ["Conn", "Database", "normalize_url"]
+
+_T = TypeVar("_T")
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _READ = "lxflex_read"
@@ -35,7 +37,8 @@ HEAD_REVISION = "0001"
 
 
 def normalize_url(url: str) -> str:
-    """Accept plain ``sqlite:///``/``postgresql://`` URLs and pick the async drivers."""
+    """Accept plain ``sqlite:///``/``postgresql://`` URLs; PostgreSQL goes through the
+    async psycopg driver, SQLite through the standard library's (see :class:`_SyncConn`)."""
     if url.startswith("sqlite:///"):
         return "sqlite+aiosqlite:///" + url.removeprefix("sqlite:///")
     if url.startswith(("postgresql://", "postgres://")):
@@ -68,16 +71,58 @@ def _run_migrations(connection: Connection) -> None:
     command.upgrade(config, "head")
 
 
+class Conn(Protocol):
+    """What the store needs of a connection in a transaction (async on both engines)."""
+
+    async def execute(self, statement: Any, parameters: Any = None) -> Any: ...
+
+    def begin_nested(self) -> AbstractAsyncContextManager[Any]: ...
+
+    async def run_sync(self, fn: Callable[[Connection], _T]) -> _T: ...
+
+
+class _SyncConn:
+    """An async face on a synchronous SQLite connection.
+
+    SQLite statements take tens of microseconds; running them on the event loop's thread
+    costs less than aiosqlite's thread round trip per statement, which made every
+    transaction several milliseconds long and serialized the daemon's writes. Callers
+    hold no transaction across other awaits (a rule of the service layer), so a
+    transaction here runs without yielding.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, statement: Any, parameters: Any = None) -> Any:
+        result = self._conn.execute(statement, parameters)
+        if result.returns_rows:
+            # Buffered, as the async drivers' results are: SQLite refuses to release a
+            # savepoint while a statement still has rows to hand out.
+            return result.freeze()()
+        return result
+
+    @asynccontextmanager
+    async def begin_nested(self) -> AsyncIterator[Any]:
+        with self._conn.begin_nested() as savepoint:
+            yield savepoint
+
+    async def run_sync(self, fn: Callable[[Connection], _T]) -> _T:
+        return fn(self._conn)
+
+
 class Database:
     """An open lxflex database. Use :meth:`open`, then :meth:`read` and :meth:`write`."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine | None, sync_engine: Engine | None = None) -> None:
         self.engine = engine
-        self.dialect = engine.dialect.name
-        # SQLite has one writer at a time. Queueing writers here, instead of letting them
-        # collide in BEGIN IMMEDIATE, spares them SQLite's busy-wait sleeps (up to 100 ms
-        # each) under contention. PostgreSQL needs no such queue.
-        self._writer = asyncio.Lock() if self.dialect == "sqlite" else None
+        self.sync_engine = sync_engine
+        self.dialect = (
+            "sqlite" if sync_engine is not None else (engine.dialect.name if engine else "")
+        )
+        # SQLite has one writer at a time: writers queue here, never in BEGIN IMMEDIATE's
+        # busy-wait. PostgreSQL needs no such queue.
+        self._writer = asyncio.Lock() if sync_engine is not None else None
 
     def __repr__(self) -> str:
         return f"Database({self.dialect})"  # the URL may hold a password
@@ -87,47 +132,56 @@ class Database:
         """Connect, create the file (0600) if needed, and migrate to the newest schema."""
         url = normalize_url(url)
         path = _sqlite_file(url)
-        kwargs: dict[str, Any] = {}
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
             os.close(fd)
             os.chmod(path, 0o600)
-            kwargs["pool_size"] = 8
+            sync_engine = create_engine(f"sqlite:///{path}", pool_size=4)
+            _setup_sqlite(sync_engine)
+            db = cls(None, sync_engine)
         else:
-            kwargs["pool_pre_ping"] = True
-        engine = create_async_engine(url, **kwargs)
-        if path is not None:
-            _setup_sqlite(engine)
-        db = cls(engine)
+            db = cls(create_async_engine(url, pool_pre_ping=True))
         async with db.write() as conn:
             await conn.run_sync(_run_migrations)
         return db
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
+    async def write(self) -> AsyncIterator[Conn]:
         """A read-write transaction, committed on success and rolled back on error."""
-        if self._writer is None:
-            async with self.engine.begin() as conn:
-                yield conn
+        if self.sync_engine is not None and self._writer is not None:
+            async with self._writer:
+                with self.sync_engine.begin() as sync_conn:
+                    yield _SyncConn(sync_conn)
             return
-        async with self._writer, self.engine.begin() as conn:
+        assert self.engine is not None  # noqa: S101 - one of the two engines is set
+        async with self.engine.begin() as conn:
             yield conn
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
+    async def read(self) -> AsyncIterator[Conn]:
         """A read-only transaction (deferred on SQLite)."""
-        async with self.engine.connect() as raw:
-            conn = await raw.execution_options(**{_READ: True})
+        if self.sync_engine is not None:
+            with self.sync_engine.connect() as raw:
+                sync_conn = raw.execution_options(**{_READ: True})
+                with sync_conn.begin():
+                    yield _SyncConn(sync_conn)
+            return
+        assert self.engine is not None  # noqa: S101 - one of the two engines is set
+        async with self.engine.connect() as raw_async:
+            conn = await raw_async.execution_options(**{_READ: True})
             async with conn.begin():
                 yield conn
 
     async def close(self) -> None:
-        await self.engine.dispose()
+        if self.engine is not None:
+            await self.engine.dispose()
+        if self.sync_engine is not None:
+            self.sync_engine.dispose()
 
 
-def _setup_sqlite(engine: AsyncEngine) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
+def _setup_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         # Let the "begin" hook below emit BEGIN itself, not the driver.
         dbapi_connection.isolation_level = None
@@ -138,7 +192,7 @@ def _setup_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
         read_only = conn.get_execution_options().get(_READ, False)
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

@@ -15,8 +15,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from .db import Conn
 from .schema import pool_config, pools, servers, snapshot_config, snapshots, volume_config, volumes
 
 __all__ = [
@@ -89,7 +89,7 @@ class Snapshot:
 
 
 async def _configs(
-    conn: AsyncConnection, table: sa.Table, owner: str, ids: Sequence[int]
+    conn: Conn, table: sa.Table, owner: str, ids: Sequence[int]
 ) -> dict[int, dict[str, str]]:
     found: dict[int, dict[str, str]] = {i: {} for i in ids}
     if not ids:
@@ -104,7 +104,7 @@ async def _configs(
 
 
 async def _replace_config(
-    conn: AsyncConnection, table: sa.Table, owner: str, owner_id: int, config: Mapping[str, str]
+    conn: Conn, table: sa.Table, owner: str, owner_id: int, config: Mapping[str, str]
 ) -> None:
     await conn.execute(sa.delete(table).where(table.c[owner] == owner_id))
     if config:
@@ -113,7 +113,7 @@ async def _replace_config(
         )
 
 
-async def _guarded(conn: AsyncConnection, statement: Any, name: object) -> Any:
+async def _guarded(conn: Conn, statement: Any, name: object) -> Any:
     """Execute in a savepoint, so a name clash leaves the transaction usable (PostgreSQL
     would otherwise abort it) and raises NameTaken."""
     try:
@@ -123,7 +123,7 @@ async def _guarded(conn: AsyncConnection, statement: Any, name: object) -> Any:
         raise NameTaken(str(name)) from exc
 
 
-async def _insert(conn: AsyncConnection, table: sa.Table, values: Mapping[str, Any]) -> int:
+async def _insert(conn: Conn, table: sa.Table, values: Mapping[str, Any]) -> int:
     statement = sa.insert(table).values(**values).returning(table.c.id)
     result = await _guarded(conn, statement, values.get("name", ""))
     return int(result.scalar_one())
@@ -132,7 +132,7 @@ async def _insert(conn: AsyncConnection, table: sa.Table, values: Mapping[str, A
 # --- servers -------------------------------------------------------------------------
 
 
-async def ensure_server(conn: AsyncConnection, server_uuid: str, name: str) -> int:
+async def ensure_server(conn: Conn, server_uuid: str, name: str) -> int:
     row = (await conn.execute(sa.select(servers.c.id).where(servers.c.uuid == server_uuid))).first()
     if row is not None:
         return int(row[0])
@@ -155,7 +155,7 @@ def _pool(row: Any, config: Mapping[str, str]) -> Pool:
 
 
 async def create_pool(
-    conn: AsyncConnection,
+    conn: Conn,
     name: str,
     driver: str,
     config: Mapping[str, str],
@@ -180,7 +180,7 @@ async def create_pool(
     return found
 
 
-async def get_pool(conn: AsyncConnection, name: str, *, for_update: bool = False) -> Pool | None:
+async def get_pool(conn: Conn, name: str, *, for_update: bool = False) -> Pool | None:
     """The pool named ``name``; ``for_update`` locks its row until the transaction ends
     (PostgreSQL; SQLite's write transactions are exclusive already)."""
     query = sa.select(pools).where(pools.c.name == name)
@@ -192,14 +192,14 @@ async def get_pool(conn: AsyncConnection, name: str, *, for_update: bool = False
     return _pool(row, (await _configs(conn, pool_config, "pool_id", [row.id]))[row.id])
 
 
-async def list_pools(conn: AsyncConnection) -> list[Pool]:
+async def list_pools(conn: Conn) -> list[Pool]:
     rows = (await conn.execute(sa.select(pools).order_by(pools.c.name))).all()
     configs = await _configs(conn, pool_config, "pool_id", [r.id for r in rows])
     return [_pool(r, configs[r.id]) for r in rows]
 
 
 async def update_pool(
-    conn: AsyncConnection,
+    conn: Conn,
     pool_id: int,
     *,
     config: Mapping[str, str] | None = None,
@@ -213,7 +213,7 @@ async def update_pool(
         await _replace_config(conn, pool_config, "pool_id", pool_id, config)
 
 
-async def delete_pool(conn: AsyncConnection, pool_id: int) -> None:
+async def delete_pool(conn: Conn, pool_id: int) -> None:
     await conn.execute(sa.delete(pools).where(pools.c.id == pool_id))
 
 
@@ -240,7 +240,7 @@ def _volume(row: Any, config: Mapping[str, str]) -> Volume:
 
 
 async def create_volume(
-    conn: AsyncConnection,
+    conn: Conn,
     pool_id: int,
     project: str,
     name: str,
@@ -287,13 +287,13 @@ async def create_volume(
     )
 
 
-async def volume_by_id(conn: AsyncConnection, vol_id: int) -> Volume:
+async def volume_by_id(conn: Conn, vol_id: int) -> Volume:
     row = (await conn.execute(sa.select(volumes).where(volumes.c.id == vol_id))).one()
     return _volume(row, (await _configs(conn, volume_config, "volume_id", [vol_id]))[vol_id])
 
 
 async def get_volume(
-    conn: AsyncConnection, pool_id: int, project: str, volume_type: str, name: str
+    conn: Conn, pool_id: int, project: str, volume_type: str, name: str
 ) -> Volume | None:
     row = (
         await conn.execute(
@@ -311,7 +311,7 @@ async def get_volume(
 
 
 async def list_volumes(
-    conn: AsyncConnection,
+    conn: Conn,
     pool_id: int,
     *,
     project: str | None = None,
@@ -339,13 +339,13 @@ async def list_volumes(
     return [_volume(r, configs[r.id]) for r in rows]
 
 
-async def count_volumes(conn: AsyncConnection, pool_id: int) -> int:
+async def count_volumes(conn: Conn, pool_id: int) -> int:
     query = sa.select(sa.func.count()).select_from(volumes).where(volumes.c.pool_id == pool_id)
     return int((await conn.execute(query)).scalar_one())
 
 
 async def update_volume(
-    conn: AsyncConnection,
+    conn: Conn,
     vol_id: int,
     *,
     config: Mapping[str, str] | None = None,
@@ -358,7 +358,7 @@ async def update_volume(
         await _replace_config(conn, volume_config, "volume_id", vol_id, config)
 
 
-async def delete_volume(conn: AsyncConnection, vol_id: int) -> None:
+async def delete_volume(conn: Conn, vol_id: int) -> None:
     await conn.execute(sa.delete(volumes).where(volumes.c.id == vol_id))
 
 
@@ -380,7 +380,7 @@ def _snapshot(row: Any, config: Mapping[str, str]) -> Snapshot:
 
 
 async def create_snapshot(
-    conn: AsyncConnection,
+    conn: Conn,
     volume_id: int,
     name: str,
     config: Mapping[str, str],
@@ -406,14 +406,14 @@ async def create_snapshot(
     return await snapshot_by_id(conn, snap_id)
 
 
-async def snapshot_by_id(conn: AsyncConnection, snap_id: int) -> Snapshot:
+async def snapshot_by_id(conn: Conn, snap_id: int) -> Snapshot:
     row = (await conn.execute(sa.select(snapshots).where(snapshots.c.id == snap_id))).one()
     return _snapshot(
         row, (await _configs(conn, snapshot_config, "snapshot_id", [snap_id]))[snap_id]
     )
 
 
-async def list_snapshots(conn: AsyncConnection, volume_id: int) -> list[Snapshot]:
+async def list_snapshots(conn: Conn, volume_id: int) -> list[Snapshot]:
     """A volume's snapshots, oldest first."""
     query = (
         sa.select(snapshots)
@@ -425,7 +425,7 @@ async def list_snapshots(conn: AsyncConnection, volume_id: int) -> list[Snapshot
     return [_snapshot(r, configs[r.id]) for r in rows]
 
 
-async def list_pool_snapshots(conn: AsyncConnection, pool_id: int) -> dict[int, list[Snapshot]]:
+async def list_pool_snapshots(conn: Conn, pool_id: int) -> dict[int, list[Snapshot]]:
     """Every snapshot of a pool's volumes, by volume ID, oldest first: two queries."""
     in_pool = volumes.c.pool_id == pool_id
     query = (
@@ -450,17 +450,17 @@ async def list_pool_snapshots(conn: AsyncConnection, pool_id: int) -> dict[int, 
     return found
 
 
-async def get_snapshot(conn: AsyncConnection, volume_id: int, name: str) -> Snapshot | None:
+async def get_snapshot(conn: Conn, volume_id: int, name: str) -> Snapshot | None:
     for snap in await list_snapshots(conn, volume_id):
         if snap.name == name:
             return snap
     return None
 
 
-async def update_snapshot(conn: AsyncConnection, snap_id: int, **values: Any) -> None:
+async def update_snapshot(conn: Conn, snap_id: int, **values: Any) -> None:
     statement = sa.update(snapshots).where(snapshots.c.id == snap_id).values(**values)
     await _guarded(conn, statement, values.get("name", ""))
 
 
-async def delete_snapshot(conn: AsyncConnection, snap_id: int) -> None:
+async def delete_snapshot(conn: Conn, snap_id: int) -> None:
     await conn.execute(sa.delete(snapshots).where(snapshots.c.id == snap_id))
