@@ -1,9 +1,10 @@
 """100 concurrent volume creates through lxflexd's API, 20 ms gateway latency each.
 
-The embedded gateway delays every volume create by 20 ms. The baseline is the mean time
-of single block-volume creates through the API in the same run; the result is the wall
-time of 100 creates sent at once, and the speedup over 100 serial ones. Goal: at least
-20x. Needs root (the daemon's simulator).
+The gateway (lxflex-sim, in its own process as a real gateway is on its own machine)
+delays every volume create by 20 ms. lxflexd runs against it with a pool on its sp1. The
+baseline is the mean time of single block-volume creates through the API in the same
+run; the result is the wall time of 100 creates sent at once, and the speedup over 100
+serial ones. Goal: at least 20x.
 
     python -m bench.api_concurrency [--count 100] [--latency-ms 20]
 """
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import aiohttp
 
+from bench.common import simulator
 from bench.daemon import daemon
 
 URL = "http://lxd/1.0/storage-pools/powerflex/volumes/custom"
@@ -36,21 +38,39 @@ async def main() -> None:
     parser.add_argument("--count", type=int, default=100)
     parser.add_argument("--latency-ms", type=float, default=20.0)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="lxflex-bench-") as tmp, daemon(Path(tmp)) as d:
-        d.gateway_fault(
-            {"route": "POST /api/types/Volume/instances", "latency_ms": args.latency_ms}
+    with tempfile.TemporaryDirectory(prefix="lxflex-bench-") as tmp, simulator() as sim:
+        root = Path(tmp) / "host"  # a host with the NVMe/TCP modules, for mode discovery
+        for module in ("nvme_tcp", "nvme_fabrics"):
+            (root / "sys" / "module" / module).mkdir(parents=True)
+        sim.call(
+            "POST",
+            "/_sim/faults",
+            {"route": "POST /api/types/Volume/instances", "latency_ms": args.latency_ms},
         )
-        connector = aiohttp.UnixConnector(path=d.socket, limit=0)
-        async with aiohttp.ClientSession(connector=connector) as session:
-            singles = []
-            for i in range(10):
+        with daemon(Path(tmp) / "state", "--host-root", str(root)) as d:
+            connector = aiohttp.UnixConnector(path=d.socket, limit=0)
+            async with aiohttp.ClientSession(connector=connector) as session:
+                pool = {
+                    "name": "powerflex",
+                    "driver": "powerflex",
+                    "config": {
+                        "powerflex.gateway": sim.url,
+                        "powerflex.user.password": sim.password,
+                        "powerflex.pool": "sp1",
+                        "powerflex.domain": "pd1",
+                    },
+                }
+                async with session.post("http://lxd/1.0/storage-pools", json=pool) as r:
+                    assert r.status == 201, await r.text()
+                singles = []
+                for i in range(10):
+                    started = time.perf_counter()
+                    await create(session, f"single{i}")
+                    singles.append(time.perf_counter() - started)
+                single = statistics.mean(singles)
                 started = time.perf_counter()
-                await create(session, f"single{i}")
-                singles.append(time.perf_counter() - started)
-            single = statistics.mean(singles)
-            started = time.perf_counter()
-            await asyncio.gather(*(create(session, f"c{i}") for i in range(args.count)))
-            wall = time.perf_counter() - started
+                await asyncio.gather(*(create(session, f"c{i}") for i in range(args.count)))
+                wall = time.perf_counter() - started
     serial = single * args.count
     print(
         f"{args.count} concurrent volume creates through the API, "

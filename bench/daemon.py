@@ -59,11 +59,17 @@ def _ready(path: str) -> bool:
 
 
 @contextmanager
-def daemon(state: Path) -> Iterator[Daemon]:
+def daemon(state: Path, *args: str) -> Iterator[Daemon]:
+    """lxflexd on ``state``; with no ``args``, on its embedded simulator."""
     state.mkdir(parents=True, exist_ok=True)
     log = open(state / "bench-daemon.log", "ab")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "lxflexd"), "--state-dir", str(state), "--simulator"],
+        [
+            str(Path(sys.executable).parent / "lxflexd"),
+            "--state-dir",
+            str(state),
+            *(args or ("--simulator",)),
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
         env={**os.environ},

@@ -179,6 +179,13 @@ async def serve(
     show_default=True,
     help="sysfs root (NVMe controllers).",
 )
+@click.option(
+    "--host-root",
+    type=click.Path(path_type=Path),
+    default=Path("/"),
+    show_default=True,
+    help="Root where mode discovery looks for kernel modules and drv_cfg.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level.")
 def main(
     state_dir: Path,
@@ -188,6 +195,7 @@ def main(
     nvme: str,
     by_id_dir: Path,
     sysfs: Path,
+    host_root: Path,
     verbose: bool,
 ) -> None:
     """Serve the storage part of the LXD REST API for Dell PowerFlex on a unix socket.
@@ -201,6 +209,7 @@ def main(
     settings = HostSettings(
         state_dir=state_dir / "lxflex" if simulator else state_dir,
         nvme=NvmeConfig(nvme=nvme, by_id=by_id_dir, sys=sysfs),
+        host_root=host_root,
     )
     asyncio.run(
         serve(state_dir, simulator=simulator, db_url=db_url, group=group, settings=settings)
