@@ -39,15 +39,13 @@ HEAD_REVISION = "0001"
 def normalize_url(url: str) -> str:
     """Accept plain ``sqlite:///``/``postgresql://`` URLs; PostgreSQL goes through the
     async psycopg driver, SQLite through the standard library's (see :class:`_SyncConn`)."""
-    if url.startswith("sqlite:///"):
-        return "sqlite+aiosqlite:///" + url.removeprefix("sqlite:///")
     if url.startswith(("postgresql://", "postgres://")):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     return url
 
 
 def _sqlite_file(url: str) -> Path | None:
-    prefix = "sqlite+aiosqlite:///"
+    prefix = "sqlite:///"
     if url.startswith(prefix) and ":memory:" not in url:
         return Path(url.removeprefix(prefix).split("?", 1)[0])
     return None
