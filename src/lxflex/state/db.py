@@ -94,9 +94,9 @@ class _SyncConn:
 
     async def execute(self, statement: Any, parameters: Any = None) -> Any:
         result = self._conn.execute(statement, parameters)
-        if result.returns_rows:
-            # Buffered, as the async drivers' results are: SQLite refuses to release a
-            # savepoint while a statement still has rows to hand out.
+        if result.returns_rows and self._conn.in_nested_transaction():
+            # Buffered: SQLite refuses to release a savepoint while a statement still
+            # has rows to hand out. (Elsewhere buffering would only copy large listings.)
             return result.freeze()()
         return result
 
