@@ -33,10 +33,9 @@ class ApiError(Exception):
 def rfc3339(value: datetime.datetime | None) -> str:
     if value is None:
         return ZERO_TIME
-    utc = value.astimezone(datetime.UTC)
-    if utc.microsecond:
-        return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat is several times faster than strftime, which counts on large listings;
+    # like it, it leaves out a zero microsecond part.
+    return value.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z")
 
 
 def parse_time(value: object, field: str) -> datetime.datetime | None:
