@@ -93,17 +93,14 @@ class _SyncConn:
         self._conn = conn
 
     async def execute(self, statement: Any, parameters: Any = None) -> Any:
-        result = self._conn.execute(statement, parameters)
-        if result.returns_rows and self._conn.in_nested_transaction():
-            # Buffered: SQLite refuses to release a savepoint while a statement still
-            # has rows to hand out. (Elsewhere buffering would only copy large listings.)
-            return result.freeze()()
-        return result
+        return self._conn.execute(statement, parameters)
 
     @asynccontextmanager
-    async def begin_nested(self) -> AsyncIterator[Any]:
-        with self._conn.begin_nested() as savepoint:
-            yield savepoint
+    async def begin_nested(self) -> AsyncIterator[None]:
+        """No savepoint: the store guards single statements with it, and SQLite undoes a
+        failed statement by itself while the transaction goes on (PostgreSQL aborts the
+        whole transaction, hence the savepoint there)."""
+        yield
 
     async def run_sync(self, fn: Callable[[Connection], _T]) -> _T:
         return fn(self._conn)
