@@ -97,7 +97,9 @@ async def _configs(
     column = table.c[owner]
     for start in range(0, len(ids), _BATCH):
         batch = ids[start : start + _BATCH]
-        query = sa.select(column, table.c.key, table.c.value).where(column.in_(batch))
+        # One ID (the common case) compares directly: an expanding IN costs more to compile.
+        match = column == batch[0] if len(batch) == 1 else column.in_(batch)
+        query = sa.select(column, table.c.key, table.c.value).where(match)
         for owner_id, key, value in await conn.execute(query):
             found[owner_id][key] = value
     return found
