@@ -80,9 +80,8 @@ def _str(doc: dict[str, Any], key: str, default: str = "") -> str:
 
 
 async def _used_by(storage: Storage, pool: str) -> list[str]:
-    return [
-        render.volume_url(pool, v.name, project=v.project) for v in await storage.volumes.all(pool)
-    ]
+    names = await storage.volumes.names(pool)
+    return [render.volume_url(pool, name, project=project) for project, name in names]
 
 
 async def pools_get(request: web.Request) -> web.Response:

@@ -185,6 +185,12 @@ class VolumeService:
             snaps = await st.list_pool_snapshots(conn, pool.id)
         return [_make_view(pool, v, snaps.get(v.id, [])) for v in vols if v.status != "creating"]
 
+    async def names(self, pool_name: str) -> list[tuple[str, str]]:
+        """(project, name) of the pool's custom volumes, without loading them."""
+        pool = await self.pools.record(pool_name)
+        async with self.db.read() as conn:
+            return await st.volume_names(conn, pool.id)
+
     # --- update, rename, delete -------------------------------------------------------
 
     async def update(

@@ -341,6 +341,18 @@ async def list_volumes(
     return [_volume(r, configs[r.id]) for r in rows]
 
 
+async def volume_names(conn: Conn, pool_id: int) -> list[tuple[str, str]]:
+    """(project, name) of a pool's created custom volumes: what ``used_by`` lists."""
+    query = (
+        sa.select(volumes.c.project, volumes.c.name)
+        .where(
+            volumes.c.pool_id == pool_id, volumes.c.type == "custom", volumes.c.status == "created"
+        )
+        .order_by(volumes.c.name)
+    )
+    return [(project, name) for project, name in await conn.execute(query)]
+
+
 async def count_volumes(conn: Conn, pool_id: int) -> int:
     query = sa.select(sa.func.count()).select_from(volumes).where(volumes.c.pool_id == pool_id)
     return int((await conn.execute(query)).scalar_one())
