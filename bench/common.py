@@ -25,7 +25,6 @@ class Sim:
     url: str
     password: str
     ca_file: str | None
-    control: str  # plain-HTTP base URL for /_sim calls (same as url unless TLS)
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
         import ssl
@@ -68,7 +67,7 @@ def simulator(api_version: str = "4.5", tls: bool = False) -> Iterator[Sim]:
             assert proc.stdout is not None
             info = json.loads(proc.stdout.readline())
             ca = str(Path(tmp) / "tls" / "cert.pem") if tls else None
-            yield Sim(info["url"], password, ca, info["url"])
+            yield Sim(info["url"], password, ca)
         finally:
             proc.terminate()
             proc.wait(timeout=30)

@@ -71,13 +71,11 @@ def _simulator_port(state_dir: Path) -> int:
 
 
 async def _open_storage(
-    stack: AsyncExitStack,
-    state_dir: Path,
-    simulator: bool,
-    db_url: str | None,
-    settings: HostSettings,
+    stack: AsyncExitStack, state_dir: Path, db_url: str | None, settings: HostSettings | None
 ) -> Storage:
-    if not simulator:
+    """The service on this host (``settings``), or on the embedded simulator's emulated
+    host when ``settings`` is None."""
+    if settings is not None:
         storage = await Storage.open(settings, db_url)
         stack.push_async_callback(storage.close)
         return storage
@@ -90,27 +88,25 @@ async def _open_storage(
         )
     )
     (state_dir / "sim" / "port").write_text(env.sim.url.rsplit(":", 1)[1] + "\n")
-    pools = {p.name: p for p in await env.storage.pools.all()}
-    existing = pools.get(SIM_POOL)
-    if existing is not None and existing.config.get("powerflex.gateway") != env.sim.url:
-        await env.storage.pools.update(
-            SIM_POOL, {**existing.config, "powerflex.gateway": env.sim.url}, existing.description
-        )
+    existing = next((p for p in await env.storage.pools.all() if p.name == SIM_POOL), None)
     if existing is None:
         await env.storage.pools.create(
             SIM_POOL, "powerflex", env.pool_config(), "PowerFlex pool on the embedded simulator"
         )
         log.info("created pool %r on the embedded simulator", SIM_POOL)
+    elif existing.config.get("powerflex.gateway") != env.sim.url:
+        await env.storage.pools.update(
+            SIM_POOL, {**existing.config, "powerflex.gateway": env.sim.url}, existing.description
+        )
     return env.storage
 
 
 async def serve(
     state_dir: Path,
     *,
-    simulator: bool,
     db_url: str | None,
     group: str | None,
-    settings: HostSettings,
+    settings: HostSettings | None,
 ) -> None:
     state_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(state_dir, 0o711)  # noqa: S103 - traversable so the socket group can reach it
@@ -120,7 +116,7 @@ async def serve(
             raise click.ClickException(f"another daemon serves {sock}")
         sock.unlink()
     async with AsyncExitStack() as stack:
-        storage = await _open_storage(stack, state_dir, simulator, db_url, settings)
+        storage = await _open_storage(stack, state_dir, db_url, settings)
         await storage.recover()
         runner = web.AppRunner(build_app(storage), access_log=None, handle_signals=False)
         await runner.setup()
@@ -206,11 +202,14 @@ def main(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    settings = HostSettings(
-        state_dir=state_dir / "lxflex" if simulator else state_dir,
-        nvme=NvmeConfig(nvme=nvme, by_id=by_id_dir, sys=sysfs),
-        host_root=host_root,
+    # With --simulator the host is the simulator's emulated one: the host flags do not apply.
+    settings = (
+        None
+        if simulator
+        else HostSettings(
+            state_dir=state_dir,
+            nvme=NvmeConfig(nvme=nvme, by_id=by_id_dir, sys=sysfs),
+            host_root=host_root,
+        )
     )
-    asyncio.run(
-        serve(state_dir, simulator=simulator, db_url=db_url, group=group, settings=settings)
-    )
+    asyncio.run(serve(state_dir, db_url=db_url, group=group, settings=settings))

@@ -67,7 +67,7 @@ def _status(exc: BaseException) -> int:
     if isinstance(exc, ConfigError):
         return 400
     if isinstance(exc, DriverError):
-        return exc.status if exc.status != 500 else 500
+        return exc.status
     return 500
 
 

@@ -25,7 +25,7 @@ from .envelope import (
     sync,
 )
 from .filters import matches, parse_filter
-from .operations import Operation, Operations
+from .operations import Operation, Operations, Work
 
 STORAGE: web.AppKey[Storage] = web.AppKey("storage")
 OPS: web.AppKey[Operations] = web.AppKey("operations")
@@ -74,6 +74,18 @@ def _str(doc: dict[str, Any], key: str, default: str = "") -> str:
     if not isinstance(value, str):
         raise ApiError(400, f"{key} must be a string")
     return value
+
+
+def _operation(
+    request: web.Request,
+    description: str,
+    work: Work,
+    resources: dict[str, list[str]],
+    project: str,
+) -> web.Response:
+    """Start ``work`` as a background operation and answer 202 with it."""
+    op = request.app[OPS].start(description, work, resources, project)
+    return async_response(op.render())
 
 
 # --- pools ------------------------------------------------------------------------------
@@ -238,13 +250,13 @@ async def volumes_post(request: web.Request) -> web.Response:
             progress=op.progress,
         )
 
-    op = request.app[OPS].start(
+    return _operation(
+        request,
         f"Copying storage volume {view.name}",
         work,
         {"storage_volumes": [render.volume_url(pool, name, project=project)]},
         project,
     )
-    return async_response(op.render())
 
 
 async def volume_get(request: web.Request) -> web.Response:
@@ -317,13 +329,13 @@ async def volume_post(request: web.Request) -> web.Response:
             pool, name, target_pool, new_name, project=project, progress=op.progress
         )
 
-    op = request.app[OPS].start(
+    return _operation(
+        request,
         f"Moving storage volume {name}",
         work,
         {"storage_volumes": [render.volume_url(target_pool, new_name, project=project)]},
         project,
     )
-    return async_response(op.render())
 
 
 async def volume_delete(request: web.Request) -> web.Response:
@@ -443,13 +455,13 @@ async def snapshot_post(request: web.Request) -> web.Response:
     async def work(op: Operation) -> None:
         await storage.volumes.rename_snapshot(pool, name, snapshot, new_name, project=project)
 
-    op = request.app[OPS].start(
+    return _operation(
+        request,
         f"Renaming snapshot {snapshot} of {name}",
         work,
         {"storage_volume_snapshots": [render.snapshot_url(pool, name, new_name, project)]},
         project,
     )
-    return async_response(op.render())
 
 
 async def snapshot_delete(request: web.Request) -> web.Response:
@@ -461,13 +473,13 @@ async def snapshot_delete(request: web.Request) -> web.Response:
     async def work(op: Operation) -> None:
         await storage.volumes.delete_snapshot(pool, name, snapshot, project=project)
 
-    op = request.app[OPS].start(
+    return _operation(
+        request,
         f"Deleting snapshot {snapshot} of {name}",
         work,
         {"storage_volume_snapshots": [render.snapshot_url(pool, name, snapshot, project)]},
         project,
     )
-    return async_response(op.render())
 
 
 def add_routes(app: web.Application) -> None:

@@ -236,7 +236,7 @@ class VolumeService:
         check_name(new_name)
         async with self._locked(pool_name, project, name):
             _, vol = await self._load(pool_name, project, name)
-            if await self._mounted(pool_name, project, name):
+            if is_mounted(self.mount_path(pool_name, project, name)):
                 raise Conflict(f"storage volume {name!r} is mounted; unmount it before renaming")
             try:
                 async with self.db.write() as conn:
@@ -244,9 +244,6 @@ class VolumeService:
             except NameTaken:
                 raise Conflict(f"storage volume {new_name!r} already exists") from None
         return await self.get(pool_name, new_name, project=project)
-
-    async def _mounted(self, pool: str, project: str, name: str) -> bool:
-        return is_mounted(self.mount_path(pool, project, name))
 
     async def delete(self, pool_name: str, name: str, *, project: str = "default") -> None:
         """Delete the volume's snapshots, then the volume, on the array and in the state."""
@@ -319,9 +316,9 @@ class VolumeService:
         async with self._locked(pool_name, project, name):
             pool, vol = await self._load(pool_name, project, name)
             runtime = await self.pools.runtime(pool)
-            async with self.db.read() as conn:
-                taken = {s.name for s in await st.list_snapshots(conn, vol.id)}
-            if not snapshot:
+            if not snapshot:  # the next free name of the volume's pattern
+                async with self.db.read() as conn:
+                    taken = {s.name for s in await st.list_snapshots(conn, vol.id)}
                 snapshot = next_name(vol.config.get("snapshots.pattern") or "snap%d", taken)
             check_name(snapshot)
             if expires_at == "default":

@@ -71,7 +71,6 @@ def route_key(request: web.Request) -> str:
     for name in ("kind", "rel", "action"):
         if name in info:
             template = template.replace(f"{{{name}}}", info[name])
-    template = template.replace("{kind:[A-Za-z]+}", info.get("kind", ""))
     return f"{request.method} {template}"
 
 

@@ -289,11 +289,6 @@ async def create_volume(
     )
 
 
-async def volume_by_id(conn: Conn, vol_id: int) -> Volume:
-    row = (await conn.execute(sa.select(volumes).where(volumes.c.id == vol_id))).one()
-    return _volume(row, (await _configs(conn, volume_config, "volume_id", [vol_id]))[vol_id])
-
-
 async def get_volume(
     conn: Conn, pool_id: int, project: str, volume_type: str, name: str
 ) -> Volume | None:
@@ -465,10 +460,11 @@ async def list_pool_snapshots(conn: Conn, pool_id: int) -> dict[int, list[Snapsh
 
 
 async def get_snapshot(conn: Conn, volume_id: int, name: str) -> Snapshot | None:
-    for snap in await list_snapshots(conn, volume_id):
-        if snap.name == name:
-            return snap
-    return None
+    query = sa.select(snapshots).where(snapshots.c.volume_id == volume_id, snapshots.c.name == name)
+    row = (await conn.execute(query)).first()
+    if row is None:
+        return None
+    return _snapshot(row, (await _configs(conn, snapshot_config, "snapshot_id", [row.id]))[row.id])
 
 
 async def update_snapshot(conn: Conn, snap_id: int, **values: Any) -> None:
