@@ -13,6 +13,7 @@ too), and the speedup over 100 serial ones. Goal: at least 20x.
 from __future__ import annotations
 
 import argparse
+import os
 import asyncio
 import statistics
 import tempfile
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.common import simulator
+from bench.common import cpu_seconds, simulator
 from bench.daemon import daemon
 
 URL = "http://lxd/1.0/storage-pools/powerflex/volumes/custom"
@@ -71,6 +72,8 @@ async def main() -> None:
                     singles.append(time.perf_counter() - started)
                 single = statistics.mean(singles)
                 walls = []
+                cpu_daemon = cpu_seconds(d.proc.pid)
+                cpu_sim = cpu_seconds(sim.pid)
                 for round_ in range(args.rounds):
                     started = time.perf_counter()
                     await asyncio.gather(
@@ -78,6 +81,9 @@ async def main() -> None:
                     )
                     walls.append(time.perf_counter() - started)
                 wall = statistics.median(walls)
+                creates = args.rounds * args.count
+                cpu_daemon = (cpu_seconds(d.proc.pid) - cpu_daemon) / creates
+                cpu_sim = (cpu_seconds(sim.pid) - cpu_sim) / creates
     serial = single * args.count
     print(
         f"{args.count} concurrent volume creates through the API, "
@@ -88,6 +94,10 @@ async def main() -> None:
     print(
         f"{args.count} concurrent (wall, median of {args.rounds}): {wall * 1000:8.1f} ms"
         f"  (first round: {walls[0] * 1000:.1f} ms)"
+    )
+    print(
+        f"CPU per concurrent create: lxflexd {cpu_daemon * 1000:.1f} ms, "
+        f"gateway {cpu_sim * 1000:.1f} ms ({os.cpu_count()} CPUs)"
     )
     print(
         f"speedup: {serial / wall:.1f}x (goal >= 20x: {'met' if serial / wall >= 20 else 'MISSED'})"

@@ -25,6 +25,7 @@ class Sim:
     url: str
     password: str
     ca_file: str | None
+    pid: int
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
         import ssl
@@ -43,6 +44,12 @@ class Sim:
     def stats(self) -> dict[str, Any]:
         result: dict[str, Any] = self.call("GET", "/_sim/stats")
         return result
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager
@@ -67,7 +74,7 @@ def simulator(api_version: str = "4.5", tls: bool = False) -> Iterator[Sim]:
             assert proc.stdout is not None
             info = json.loads(proc.stdout.readline())
             ca = str(Path(tmp) / "tls" / "cert.pem") if tls else None
-            yield Sim(info["url"], password, ca)
+            yield Sim(info["url"], password, ca, proc.pid)
         finally:
             proc.terminate()
             proc.wait(timeout=30)

@@ -21,6 +21,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from . import errors as e
 from .data import DataStore
 
@@ -152,6 +154,11 @@ class Array:
         self.hosts: dict[str, Host] = {}
         self.volumes: dict[str, Volume] = {}
         self.vtrees: dict[str, VTree] = {}
+        # Indexes kept by _add_volume and _drop_volume, so that a create among thousands
+        # of volumes does not scan them all: volume name -> ID, and per pool the KiB
+        # provisioned by thin (non-snapshot) volumes.
+        self._names: dict[str, str] = {}
+        self._thin_kb: dict[str, int] = {}
 
     # --- generation rules -------------------------------------------------------------
 
@@ -281,7 +288,30 @@ class Array:
         return found
 
     def _name_taken(self, name: str) -> bool:
-        return any(v.name == name for v in self.volumes.values())
+        return name in self._names
+
+    def _add_volume(self, vol: Volume) -> None:
+        self.volumes[vol.id] = vol
+        if vol.name is not None:
+            self._names[vol.name] = vol.id
+        if vol.volume_type == "ThinProvisioned":
+            self._thin_kb[vol.pool_id] = self._thin_kb.get(vol.pool_id, 0) + vol.size_kb
+
+    def _drop_volume(self, vol_id: str) -> None:
+        vol = self.volumes.pop(vol_id, None)
+        if vol is None:
+            return
+        if vol.name is not None:
+            self._names.pop(vol.name, None)
+        if vol.volume_type == "ThinProvisioned":
+            self._thin_kb[vol.pool_id] -= vol.size_kb
+
+    def clear_volumes(self) -> None:
+        """Forget every volume and VTree (the backing files are the caller's)."""
+        self.volumes.clear()
+        self.vtrees.clear()
+        self._names.clear()
+        self._thin_kb.clear()
 
     # --- capacity ---------------------------------------------------------------------
 
@@ -313,12 +343,11 @@ class Array:
         }
 
     def _check_capacity(self, pool: StoragePool, size_kb: int, thick: bool) -> None:
-        usage = self.pool_usage(pool, written=thick)
         usable = pool.capacity_gb * GIB_KB
         if thick:
-            if usage["in_use"] + size_kb > usable:
+            if self.pool_usage(pool)["in_use"] + size_kb > usable:
                 raise e.out_of_space()
-        elif usage["thin"] + size_kb > usable * pool.over_provisioning:
+        elif self._thin_kb.get(pool.id, 0) + size_kb > usable * pool.over_provisioning:
             raise e.allocation_limit()
 
     # --- volumes ----------------------------------------------------------------------
@@ -356,7 +385,7 @@ class Array:
         vol = Volume(vol_id, name, size_kb, pool.id, vtree_id, vtype, None, int(time.time()))
         vol.nsid = self._next_nsid()
         self.data.create(vol_id, size_kb * 1024)
-        self.volumes[vol_id] = vol
+        self._add_volume(vol)
         self.vtrees[vtree_id] = VTree(vtree_id, pool.id, vol_id)
         return vol_id
 
@@ -371,6 +400,9 @@ class Array:
         name = check_name(new_name)
         if name != vol.name and self._name_taken(name):
             raise e.name_in_use()
+        if vol.name is not None:
+            self._names.pop(vol.name, None)
+        self._names[name] = vol.id
         vol.name = name
 
     def set_volume_size(self, volume_id: str, size_gb_raw: Any) -> None:
@@ -386,7 +418,9 @@ class Array:
         if vol.volume_type == "ThickProvisioned":
             self._check_capacity(self.pool(vol.pool_id), new_kb - vol.size_kb, True)
         self.data.grow(vol.id, new_kb * 1024)
+        self._drop_volume(vol.id)
         vol.size_kb = new_kb
+        self._add_volume(vol)
 
     def remove_volume(self, volume_id: str, mode: Any) -> list[str]:
         """Remove per ``mode``; return the removed IDs. Mapped volumes block the removal."""
@@ -415,7 +449,7 @@ class Array:
                 if child.ancestor_id == v.id and child.id not in gone:
                     child.ancestor_id = ancestor
         for v in doomed:
-            del self.volumes[v.id]
+            self._drop_volume(v.id)
             self.data.remove(v.id)
         for vtree_id in {v.vtree_id for v in doomed}:
             if not self.vtree_members(vtree_id):
@@ -454,22 +488,24 @@ class Array:
                 snap_id = self.new_id("vol")
                 self.data.clone(src.id, snap_id)
                 created.append(snap_id)
-                self.volumes[snap_id] = Volume(
-                    snap_id,
-                    name,
-                    src.size_kb,
-                    src.pool_id,
-                    src.vtree_id,
-                    "Snapshot",
-                    src.id,
-                    int(time.time()),
-                    consistency_group_id=group,
-                    access_mode_limit=mode,
-                    nsid=self._next_nsid(),
+                self._add_volume(
+                    Volume(
+                        snap_id,
+                        name,
+                        src.size_kb,
+                        src.pool_id,
+                        src.vtree_id,
+                        "Snapshot",
+                        src.id,
+                        int(time.time()),
+                        consistency_group_id=group,
+                        access_mode_limit=mode,
+                        nsid=self._next_nsid(),
+                    )
                 )
         except OSError:
             for snap_id in created:
-                self.volumes.pop(snap_id, None)
+                self._drop_volume(snap_id)
                 self.data.remove(snap_id)
             raise
         return created, group
@@ -550,27 +586,30 @@ class Array:
 
     # --- persistence ------------------------------------------------------------------
 
+    def encode(self) -> bytes:
+        """The whole state as JSON (msgspec encodes the dataclasses directly: saving
+        thousands of volumes after every change must stay cheap)."""
+        return msgspec.json.encode(
+            {
+                "format": 1,
+                "system_id": self.system_id,
+                "system_name": self.system_name,
+                "install_id": self.install_id,
+                "prefix": self._prefix,
+                "counter": self._counter,
+                "nsid": self._nsid,
+                "pds": list(self.pds.values()),
+                "pools": list(self.pools.values()),
+                "sdts": list(self.sdts.values()),
+                "hosts": list(self.hosts.values()),
+                "volumes": list(self.volumes.values()),
+                "vtrees": list(self.vtrees.values()),
+            }
+        )
+
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": 1,
-            "system_id": self.system_id,
-            "system_name": self.system_name,
-            "install_id": self.install_id,
-            "prefix": self._prefix,
-            "counter": self._counter,
-            "nsid": self._nsid,
-            # vars() rather than asdict(): the objects are flat, and asdict's recursive deep
-            # copy dominated the cost of saving thousands of volumes.
-            "pds": [vars(x) for x in self.pds.values()],
-            "pools": [vars(x) for x in self.pools.values()],
-            "sdts": [vars(x) for x in self.sdts.values()],
-            "hosts": [vars(x) for x in self.hosts.values()],
-            "volumes": [
-                {**vars(x), "mappings": [vars(m) for m in x.mappings]}
-                for x in self.volumes.values()
-            ],
-            "vtrees": [vars(x) for x in self.vtrees.values()],
-        }
+        doc: dict[str, Any] = msgspec.json.decode(self.encode())
+        return doc
 
     def load_dict(self, doc: dict[str, Any]) -> None:
         if doc.get("format") != 1:
@@ -585,8 +624,8 @@ class Array:
         self.pools = {x["id"]: StoragePool(**x) for x in doc["pools"]}
         self.sdts = {x["id"]: Sdt(**x) for x in doc["sdts"]}
         self.hosts = {x["id"]: Host(**x) for x in doc["hosts"]}
-        self.volumes = {}
+        self.clear_volumes()
         for x in doc["volumes"]:
             maps = [Mapping(**m) for m in x.pop("mappings")]
-            self.volumes[x["id"]] = Volume(**x, mappings=maps)
+            self._add_volume(Volume(**x, mappings=maps))
         self.vtrees = {x["id"]: VTree(**x) for x in doc["vtrees"]}

@@ -105,7 +105,7 @@ class Simulator:
     def save(self) -> None:
         """Write the state file now (atomically: a crash leaves the old or the new one)."""
         tmp = self._state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.array.to_dict()))
+        tmp.write_bytes(self.array.encode())
         os.replace(tmp, self._state_file)
 
     async def commit(self) -> None:
@@ -130,8 +130,7 @@ class Simulator:
             await self.fabric.shutdown()
             for vol_id in list(self.array.volumes):
                 self.data.remove(vol_id)
-            self.array.volumes.clear()
-            self.array.vtrees.clear()
+            self.array.clear_volumes()
             for host_id in [h.id for h in self.array.hosts.values() if h.kind == "NVMeHost"]:
                 del self.array.hosts[host_id]
             self.tokens.expire_all()
