@@ -88,6 +88,7 @@ async def test_volume_lifecycle(client: PowerFlexClient, sim: Simulator) -> None
 
     await client.rename_volume(vol_id, "life-2")
     assert (await client.volume(vol_id)).name == "life-2"
+    sim.data.materialize(vol_id, vol.size_bytes)  # as if data had been written
     await client.set_volume_size(vol_id, vol.size_bytes + granularity * GIB)
     assert (await client.volume(vol_id)).size_bytes == vol.size_bytes + granularity * GIB
     assert sim.data.path(vol_id).stat().st_size == vol.size_bytes + granularity * GIB

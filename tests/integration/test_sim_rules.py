@@ -114,8 +114,8 @@ async def test_create_rounds_up_to_granularity(raw: Raw, pool: str, sim: Simulat
     odd = await raw.create(pool, 9, "r2")
     expect = 16 if gran == 8 else 9
     assert (await raw.volume(odd))["sizeInKb"] == expect * KIB_PER_GIB
-    assert sim.data.path(odd).stat().st_size == expect * GIB
-    assert sim.data.allocated(odd) == 0  # sparse
+    assert not sim.data.path(odd).exists()  # no backing file until its data is needed
+    assert sim.data.allocated(odd) == 0
     status, doc = await raw.call(
         "POST", "/api/types/Volume/instances", {"storagePoolId": pool, "volumeSizeInKb": "0"}
     )
@@ -342,7 +342,7 @@ async def test_multiple_mappings_need_the_flag(raw: Raw, pool: str, sim: Simulat
 
 async def test_snapshots_copy_sparsely(raw: Raw, pool: str, sim: Simulator) -> None:
     vol = await raw.create(pool, 16, "sparse")
-    with open(sim.data.path(vol), "r+b") as f:
+    with open(sim.data.materialize(vol, 16 * GIB), "r+b") as f:
         f.seek(3 * GIB)
         f.write(b"z" * 65536)
     snap = (
@@ -377,7 +377,7 @@ async def test_overwrite_only_within_a_vtree(raw: Raw, pool: str, sim: Simulator
         330,
         "You cannot overwrite a volume with itself.",
     )
-    with open(sim.data.path(a), "r+b") as f:
+    with open(sim.data.materialize(a, 8 * GIB), "r+b") as f:
         f.write(b"before")
     snap = (
         await raw.ok(
@@ -411,7 +411,7 @@ async def test_thin_and_thick_capacity_accounting(raw: Raw, pool: str, sim: Simu
     assert after["netCapacityInUseInKb"] - before["netCapacityInUseInKb"] == size_kb  # thick only
     assert after["numOfVolumes"] == before["numOfVolumes"] + 2
     assert after["capacityAvailableForVolumeAllocationInKb"] % (gran * KIB_PER_GIB) == 0
-    with open(sim.data.path(thin), "r+b") as f:
+    with open(sim.data.materialize(thin, 16 * GIB), "r+b") as f:
         f.write(b"x" * 1024 * 1024)
     written = await raw.ok("GET", stats_path)
     assert written["netCapacityInUseInKb"] - after["netCapacityInUseInKb"] >= 1024

@@ -67,7 +67,13 @@ def _copy_range(src: int, dst: int, offset: int, length: int) -> None:
 
 
 class DataStore:
-    """Sparse backing files of one simulator; paths never leave ``root``."""
+    """Sparse backing files of one simulator; paths never leave ``root``.
+
+    A volume's file is made when its data is first needed (it is mapped to a host, or
+    given another volume's content): until then the volume reads as zeros, as a new thin
+    volume does, and creating one costs no file (a file create is the slowest step of a
+    volume create on some filesystems).
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -78,12 +84,15 @@ class DataStore:
             raise ValueError(f"bad volume id {volume_id!r}")
         return self.root / volume_id
 
-    def create(self, volume_id: str, size: int) -> None:
-        with open(self.path(volume_id), "xb") as f:
+    def materialize(self, volume_id: str, size: int) -> Path:
+        """The volume's backing file, made (sparse, ``size`` bytes) if it has none yet."""
+        path = self.path(volume_id)
+        with contextlib.suppress(FileExistsError), open(path, "xb") as f:
             f.truncate(size)
+        return path
 
     def grow(self, volume_id: str, size: int) -> None:
-        with open(self.path(volume_id), "r+b") as f:
+        with contextlib.suppress(FileNotFoundError), open(self.path(volume_id), "r+b") as f:
             f.truncate(size)
 
     def remove(self, volume_id: str) -> None:
@@ -100,6 +109,8 @@ class DataStore:
     def clone(self, source_id: str, target_id: str) -> None:
         """Make ``target`` a copy of ``source``: reflink when possible, else sparse copy."""
         src_path, dst_path = self.path(source_id), self.path(target_id)
+        if not src_path.exists():
+            return  # the source reads as zeros, and so does a target without a file
         with open(src_path, "rb") as src, open(dst_path, "xb") as dst:
             try:
                 fcntl.ioctl(dst.fileno(), FICLONE, src.fileno())
@@ -111,13 +122,20 @@ class DataStore:
             for offset, length in data_extents(src.fileno(), size):
                 _copy_range(src.fileno(), dst.fileno(), offset, length)
 
-    def overwrite(self, source_id: str, target_id: str) -> None:
+    def overwrite(self, source_id: str, target_id: str, target_size: int) -> None:
         """Give ``target`` the content of ``source`` in place (same inode, same size).
 
         Allocated runs of the source are copied, the rest of the target is punched out, so
         the target stays as thin as the source. Bytes beyond the source's end read zero.
         """
-        with open(self.path(source_id), "rb") as src, open(self.path(target_id), "r+b") as dst:
+        if not self.path(source_id).exists():
+            if self.path(target_id).exists():
+                with open(self.path(target_id), "r+b") as dst:
+                    _punch_hole(dst.fileno(), 0, os.fstat(dst.fileno()).st_size)
+                    os.fsync(dst.fileno())
+            return
+        target = self.materialize(target_id, target_size)
+        with open(self.path(source_id), "rb") as src, open(target, "r+b") as dst:
             src_size = os.fstat(src.fileno()).st_size
             dst_size = os.fstat(dst.fileno()).st_size
             position = 0

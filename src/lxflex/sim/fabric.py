@@ -249,9 +249,10 @@ class Fabric:
             await self._sync_partitions(host, dev)
 
     async def _attach(self, host: FabricHost, vol_id: str, kind: str, link: str) -> Device:
-        backing = str(self.array.data.path(vol_id))
+        size = self.array.volumes[vol_id].size_kb * 1024
+        backing = str(self.array.data.materialize(vol_id, size))
         loop = await _attach_loop(backing)
-        dev = Device(vol_id, loop, link, self.array.volumes[vol_id].size_kb * 1024, kind)
+        dev = Device(vol_id, loop, link, size, kind)
         target = host.by_id / link
         with contextlib.suppress(FileNotFoundError):
             target.unlink()

@@ -384,7 +384,6 @@ class Array:
         vtree_id = self.new_id("vtree")
         vol = Volume(vol_id, name, size_kb, pool.id, vtree_id, vtype, None, int(time.time()))
         vol.nsid = self._next_nsid()
-        self.data.create(vol_id, size_kb * 1024)
         self._add_volume(vol)
         self.vtrees[vtree_id] = VTree(vtree_id, pool.id, vol_id)
         return vol_id
@@ -517,7 +516,7 @@ class Array:
             raise e.overwrite_self()
         if source.vtree_id != target.vtree_id:
             raise e.different_vtree()
-        self.data.overwrite(source.id, target.id)
+        self.data.overwrite(source.id, target.id, target.size_kb * 1024)
 
     # --- mappings ---------------------------------------------------------------------
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -34,6 +34,7 @@ _READ = "lxflex_read"
 # The newest migration; a test pins it to Alembic's head. Knowing it lets a database
 # that is already current open without importing Alembic (time and memory at start-up).
 HEAD_REVISION = "0001"
+_IDLE_MAX = 4  # idle SQLite connections kept per kind
 
 
 def normalize_url(url: str) -> str:
@@ -118,6 +119,9 @@ class Database:
         # SQLite has one writer at a time: writers queue here, never in BEGIN IMMEDIATE's
         # busy-wait. PostgreSQL needs no such queue.
         self._writer = asyncio.Lock() if sync_engine is not None else None
+        # SQLite connections between transactions, read-only ones and writers apart:
+        # reusing one costs a third of checking it out of SQLAlchemy's pool each time.
+        self._idle: dict[bool, list[Connection]] = {True: [], False: []}
 
     def __repr__(self) -> str:
         return f"Database({self.dialect})"  # the URL may hold a password
@@ -144,9 +148,9 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Conn]:
         """A read-write transaction, committed on success and rolled back on error."""
-        if self.sync_engine is not None and self._writer is not None:
+        if self._writer is not None:
             async with self._writer:
-                with self.sync_engine.begin() as sync_conn:
+                with self._sqlite(read_only=False) as sync_conn, sync_conn.begin():
                     yield _SyncConn(sync_conn)
             return
         assert self.engine is not None  # noqa: S101 - one of the two engines is set
@@ -157,10 +161,8 @@ class Database:
     async def read(self) -> AsyncIterator[Conn]:
         """A read-only transaction (deferred on SQLite)."""
         if self.sync_engine is not None:
-            with self.sync_engine.connect() as raw:
-                sync_conn = raw.execution_options(**{_READ: True})
-                with sync_conn.begin():
-                    yield _SyncConn(sync_conn)
+            with self._sqlite(read_only=True) as sync_conn, sync_conn.begin():
+                yield _SyncConn(sync_conn)
             return
         assert self.engine is not None  # noqa: S101 - one of the two engines is set
         async with self.engine.connect() as raw_async:
@@ -168,9 +170,30 @@ class Database:
             async with conn.begin():
                 yield conn
 
+    @contextmanager
+    def _sqlite(self, *, read_only: bool) -> Iterator[Connection]:
+        """An idle SQLite connection of the kind asked for, or a new one."""
+        assert self.sync_engine is not None  # noqa: S101 - only called on SQLite
+        idle = self._idle[read_only]
+        conn = idle.pop() if idle else self.sync_engine.connect()
+        if read_only:
+            conn.execution_options(**{_READ: True})  # the begin hook reads it
+        try:
+            yield conn
+        except BaseException:
+            conn.close()  # back to the engine's pool, which resets it
+            raise
+        if conn.invalidated or len(idle) >= _IDLE_MAX:
+            conn.close()
+        else:
+            idle.append(conn)
+
     async def close(self) -> None:
         if self.engine is not None:
             await self.engine.dispose()
+        for idle in self._idle.values():
+            while idle:
+                idle.pop().close()
         if self.sync_engine is not None:
             self.sync_engine.dispose()
 
