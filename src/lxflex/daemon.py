@@ -21,6 +21,7 @@ from .api.server import build_app
 from .embedded import embedded
 from .host.nvme import NvmeConfig
 from .service import HostSettings, Storage
+from .state import DatabaseBusy
 
 log = logging.getLogger("lxflex.daemon")
 
@@ -116,7 +117,10 @@ async def serve(
             raise click.ClickException(f"another daemon serves {sock}")
         sock.unlink()
     async with AsyncExitStack() as stack:
-        storage = await _open_storage(stack, state_dir, db_url, settings)
+        try:
+            storage = await _open_storage(stack, state_dir, db_url, settings)
+        except DatabaseBusy as exc:
+            raise click.ClickException(str(exc)) from None
         await storage.recover()
         runner = web.AppRunner(build_app(storage), access_log=None, handle_signals=False)
         await runner.setup()

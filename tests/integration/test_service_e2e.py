@@ -94,9 +94,14 @@ async def test_pool_create_show_resources_delete(stack: Stack, password: str) ->
         await stack.pools.update("pf", {**stack.config, "powerflex.pool": "sp2"})
     updated = await stack.pools.update("pf", {**view.config, "volume.size": "16GiB"})
     assert updated.config["volume.size"] == "16GiB"  # password kept though not given
+    v2 = await stack.volumes.create("pf", "v2", content_type="block")
+    assert v2.config["size"] == "16GiB"  # a new volume sees the pool's new default
     await stack.volumes.delete("pf", "v1")
+    await stack.volumes.delete("pf", "v2")
     await stack.pools.delete("pf")
     assert await stack.pools.all() == []
+    with pytest.raises(NotFound):
+        await stack.volumes.create("pf", "v3", content_type="block")
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from lxflex.state import Database, NameTaken
+from lxflex.state import Database, DatabaseBusy, NameTaken
 from lxflex.state import store as s
 from lxflex.state.schema import metadata
 
@@ -133,6 +133,30 @@ async def test_sqlite_file_is_private(tmp_path: Path) -> None:
     mode = stat.S_IMODE((tmp_path / "sub" / "state.db").stat().st_mode)
     assert mode == 0o600
     assert "sqlite" in repr(db)
+
+
+async def test_sqlite_has_one_process_at_a_time(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/state.db"
+    db = await Database.open(url)
+    assert db.exclusive
+    with pytest.raises(DatabaseBusy, match="in use by another process"):
+        await Database.open(url)
+    async with db.read() as conn:  # the refused open took nothing from the first
+        assert await s.list_pools(conn) == []
+    await db.close()
+    again = await Database.open(url)  # the lock went with the first
+    await again.close()
+
+
+async def test_only_sqlite_is_exclusive(db: Database) -> None:
+    assert db.exclusive == (db.dialect == "sqlite")
+
+
+async def test_pool_records_are_read_only(db: Database) -> None:
+    async with db.write() as conn:
+        pool = await s.create_pool(conn, "ro", "powerflex", {"k": "v"})
+    with pytest.raises(TypeError):
+        pool.config["k"] = "changed"  # type: ignore[index]
 
 
 def test_head_revision_constant_matches_the_migrations() -> None:

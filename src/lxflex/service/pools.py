@@ -58,13 +58,25 @@ class PoolService:
     def __init__(self, db: Database, runtimes: Runtimes) -> None:
         self.db = db
         self.runtimes = runtimes
+        # Every request reads its pool. When this process is the database's only writer
+        # (SQLite), the records are kept here and dropped when this service changes one;
+        # with a shared database (PostgreSQL: other servers change pools) each is read.
+        self._records: dict[str, st.Pool] | None = {} if db.exclusive else None
 
     async def record(self, name: str) -> st.Pool:
+        if self._records is not None and name in self._records:
+            return self._records[name]
         async with self.db.read() as conn:
             pool = await st.get_pool(conn, name)
         if pool is None:
             raise NotFound(f"storage pool {name!r} not found")
+        if self._records is not None:
+            self._records[name] = pool
         return pool
+
+    def _changed(self, name: str) -> None:
+        if self._records is not None:
+            self._records.pop(name, None)
 
     async def runtime(self, pool: st.Pool) -> PoolRuntime:
         return await self.runtimes.get(pool.name, dict(pool.config))
@@ -148,18 +160,24 @@ class PoolService:
         version = pool.config.get("volatile.powerflex.version", "4")
         _check_size_step(new, version)
         new["volatile.powerflex.version"] = version
-        async with self.db.write() as conn:
-            await st.update_pool(conn, pool.id, config=new, description=description)
+        try:
+            async with self.db.write() as conn:
+                await st.update_pool(conn, pool.id, config=new, description=description)
+        finally:
+            self._changed(name)
         await self.runtimes.drop(name)
         return await self.get(name)
 
     async def delete(self, name: str) -> None:
         pool = await self.record(name)
-        async with self.db.write() as conn:
-            count = await st.count_volumes(conn, pool.id)
-            if count:
-                raise Conflict(f"storage pool {name!r} still has {count} volume(s)")
-            await st.delete_pool(conn, pool.id)
+        try:
+            async with self.db.write() as conn:
+                count = await st.count_volumes(conn, pool.id)
+                if count:
+                    raise Conflict(f"storage pool {name!r} still has {count} volume(s)")
+                await st.delete_pool(conn, pool.id)
+        finally:
+            self._changed(name)
         await self.runtimes.drop(name)
         shutil.rmtree(self.runtimes.host.mounts / name, ignore_errors=True)
 

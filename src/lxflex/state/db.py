@@ -6,7 +6,9 @@ read-then-write cannot be overtaken by another
 writer between its read and its write (SQLite would otherwise fail it with "database is
 locked" at the upgrade). Read transactions are deferred and never block writers. The
 database file is created readable by its owner only, since pool configs hold the
-gateway password. PostgreSQL takes the same schema and queries.
+gateway password, and one process at a time has it open (an exclusive lock on
+``<file>.lock``): SQLite serves one server, so that process may cache what it wrote.
+PostgreSQL takes the same schema and queries, and serves a cluster.
 
 Transactions are short: callers never hold one across a gateway or host call.
 """
@@ -14,6 +16,7 @@ Transactions are short: callers never hold one across a gateway or host call.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
@@ -25,7 +28,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-__all__ = ["Conn", "Database", "normalize_url"]
+__all__ = ["Conn", "Database", "DatabaseBusy", "normalize_url"]
 
 _T = TypeVar("_T")
 
@@ -35,6 +38,10 @@ _READ = "lxflex_read"
 # that is already current open without importing Alembic (time and memory at start-up).
 HEAD_REVISION = "0001"
 _IDLE_MAX = 4  # idle SQLite connections kept per kind
+
+
+class DatabaseBusy(Exception):
+    """Another process has the SQLite database open."""
 
 
 def normalize_url(url: str) -> str:
@@ -110,9 +117,17 @@ class _SyncConn:
 class Database:
     """An open lxflex database. Use :meth:`open`, then :meth:`read` and :meth:`write`."""
 
-    def __init__(self, engine: AsyncEngine | None, sync_engine: Engine | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine | None,
+        sync_engine: Engine | None = None,
+        lock_fd: int | None = None,
+    ) -> None:
         self.engine = engine
         self.sync_engine = sync_engine
+        self._lock_fd = lock_fd
+        # True when no other process writes this database (SQLite, locked at open).
+        self.exclusive = lock_fd is not None
         self.dialect = (
             "sqlite" if sync_engine is not None else (engine.dialect.name if engine else "")
         )
@@ -136,9 +151,10 @@ class Database:
             fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
             os.close(fd)
             os.chmod(path, 0o600)
+            lock_fd = _lock(path)
             sync_engine = create_engine(f"sqlite:///{path}", pool_size=4)
             _setup_sqlite(sync_engine)
-            db = cls(None, sync_engine)
+            db = cls(None, sync_engine, lock_fd)
         else:
             db = cls(create_async_engine(url, pool_pre_ping=True))
         async with db.write() as conn:
@@ -196,6 +212,24 @@ class Database:
                 idle.pop().close()
         if self.sync_engine is not None:
             self.sync_engine.dispose()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+
+def _lock(path: Path) -> int:
+    """Hold ``<path>.lock`` exclusively for as long as the returned descriptor is open."""
+    lock_path = path.with_name(path.name + ".lock")
+    fd = os.open(lock_path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DatabaseBusy(
+            f"the database {path} is in use by another process (it holds {lock_path}); "
+            "stop it first, or give this one its own --state-dir"
+        ) from None
+    return fd
 
 
 def _setup_sqlite(engine: Engine) -> None:

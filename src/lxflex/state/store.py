@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import sqlalchemy as sa
@@ -197,7 +198,7 @@ def _pool(row: Any, config: Mapping[str, str]) -> Pool:
         row.description,
         row.status,
         _aware(row.created_at) or now(),
-        dict(config),
+        MappingProxyType(dict(config)),  # read-only: the service may cache pool records
     )
 
 
