@@ -18,6 +18,8 @@ from aiohttp import web
 
 from . import __version__
 from .api.server import build_app
+from .api.trust import HTTPS
+from .driver.errors import InvalidRequest
 from .embedded import embedded
 from .host.nvme import NvmeConfig
 from .service import HostSettings, Storage
@@ -108,6 +110,7 @@ async def serve(
     db_url: str | None,
     group: str | None,
     settings: HostSettings | None,
+    https_address: str | None = None,
 ) -> None:
     state_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(state_dir, 0o711)  # noqa: S103 - traversable so the socket group can reach it
@@ -122,9 +125,18 @@ async def serve(
         except DatabaseBusy as exc:
             raise click.ClickException(str(exc)) from None
         await storage.recover()
-        runner = web.AppRunner(build_app(storage), access_log=None, handle_signals=False)
+        app = build_app(storage, state_dir=state_dir, https_address=https_address)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
+        configured = (await storage.trust.config()).get("core.https_address", "")
+        assert runner.server is not None  # noqa: S101 - set up above
+        try:
+            await app[HTTPS].attach(runner.server, configured)
+        except InvalidRequest as exc:
+            if https_address is not None:
+                raise click.ClickException(str(exc)) from None
+            log.error("HTTPS is off: %s (fix core.https_address)", exc)
         site = web.UnixSite(runner, str(sock))
         await site.start()
         os.chmod(sock, 0o660)
@@ -186,12 +198,17 @@ async def serve(
     show_default=True,
     help="Root where mode discovery looks for kernel modules and drv_cfg.",
 )
+@click.option(
+    "--https-address",
+    help="Serve HTTPS on HOST:PORT ('' for none), whatever core.https_address says.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level.")
 def main(
     state_dir: Path,
     simulator: bool,
     db_url: str | None,
     group: str | None,
+    https_address: str | None,
     nvme: str,
     by_id_dir: Path,
     sysfs: Path,
@@ -216,4 +233,12 @@ def main(
             host_root=host_root,
         )
     )
-    asyncio.run(serve(state_dir, db_url=db_url, group=group, settings=settings))
+    asyncio.run(
+        serve(
+            state_dir,
+            db_url=db_url,
+            group=group,
+            settings=settings,
+            https_address=https_address,
+        )
+    )

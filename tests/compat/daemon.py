@@ -68,7 +68,7 @@ def _ready(path: Path) -> bool:
 
 
 @contextmanager
-def running_daemon(tmp: Path) -> Iterator[Daemon]:
+def running_daemon(tmp: Path, *args: str) -> Iterator[Daemon]:
     if shutil.which("lxc") is None and os.environ.get("CI"):
         pytest.fail("the lxc client (Debian lxd-client) is missing on CI")
     if os.geteuid() != 0:
@@ -77,7 +77,7 @@ def running_daemon(tmp: Path) -> Iterator[Daemon]:
     daemon.conf.mkdir(parents=True)
     with open(daemon.log, "w") as log:
         proc = subprocess.Popen(
-            [str(BIN / "lxflexd"), "--state-dir", str(daemon.state), "--simulator"],
+            [str(BIN / "lxflexd"), "--state-dir", str(daemon.state), "--simulator", *args],
             stdout=log,
             stderr=subprocess.STDOUT,
         )

@@ -566,7 +566,9 @@ async def test_recovery_after_a_crash(stack: Stack) -> None:
 
 
 async def _storage_recover(stack: Stack) -> int:
-    from lxflex.service import Storage
+    from lxflex.service import Storage, TrustService
 
-    storage = Storage(stack.db, stack.pools.runtimes, stack.pools, stack.volumes)
+    runtimes = stack.pools.runtimes
+    trust = TrustService(stack.db, runtimes.uuid)
+    storage = Storage(stack.db, runtimes, stack.pools, stack.volumes, trust)
     return await storage.recover()

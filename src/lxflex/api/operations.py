@@ -47,6 +47,7 @@ class Operation:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     hub: EventHub | None = None
     loop: asyncio.AbstractEventLoop | None = None
+    may_cancel: bool = False
     _last_progress: float = 0.0
     _progress_start: tuple[float, int] | None = None
 
@@ -65,7 +66,7 @@ class Operation:
             "status_code": self.status_code,
             "resources": self.resources,
             "metadata": self.metadata,
-            "may_cancel": False,
+            "may_cancel": self.may_cancel,
             "err": self.err,
             "location": self.hub.location if self.hub else "none",
         }
@@ -109,9 +110,12 @@ class Operation:
         }
         self._changed()
 
-    def finish(self, error: str = "") -> None:
-        self.status_code = FAILURE if error else SUCCESS
-        self.err = error
+    def finish(self, error: str = "", *, cancelled: bool = False) -> None:
+        if cancelled:
+            self.status_code, self.err = CANCELLED, "operation cancelled"
+        else:
+            self.status_code = FAILURE if error else SUCCESS
+            self.err = error
         self._changed()
         self.done.set()
 
@@ -165,6 +169,37 @@ class Operations:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return op
+
+    def hold(
+        self,
+        description: str,
+        metadata: dict[str, Any],
+        *,
+        cls: str = "token",
+        resources: dict[str, list[str]] | None = None,
+    ) -> Operation:
+        """A running operation with no work: it ends when :meth:`cancel` is called (a
+        trust token is one, until it is used or revoked)."""
+        op = Operation(
+            str(uuid.uuid4()),
+            description,
+            resources or {},
+            cls=cls,
+            metadata=metadata,
+            hub=self.hub,
+            loop=asyncio.get_running_loop(),
+            may_cancel=True,
+        )
+        self._ops[op.id] = op
+        op._changed()
+        return op
+
+    def cancel(self, op: Operation) -> None:
+        """End a held operation as cancelled; it stays readable for ``keep`` seconds."""
+        if op.final:
+            return
+        op.finish(cancelled=True)
+        asyncio.get_running_loop().call_later(self.keep, self._ops.pop, op.id, None)
 
     def get(self, op_id: str) -> Operation | None:
         return self._ops.get(op_id)

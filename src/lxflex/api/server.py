@@ -15,6 +15,7 @@ import os
 import platform
 import socket
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -23,10 +24,13 @@ from .. import __version__
 from ..driver.config import ConfigError
 from ..driver.errors import DriverError
 from ..service import Storage
+from ..service.trust import check_server_config
 from . import storage as storage_routes
-from .envelope import ApiError, error, etag, sync
+from . import trust as trust_routes
+from .envelope import ApiError, check_etag, empty, error, etag, json_body, sync
 from .events import EventHub
 from .operations import Operation, Operations
+from .trust import HTTPS, TRUSTED, Https, trust_middleware
 
 log = logging.getLogger("lxflex.api")
 
@@ -50,6 +54,8 @@ API_EXTENSIONS = [
     "storage_volumes_all_projects",
     "storage_volume_api_filtering",
     "operation_description",
+    "certificate_update",
+    "certificate_token",
 ]
 
 
@@ -87,21 +93,30 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error(_status(exc), describe(exc))
 
 
-def server_info(app: web.Application) -> dict[str, Any]:
-    name = app[storage_routes.SERVER_NAME]
+def _untrusted_info() -> dict[str, Any]:
     return {
-        "config": {},
         "api_extensions": API_EXTENSIONS,
         "api_status": "stable",
         "api_version": "1.0",
-        "auth": "trusted",
+        "auth": "untrusted",
         "public": False,
         "auth_methods": ["tls"],
+    }
+
+
+def server_info(app: web.Application, config: dict[str, str]) -> dict[str, Any]:
+    name = app[storage_routes.SERVER_NAME]
+    https = app[HTTPS]
+    certificate, fingerprint = https.certificate()
+    return {
+        **_untrusted_info(),
+        "config": config,
+        "auth": "trusted",
         "environment": {
-            "addresses": [],
+            "addresses": https.addresses(),
             "architectures": [platform.machine()],
-            "certificate": "",
-            "certificate_fingerprint": "",
+            "certificate": certificate,
+            "certificate_fingerprint": fingerprint,
             "driver": "",
             "driver_version": "",
             "firewall": "",
@@ -133,8 +148,30 @@ async def root(request: web.Request) -> web.Response:
 
 
 async def api_get(request: web.Request) -> web.Response:
-    info = server_info(request.app)
-    return sync(info, etag_value=etag(info["config"]))
+    if not request[TRUSTED]:
+        return sync(_untrusted_info())
+    config = await request.app[storage_routes.STORAGE].trust.config()
+    return sync(server_info(request.app, config), etag_value=etag(config))
+
+
+async def api_update(request: web.Request) -> web.Response:
+    """PUT replaces the server config, PATCH merges into it; HTTPS follows at once."""
+    trust = request.app[storage_routes.STORAGE].trust
+    current = await trust.config()
+    check_etag(request, etag(current))
+    doc = await json_body(request)
+    given = doc.get("config") or {}
+    if not isinstance(given, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in given.items()
+    ):
+        raise ApiError(400, "config must be an object of string values")
+    wanted = check_server_config({**current, **given} if request.method == "PATCH" else dict(given))
+    https = request.app[HTTPS]
+    address = wanted.get("core.https_address", "")
+    if address != current.get("core.https_address", "") and https.fixed_address is None:
+        await https.apply(address)  # refused addresses change nothing
+    await trust.set_config(wanted)
+    return empty()
 
 
 def _op(request: web.Request) -> Operation:
@@ -161,8 +198,11 @@ async def operation_get(request: web.Request) -> web.Response:
 
 
 async def operation_delete(request: web.Request) -> web.Response:
-    _op(request)
-    raise ApiError(400, "This operation can't be cancelled")
+    op = _op(request)
+    if not op.may_cancel or op.final:
+        raise ApiError(400, "This operation can't be cancelled")
+    request.app[storage_routes.OPS].cancel(op)
+    return empty()
 
 
 async def operation_wait(request: web.Request) -> web.Response:
@@ -177,23 +217,38 @@ async def operation_wait(request: web.Request) -> web.Response:
     return sync(op.render())
 
 
-def build_app(storage: Storage, *, server_name: str | None = None) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=64 * 1024**2)
+def build_app(
+    storage: Storage,
+    *,
+    server_name: str | None = None,
+    state_dir: Path | None = None,
+    https_address: str | None = None,
+) -> web.Application:
+    """The API; ``state_dir`` holds the server certificate (none without it), and
+    ``https_address`` fixes the HTTPS address whatever ``core.https_address`` says."""
+    app = web.Application(
+        middlewares=[error_middleware, trust_middleware], client_max_size=64 * 1024**2
+    )
     app[storage_routes.SERVER_NAME] = server_name or socket.gethostname()
+    app[HTTPS] = Https(state_dir, fixed_address=https_address)
     hub = EventHub()
     app[storage_routes.STORAGE] = storage
     app[storage_routes.OPS] = Operations(hub)
     r = app.router
     r.add_get("/", root)
     r.add_get("/1.0", api_get)
+    r.add_put("/1.0", api_update)
+    r.add_patch("/1.0", api_update)
     r.add_get("/1.0/events", hub.handle)
     r.add_get("/1.0/operations", operations_get)
     r.add_get("/1.0/operations/{id}", operation_get)
     r.add_delete("/1.0/operations/{id}", operation_delete)
     r.add_get("/1.0/operations/{id}/wait", operation_wait)
     storage_routes.add_routes(app)
+    trust_routes.add_routes(app)
 
     async def on_shutdown(app: web.Application) -> None:
+        await app[HTTPS].close()
         await hub.close()
         await app[storage_routes.OPS].close()
 

@@ -1,8 +1,9 @@
-"""Use cases over the state, the driver and the host: pools, volumes, snapshots."""
+"""Use cases over the state, the driver and the host: pools, volumes, snapshots, trust."""
 
 from .pools import PoolService, PoolView
 from .runtime import HostSettings, Runtimes
 from .storage import Storage
+from .trust import TrustService
 from .volumes import VolumeService, VolumeView
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "PoolView",
     "Runtimes",
     "Storage",
+    "TrustService",
     "VolumeService",
     "VolumeView",
 ]

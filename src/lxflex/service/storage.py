@@ -1,4 +1,4 @@
-"""The storage service as one object: state, runtimes, pools and volumes together."""
+"""The service as one object: state, runtimes, pools, volumes and trust together."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from ..state import Database
 from ..state import store as st
 from .pools import PoolService
 from .runtime import HostSettings, Runtimes
+from .trust import TrustService
 from .volumes import VolumeService
 
 __all__ = ["Storage"]
@@ -24,6 +25,7 @@ class Storage:
     runtimes: Runtimes
     pools: PoolService
     volumes: VolumeService
+    trust: TrustService
 
     @classmethod
     async def open(
@@ -42,7 +44,7 @@ class Storage:
             await db.close()
             raise
         pools = PoolService(db, runtimes)
-        return cls(db, runtimes, pools, VolumeService(db, pools))
+        return cls(db, runtimes, pools, VolumeService(db, pools), TrustService(db, runtimes.uuid))
 
     async def recover(self) -> int:
         """Repair what interrupted operations left in every pool; a pool whose gateway

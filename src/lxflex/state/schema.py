@@ -8,6 +8,9 @@ The migrations under ``migrations/`` create exactly this (a test compares the tw
 * ``volumes`` and ``volume_config``: volumes per pool, project, type and name; the array's
   volume ID is cached in ``array_id`` so no call needs a lookup by name.
 * ``snapshots`` and ``snapshot_config``: snapshots of a volume, with their array IDs.
+* ``certificates``: the HTTPS trust store (client certificates by SHA-256 fingerprint).
+* ``server_config``: server keys (``core.https_address``) of one server or all of them
+  (an empty ``server`` UUID).
 
 ``status`` marks rows whose array work is under way (``creating``, ``deleting``): a row
 left in such a state by a crash tells the service what to clean up.
@@ -98,6 +101,27 @@ snapshot_config = sa.Table(
     "snapshot_config",
     metadata,
     sa.Column("snapshot_id", sa.ForeignKey("snapshots.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+certificates = sa.Table(
+    "certificates",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False, unique=True),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("certificate", sa.Text, nullable=False),
+    sa.Column("restricted", sa.Boolean, nullable=False),
+    sa.Column("projects", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", _TS, nullable=False),
+)
+
+server_config = sa.Table(
+    "server_config",
+    metadata,
+    sa.Column("server", sa.String(36), primary_key=True),
     sa.Column("key", sa.String(255), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
 )
