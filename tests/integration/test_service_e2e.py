@@ -567,8 +567,10 @@ async def test_recovery_after_a_crash(stack: Stack) -> None:
 
 async def _storage_recover(stack: Stack) -> int:
     from lxflex.service import Storage, TrustService
+    from lxflex.service.backups import BackupService
 
     runtimes = stack.pools.runtimes
     trust = TrustService(stack.db, runtimes.uuid)
-    storage = Storage(stack.db, runtimes, stack.pools, stack.volumes, trust)
+    backups = BackupService(stack.db, stack.pools, stack.volumes)
+    storage = Storage(stack.db, runtimes, stack.pools, stack.volumes, trust, backups)
     return await storage.recover()

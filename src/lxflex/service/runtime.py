@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..driver.attach import AttachPolicy, NvmeAttacher
+from ..driver.backup import Backups
 from ..driver.config import bool_value
 from ..driver.pool import ResolvedPool, client_for, resolve
 from ..driver.units import granularity
 from ..driver.volumes import PowerFlexVolumes
+from ..host.archive import Archives
 from ..host.fs import Filesystems
 from ..host.identity import server_uuid
 from ..host.nvme import NvmeConfig, NvmeHost, host_nqn
@@ -46,12 +48,17 @@ class HostSettings:
     def scratch(self) -> Path:
         return self.state_dir / "scratch"
 
+    @property
+    def backups(self) -> Path:
+        return self.state_dir / "backups"
+
 
 @dataclass
 class PoolRuntime:
     client: PowerFlexClient
     resolved: ResolvedPool
     volumes: PowerFlexVolumes
+    backups: Backups
 
 
 class Runtimes:
@@ -61,6 +68,7 @@ class Runtimes:
         self.host = host
         self.runner = runner or SubprocessRunner()
         self.fs = Filesystems(self.runner)
+        self.archives = Archives(self.runner)
         self.uuid = server_uuid(host.state_dir)
         self._pools: dict[str, PoolRuntime] = {}
         self._lock = asyncio.Lock()
@@ -107,7 +115,7 @@ class Runtimes:
             clone_copy=_clone_copy(config),
             scratch=self.host.scratch,
         )
-        return PoolRuntime(client, resolved, volumes)
+        return PoolRuntime(client, resolved, volumes, Backups(volumes, self.archives))
 
     async def drop(self, name: str) -> None:
         runtime = self._pools.pop(name, None)

@@ -1,4 +1,4 @@
-"""The service as one object: state, runtimes, pools, volumes and trust together."""
+"""The service as one object: state, runtimes, pools, volumes, backups and trust."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from ..host.runner import Runner
 from ..state import Database
 from ..state import store as st
+from .backups import BackupService
 from .pools import PoolService
 from .runtime import HostSettings, Runtimes
 from .trust import TrustService
@@ -26,6 +27,7 @@ class Storage:
     pools: PoolService
     volumes: VolumeService
     trust: TrustService
+    backups: BackupService
 
     @classmethod
     async def open(
@@ -44,12 +46,21 @@ class Storage:
             await db.close()
             raise
         pools = PoolService(db, runtimes)
-        return cls(db, runtimes, pools, VolumeService(db, pools), TrustService(db, runtimes.uuid))
+        volumes = VolumeService(db, pools)
+        return cls(
+            db,
+            runtimes,
+            pools,
+            volumes,
+            TrustService(db, runtimes.uuid),
+            BackupService(db, pools, volumes),
+        )
 
     async def recover(self) -> int:
         """Repair what interrupted operations left in every pool; a pool whose gateway
         cannot be reached now is left for the next start (and logged)."""
         repaired = 0
+        await self.backups.prune()
         for pool in await self.pools.all():
             try:
                 repaired += await self.volumes.recover(pool.name)

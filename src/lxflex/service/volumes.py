@@ -18,7 +18,7 @@ import os
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -71,6 +71,10 @@ class VolumeService:
         async with self._locks[(pool, project, name)]:
             yield
 
+    def lock(self, pool: str, project: str, name: str) -> AbstractAsyncContextManager[None]:
+        """Serialize work on one volume (backups take the volume's lock too)."""
+        return self._locked(pool, project, name)
+
     def mount_path(self, pool: str, project: str, name: str) -> Path:
         return self.pools.runtimes.host.mounts / pool / "custom" / f"{project}_{name}"
 
@@ -93,7 +97,7 @@ class VolumeService:
 
     # --- create / read ----------------------------------------------------------------
 
-    def _fill_config(
+    def fill_config(
         self, pool: st.Pool, content: str, config: Mapping[str, str], step: int
     ) -> dict[str, str]:
         filled = {k: v for k, v in config.items() if v != ""}
@@ -134,7 +138,7 @@ class VolumeService:
         check_name(name)
         pool = await self.pools.record(pool_name)
         runtime = await self.pools.runtime(pool)
-        filled = self._fill_config(pool, content_type, config or {}, runtime.volumes.granularity)
+        filled = self.fill_config(pool, content_type, config or {}, runtime.volumes.granularity)
         async with self._locked(pool_name, project, name):
             try:
                 async with self.db.write() as conn:

@@ -8,6 +8,7 @@ The migrations under ``migrations/`` create exactly this (a test compares the tw
 * ``volumes`` and ``volume_config``: volumes per pool, project, type and name; the array's
   volume ID is cached in ``array_id`` so no call needs a lookup by name.
 * ``snapshots`` and ``snapshot_config``: snapshots of a volume, with their array IDs.
+* ``backups``: backups of custom volumes (the tarballs are files in the state directory).
 * ``certificates``: the HTTPS trust store (client certificates by SHA-256 fingerprint).
 * ``server_config``: server keys (``core.https_address``) of one server or all of them
   (an empty ``server`` UUID).
@@ -124,4 +125,18 @@ server_config = sa.Table(
     sa.Column("server", sa.String(36), primary_key=True),
     sa.Column("key", sa.String(255), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
+)
+
+backups = sa.Table(
+    "backups",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("volume_id", sa.ForeignKey("volumes.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("created_at", _TS, nullable=False),
+    sa.Column("expires_at", _TS, nullable=True),
+    sa.Column("volume_only", sa.Boolean, nullable=False),
+    sa.Column("compression", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.UniqueConstraint("volume_id", "name"),
 )

@@ -1,0 +1,391 @@
+"""Backups of custom volumes: made, listed, renamed, expired, exported, imported.
+
+A backup is a tarball in LXD's layout (see :mod:`lxflex.driver.backup`) kept in
+``STATE_DIR/backups/<volume ID>/<name>`` with a row in the database; it follows its volume
+through renames and goes with it. Expired backups are removed whenever backups are used
+and when the daemon starts. ``index.yaml`` carries the volume, its snapshots and its pool
+as LXD's API shows them, never the gateway password.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..driver.backup import BackupSource
+from ..driver.errors import Conflict, InvalidRequest, NotFound
+from ..driver.volumes import Progress
+from ..host.archive import COMPRESSIONS, compression_available
+from ..host.fs import is_mounted
+from ..host.runner import CommandError
+from ..state import Database, NameTaken
+from ..state import backups as bk
+from ..state import store as st
+from .pools import PoolService, public_config
+from .rules import check_name, next_name
+from .specs import spec_of
+from .volumes import CUSTOM, VolumeService, VolumeView, _array, _make_view
+
+__all__ = ["DEFAULT_COMPRESSION", "Backup", "BackupService"]
+
+log = logging.getLogger("lxflex.service")
+
+Backup = bk.Backup
+DEFAULT_COMPRESSION = "gzip"
+# Keys a restored volume takes from its backup; volatile ones are made anew.
+_RESTORED_KEYS = ("size", "block.type", "block.filesystem", "block.mount_options")
+
+
+def _time(value: datetime.datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def _parse_time(value: Any) -> datetime.datetime | None:
+    if not value or str(value).startswith("0001-01-01"):
+        return None
+    if isinstance(value, datetime.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=datetime.UTC)
+    parsed = datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
+
+
+class BackupService:
+    def __init__(self, db: Database, pools: PoolService, volumes: VolumeService) -> None:
+        self.db = db
+        self.pools = pools
+        self.volumes = volumes
+
+    @property
+    def root(self) -> Path:
+        return self.pools.runtimes.host.backups
+
+    def _file(self, backup: Backup) -> Path:
+        return self.root / str(backup.volume_id) / backup.name
+
+    # --- reading ----------------------------------------------------------------------
+
+    async def list(self, pool: str, volume: str, *, project: str = "default") -> list[Backup]:
+        await self.prune()
+        vol = await self.volumes.record(pool, volume, project=project)
+        async with self.db.read() as conn:
+            return [b for b in await bk.list_backups(conn, vol.id) if b.status == "created"]
+
+    async def get(self, pool: str, volume: str, name: str, *, project: str = "default") -> Backup:
+        vol = await self.volumes.record(pool, volume, project=project)
+        async with self.db.read() as conn:
+            found = await bk.get_backup(conn, vol.id, name)
+        if found is None or found.status != "created":
+            raise NotFound("Storage volume backup not found")
+        return found
+
+    async def tarball(self, pool: str, volume: str, name: str, *, project: str = "default") -> Path:
+        backup = await self.get(pool, volume, name, project=project)
+        path = self._file(backup)
+        if not path.is_file():
+            raise NotFound(f"the tarball of backup {name!r} is missing from {path.parent}")
+        return path
+
+    # --- making -----------------------------------------------------------------------
+
+    async def create(
+        self,
+        pool_name: str,
+        volume: str,
+        name: str | None = None,
+        *,
+        project: str = "default",
+        expires_at: datetime.datetime | None = None,
+        volume_only: bool = False,
+        compression: str = "",
+        progress: Progress | None = None,
+    ) -> Backup:
+        """Make a backup of the volume (with its snapshots unless ``volume_only``)."""
+        compression = compression or DEFAULT_COMPRESSION
+        if compression not in COMPRESSIONS:
+            raise InvalidRequest(
+                f"unknown compression {compression!r}: one of {', '.join(COMPRESSIONS)}"
+            )
+        if not compression_available(compression):
+            raise InvalidRequest(f"compression {compression!r} needs its tool on this server")
+        await self.prune()
+        async with self.volumes.lock(pool_name, project, volume):
+            pool = await self.pools.record(pool_name)
+            vol = await self.volumes.record(pool_name, volume, project=project)
+            async with self.db.read() as conn:
+                taken = {b.name for b in await bk.list_backups(conn, vol.id)}
+                snaps = [s for s in await st.list_snapshots(conn, vol.id) if s.status == "created"]
+            name = name or next_name("backup%d", taken)
+            check_name(name)
+            try:
+                async with self.db.write() as conn:
+                    backup = await bk.create_backup(
+                        conn,
+                        vol.id,
+                        name,
+                        expires_at=expires_at,
+                        volume_only=volume_only,
+                        compression=compression,
+                    )
+            except NameTaken:
+                raise Conflict(f"backup {name!r} of {volume!r} already exists") from None
+            snaps = [] if volume_only else snaps
+            mounted = self.volumes.mount_path(pool_name, project, volume)
+            source = BackupSource(
+                spec_of(vol.content_type, vol.config),
+                _array(vol),
+                mounted if is_mounted(mounted) else None,
+                [(s.name, spec_of(vol.content_type, s.config), _array(s)) for s in snaps],
+            )
+            out = self._file(backup)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            partial = out.with_name(f".{out.name}.partial")
+            runtime = await self.pools.runtime(pool)
+            try:
+                await runtime.backups.export(
+                    source,
+                    _index(pool, vol, snaps),
+                    self.pools.runtimes.host.scratch / f"backup-{uuid.uuid4().hex}",
+                    partial,
+                    compression,
+                    progress,
+                )
+                os.chmod(partial, 0o600)  # volume data: root's only
+                partial.rename(out)
+                async with self.db.write() as conn:
+                    await bk.update_backup(conn, backup.id, status="created")
+            except BaseException:
+                partial.unlink(missing_ok=True)
+                out.unlink(missing_ok=True)
+                async with self.db.write() as conn:
+                    await bk.delete_backup(conn, backup.id)
+                raise
+        return await self.get(pool_name, volume, name, project=project)
+
+    async def rename(
+        self, pool: str, volume: str, name: str, new: str, *, project: str = "default"
+    ) -> None:
+        check_name(new)
+        async with self.volumes.lock(pool, project, volume):
+            backup = await self.get(pool, volume, name, project=project)
+            try:
+                async with self.db.write() as conn:
+                    await bk.update_backup(conn, backup.id, name=new)
+            except NameTaken:
+                raise Conflict(f"backup {new!r} of {volume!r} already exists") from None
+            self._file(backup).rename(self._file(backup).with_name(new))
+
+    async def delete(self, pool: str, volume: str, name: str, *, project: str = "default") -> None:
+        async with self.volumes.lock(pool, project, volume):
+            backup = await self.get(pool, volume, name, project=project)
+            await self._remove(backup)
+
+    async def _remove(self, backup: Backup) -> None:
+        self._file(backup).unlink(missing_ok=True)
+        async with self.db.write() as conn:
+            await bk.delete_backup(conn, backup.id)
+
+    async def prune(self) -> int:
+        """Remove expired backups, and tarballs whose volume is gone; return the count."""
+        now = st.now()
+        async with self.db.read() as conn:
+            every = await bk.all_backups(conn)
+        removed = 0
+        for backup in every:
+            if backup.expires_at is not None and backup.expires_at <= now:
+                await self._remove(backup)
+                removed += 1
+        known = {str(b.volume_id) for b in every}
+        if self.root.is_dir():
+            for entry in self.root.iterdir():
+                if entry.is_dir() and entry.name not in known:
+                    shutil.rmtree(entry, ignore_errors=True)
+        if removed:
+            log.info("removed %d expired backup(s)", removed)
+        return removed
+
+    # --- import -----------------------------------------------------------------------
+
+    async def restore(
+        self,
+        pool_name: str,
+        archive: Path,
+        name: str | None = None,
+        *,
+        project: str = "default",
+        progress: Progress | None = None,
+    ) -> VolumeView:
+        """A new volume (with its snapshots) from a backup tarball; ``name`` overrides
+        the name the backup carries."""
+        pool = await self.pools.record(pool_name)
+        runtime = await self.pools.runtime(pool)
+        try:
+            raw = await self.pools.runtimes.archives.read_member(archive, "backup/index.yaml")
+            members = set(await self.pools.runtimes.archives.members(archive))
+        except CommandError as exc:
+            detail = exc.stderr.splitlines()[0] if exc.stderr else str(exc)
+            raise InvalidRequest(f"not a readable backup tarball: {detail}") from None
+        index = _read_index(raw)
+        volume = index.get("config", {}).get("volume") or {}
+        name = name or str(index.get("name") or volume.get("name") or "")
+        check_name(name)
+        content = str(volume.get("content_type") or "filesystem")
+        if content not in ("filesystem", "block"):
+            raise InvalidRequest(f"lxflex cannot import a {content} volume")
+        given = volume.get("config") or {}
+        config = {
+            k: str(v)
+            for k, v in given.items()
+            if k in _RESTORED_KEYS or k.startswith(("user.", "snapshots."))
+        }
+        filled = self.volumes.fill_config(pool, content, config, runtime.volumes.granularity)
+        snapshots = _snapshots(index)
+        async with self.volumes.lock(pool_name, project, name):
+            try:
+                async with self.db.write() as conn:
+                    row = await st.create_volume(
+                        conn,
+                        pool.id,
+                        project,
+                        name,
+                        CUSTOM,
+                        content,
+                        filled,
+                        description=str(volume.get("description") or ""),
+                    )
+            except NameTaken:
+                raise Conflict(
+                    f"storage volume {name!r} already exists in pool {pool_name!r}"
+                ) from None
+            snap_uuids = [uuid.uuid4() for _ in snapshots]
+            try:
+                vol_id, snap_ids = await runtime.backups.restore(
+                    spec_of(content, filled),
+                    [(s["name"], u) for s, u in zip(snapshots, snap_uuids, strict=True)],
+                    archive,
+                    members,
+                    self.pools.runtimes.host.scratch / f"restore-{uuid.uuid4().hex}",
+                    progress,
+                )
+            except BaseException:
+                async with self.db.write() as conn:
+                    await st.delete_volume(conn, row.id)
+                raise
+            try:
+                async with self.db.write() as conn:
+                    await st.update_volume(conn, row.id, status="created", array_id=vol_id)
+                    for snap, snap_uuid, snap_id in zip(
+                        snapshots, snap_uuids, snap_ids, strict=True
+                    ):
+                        made_snap = await st.create_snapshot(
+                            conn,
+                            row.id,
+                            snap["name"],
+                            {**filled, **snap["config"], "volatile.uuid": str(snap_uuid)},
+                            description=snap["description"],
+                            expires_at=snap["expires_at"],
+                            status="created",
+                        )
+                        await st.update_snapshot(conn, made_snap.id, array_id=snap_id)
+            except BaseException:
+                for array_id in [*snap_ids, vol_id]:
+                    await runtime.volumes.delete(array_id)
+                async with self.db.write() as conn:
+                    await st.delete_volume(conn, row.id)
+                raise
+        async with self.db.read() as conn:
+            made = await st.get_volume(conn, pool.id, project, CUSTOM, name)
+            assert made is not None  # noqa: S101 - written above
+            snaps = await st.list_snapshots(conn, made.id)
+        return _make_view(pool, made, snaps)
+
+
+def _index(pool: st.Pool, vol: st.Volume, snaps: list[st.Snapshot]) -> bytes:
+    """``backup/index.yaml``: LXD's backup info, with the API's shapes."""
+    doc = {
+        "name": vol.name,
+        "backend": pool.driver,
+        "pool": pool.name,
+        "snapshots": [s.name for s in snaps],
+        "optimized": False,
+        "optimized_header": False,
+        "type": "custom",
+        "config": {
+            "pool": {
+                "name": pool.name,
+                "description": pool.description,
+                "driver": pool.driver,
+                "config": public_config(pool.config),
+                "status": "Created",
+                "locations": ["none"],
+            },
+            "volume": {
+                "name": vol.name,
+                "description": vol.description,
+                "type": "custom",
+                "content_type": vol.content_type,
+                "config": dict(vol.config),
+                "project": vol.project,
+                "location": "none",
+                "created_at": _time(vol.created_at),
+            },
+            "volume_snapshots": [
+                {
+                    "name": s.name,
+                    "description": s.description,
+                    "config": dict(s.config),
+                    "content_type": vol.content_type,
+                    "created_at": _time(s.created_at),
+                    "expires_at": _time(s.expires_at),
+                }
+                for s in snaps
+            ],
+        },
+    }
+    if not snaps:
+        del doc["snapshots"]
+    text: str = yaml.safe_dump(doc, sort_keys=False)
+    return text.encode()
+
+
+def _read_index(raw: bytes) -> dict[str, Any]:
+    try:
+        doc = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise InvalidRequest(f"backup/index.yaml is not valid YAML: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InvalidRequest("backup/index.yaml is missing or not a mapping")
+    if doc.get("type", "custom") != "custom":
+        raise InvalidRequest(f"this is a backup of a {doc.get('type')}, not of a custom volume")
+    return doc
+
+
+def _snapshots(index: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The snapshots a backup holds, oldest first, with what each keeps."""
+    described = {
+        str(s.get("name")): s
+        for s in (index.get("config", {}).get("volume_snapshots") or [])
+        if isinstance(s, dict)
+    }
+    names = [str(n) for n in index.get("snapshots") or described]
+    found = []
+    for snap in names:
+        check_name(snap)
+        info = described.get(snap, {})
+        config = info.get("config") or {}
+        found.append(
+            {
+                "name": snap,
+                "description": str(info.get("description") or ""),
+                "expires_at": _parse_time(info.get("expires_at")),
+                "config": {k: str(v) for k, v in config.items() if k.startswith("user.")},
+            }
+        )
+    return found
