@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ..compat.daemon import Daemon, running_daemon
+from ..compat.daemon import Daemon, backing_file, pread, pwrite, running_daemon
 
 pytestmark = pytest.mark.root
 
@@ -266,3 +266,30 @@ def test_remote_over_https_with_lxc_credentials(daemon: Daemon, tmp_path: Path) 
     finally:
         _delete_all(daemon)
         daemon.lxc("config", "unset", "core.https_address")
+
+
+@pytest.mark.skipif(shutil.which("lxc") is None, reason="lxc (Debian lxd-client) not installed")
+def test_export_import_round_trip(daemon: Daemon, tmp_path: Path) -> None:
+    run(daemon, "storage", "volume", "create", POOL, "exp", "--type", "block")
+    data = {0: os.urandom(1 << 20), 3 << 30: os.urandom(8192)}
+    try:
+        pwrite(backing_file(daemon, "exp"), data)
+        run(daemon, "storage", "volume", "snapshot", POOL, "exp", "s0")
+        tarball = tmp_path / "exp.tar.xz"
+        out = run(
+            daemon, "storage", "volume", "export", POOL, "exp", str(tarball), "--compression", "xz"
+        )
+        assert out.stdout == f"Backup exported to {tarball}\n"
+        assert subprocess.run(["xz", "-t", str(tarball)], check=False).returncode == 0
+        assert _json(daemon, "storage", "volume", "list", POOL)  # the volume is still there
+        backups = f"/1.0/storage-pools/{POOL}/volumes/custom/exp/backups"
+        assert json.loads(daemon.lxc("query", backups).stdout) == []  # the backup went
+        run(daemon, "storage", "volume", "import", POOL, str(tarball), "imp")
+        assert pread(backing_file(daemon, "imp"), data) == data
+        assert pread(backing_file(daemon, "imp", "s0"), data) == data
+        again = run(daemon, "storage", "volume", "import", POOL, str(tarball), "imp", code=1)
+        assert "already exists" in again.stderr
+        missing = run(daemon, "storage", "volume", "import", POOL, str(tmp_path / "no.tar"), code=2)
+        assert "does not exist" in missing.stderr
+    finally:
+        _delete_all(daemon)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -9,12 +10,16 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from lxflex.driver.naming import Content, VolumeType, volume_name
 
 BIN = Path(sys.executable).parent
 
@@ -95,3 +100,42 @@ def running_daemon(tmp: Path, *args: str) -> Iterator[Daemon]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def backing_file(d: Daemon, volume: str, snapshot: str | None = None) -> Path:
+    """The simulator's backing file of a block volume (or snapshot) in the pool."""
+    path = f"/1.0/storage-pools/powerflex/volumes/custom/{volume}"
+    if snapshot:
+        path += f"/snapshots/{snapshot}"
+    config = json.loads(d.lxc("query", path).stdout)["config"]
+    name = volume_name(
+        VolumeType.CUSTOM,
+        Content.BLOCK,
+        uuid.UUID(config["volatile.uuid"]),
+        snapshot=snapshot is not None,
+    )
+    port = (d.state / "sim" / "port").read_text().strip()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_sim/state", timeout=30) as r:
+        volumes = json.loads(r.read())["volumes"]
+    (found,) = [v for v in volumes if v["name"] == name]
+    backing = d.state / "sim" / "volumes" / found["id"]
+    if not backing.exists():  # the simulator makes it when the data is first needed
+        with open(backing, "xb") as f:
+            f.truncate(found["size_kb"] * 1024)
+    return backing
+
+
+def pwrite(path: Path, chunks: dict[int, bytes]) -> None:
+    with open(path, "r+b") as f:
+        for offset, data in chunks.items():
+            f.seek(offset)
+            f.write(data)
+
+
+def pread(path: Path, chunks: dict[int, bytes]) -> dict[int, bytes]:
+    with open(path, "rb") as f:
+        found = {}
+        for offset, data in chunks.items():
+            f.seek(offset)
+            found[offset] = f.read(len(data))
+    return found

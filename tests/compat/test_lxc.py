@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from .daemon import Daemon, running_daemon
+from .daemon import Daemon, backing_file, pread, pwrite, running_daemon
 
 pytestmark = [
     pytest.mark.root,
@@ -164,3 +166,82 @@ def test_errors_are_lxd_errors(daemon: Daemon) -> None:
     out = daemon.lxc("query", "/1.0").stdout
     assert "storage" in json.loads(out)["api_extensions"]
     assert Path(daemon.socket).stat().st_mode & 0o777 == 0o660
+
+
+def test_backup_export_import_round_trip(daemon: Daemon, tmp_path: Path) -> None:
+    daemon.lxc("storage", "volume", "create", POOL, "bk", "--type=block")
+    old = {0: os.urandom(1 << 20), 4 << 30: os.urandom(65536)}
+    new = {0: os.urandom(1 << 20), 6 << 30: os.urandom(4096)}
+    pwrite(backing_file(daemon, "bk"), old)
+    daemon.lxc("storage", "volume", "snapshot", POOL, "bk", "s0")
+    pwrite(backing_file(daemon, "bk"), new)
+    tarball = tmp_path / "bk.tar.gz"
+    daemon.lxc("storage", "volume", "export", POOL, "bk", str(tarball))
+    assert tarball.stat().st_size < 4 << 20  # two 8 GiB images holding 2.1 MiB
+    with tarfile.open(tarball) as tar:
+        names = set(tar.getnames())
+        index = yaml.safe_load(tar.extractfile("backup/index.yaml").read())  # type: ignore[union-attr]
+    assert {"backup/volume.img", "backup/volume-snapshots/s0.img"} <= names
+    assert index["name"] == "bk"
+    assert index["config"]["volume"]["content_type"] == "block"
+    assert [s["name"] for s in index["config"]["volume_snapshots"]] == ["s0"]
+    assert "powerflex.user.password" not in index["config"]["pool"]["config"]
+    backups = json.loads(
+        daemon.lxc("query", f"/1.0/storage-pools/{POOL}/volumes/custom/bk/backups").stdout
+    )
+    assert backups == []  # lxc deletes the backup it exported
+
+    daemon.lxc("storage", "volume", "import", POOL, str(tarball), "bk2")
+    assert pread(backing_file(daemon, "bk2"), new) == new
+    assert pread(backing_file(daemon, "bk2", "s0"), old) == old
+    only = tmp_path / "only.tar.gz"
+    daemon.lxc("storage", "volume", "export", POOL, "bk", str(only), "--volume-only")
+    with tarfile.open(only) as tar:
+        assert not any("volume-snapshots/" in n for n in tar.getnames())
+    daemon.lxc("storage", "volume", "delete", POOL, "bk/s0")
+    daemon.lxc("storage", "volume", "delete", POOL, "bk")
+    daemon.lxc("storage", "volume", "import", POOL, str(only))  # named from the tarball
+    assert pread(backing_file(daemon, "bk"), new) == new
+    taken = daemon.lxc("storage", "volume", "import", POOL, str(only), check=False)
+    assert taken.returncode != 0
+    assert "already exists" in taken.stderr
+
+
+def test_backups_api(daemon: Daemon) -> None:
+    base = f"/1.0/storage-pools/{POOL}/volumes/custom"
+    daemon.lxc("storage", "volume", "create", POOL, "bapi", "--type=block")
+    daemon.lxc("query", "-X", "POST", "--wait", "-d", '{"name":"foo"}', f"{base}/bapi/backups")
+    listed = json.loads(daemon.lxc("query", f"{base}/bapi/backups").stdout)
+    assert listed == [f"{base}/bapi/backups/foo"]
+    daemon.lxc("query", "-X", "POST", "--wait", "-d", '{"name":"foo2"}', f"{base}/bapi/backups/foo")
+    full = json.loads(daemon.lxc("query", f"{base}/bapi/backups?recursion=1").stdout)
+    assert [b["name"] for b in full] == ["foo2"]
+    assert full[0]["volume_only"] is False
+    daemon.lxc("storage", "volume", "rename", POOL, "bapi", "bapi2")  # backups follow
+    listed = json.loads(daemon.lxc("query", f"{base}/bapi2/backups").stdout)
+    assert listed == [f"{base}/bapi2/backups/foo2"]
+    missing = daemon.lxc(
+        "query",
+        "-X",
+        "POST",
+        "--wait",
+        "-d",
+        '{"name":"x"}',
+        f"{base}/bapi2/backups/missing",
+        check=False,
+    )
+    assert "Storage volume backup not found" in missing.stderr
+    bad = daemon.lxc(
+        "query",
+        "-X",
+        "POST",
+        "--wait",
+        "-d",
+        '{"compression_algorithm":"rar"}',
+        f"{base}/bapi2/backups",
+        check=False,
+    )
+    assert "unknown compression" in bad.stderr
+    daemon.lxc("query", "-X", "DELETE", "--wait", f"{base}/bapi2/backups/foo2")
+    assert json.loads(daemon.lxc("query", f"{base}/bapi2/backups").stdout) == []
+    daemon.lxc("storage", "volume", "delete", POOL, "bapi2")

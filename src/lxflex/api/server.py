@@ -25,8 +25,10 @@ from ..driver.config import ConfigError
 from ..driver.errors import DriverError
 from ..service import Storage
 from ..service.trust import check_server_config
+from . import backups as backup_routes
 from . import storage as storage_routes
 from . import trust as trust_routes
+from .common import OPS, SERVER_NAME, STORAGE
 from .envelope import ApiError, check_etag, empty, error, etag, json_body, sync
 from .events import EventHub
 from .operations import Operation, Operations
@@ -54,6 +56,9 @@ API_EXTENSIONS = [
     "storage_volumes_all_projects",
     "storage_volume_api_filtering",
     "operation_description",
+    "custom_volume_backup",
+    "backup_compression_algorithm",
+    "backup_override_name",
     "certificate_update",
     "certificate_token",
 ]
@@ -105,7 +110,7 @@ def _untrusted_info() -> dict[str, Any]:
 
 
 def server_info(app: web.Application, config: dict[str, str]) -> dict[str, Any]:
-    name = app[storage_routes.SERVER_NAME]
+    name = app[SERVER_NAME]
     https = app[HTTPS]
     certificate, fingerprint = https.certificate()
     return {
@@ -150,13 +155,13 @@ async def root(request: web.Request) -> web.Response:
 async def api_get(request: web.Request) -> web.Response:
     if not request[TRUSTED]:
         return sync(_untrusted_info())
-    config = await request.app[storage_routes.STORAGE].trust.config()
+    config = await request.app[STORAGE].trust.config()
     return sync(server_info(request.app, config), etag_value=etag(config))
 
 
 async def api_update(request: web.Request) -> web.Response:
     """PUT replaces the server config, PATCH merges into it; HTTPS follows at once."""
-    trust = request.app[storage_routes.STORAGE].trust
+    trust = request.app[STORAGE].trust
     current = await trust.config()
     check_etag(request, etag(current))
     doc = await json_body(request)
@@ -175,14 +180,14 @@ async def api_update(request: web.Request) -> web.Response:
 
 
 def _op(request: web.Request) -> Operation:
-    op = request.app[storage_routes.OPS].get(request.match_info["id"])
+    op = request.app[OPS].get(request.match_info["id"])
     if op is None:
         raise ApiError(404, "Operation not found")
     return op
 
 
 async def operations_get(request: web.Request) -> web.Response:
-    ops = request.app[storage_routes.OPS].all()
+    ops = request.app[OPS].all()
     grouped: dict[str, list[Any]] = {}
     recursive = request.query.get("recursion", "0") != "0"
     for op in ops:
@@ -201,7 +206,7 @@ async def operation_delete(request: web.Request) -> web.Response:
     op = _op(request)
     if not op.may_cancel or op.final:
         raise ApiError(400, "This operation can't be cancelled")
-    request.app[storage_routes.OPS].cancel(op)
+    request.app[OPS].cancel(op)
     return empty()
 
 
@@ -229,11 +234,11 @@ def build_app(
     app = web.Application(
         middlewares=[error_middleware, trust_middleware], client_max_size=64 * 1024**2
     )
-    app[storage_routes.SERVER_NAME] = server_name or socket.gethostname()
+    app[SERVER_NAME] = server_name or socket.gethostname()
     app[HTTPS] = Https(state_dir, fixed_address=https_address)
     hub = EventHub()
-    app[storage_routes.STORAGE] = storage
-    app[storage_routes.OPS] = Operations(hub)
+    app[STORAGE] = storage
+    app[OPS] = Operations(hub)
     r = app.router
     r.add_get("/", root)
     r.add_get("/1.0", api_get)
@@ -245,12 +250,13 @@ def build_app(
     r.add_delete("/1.0/operations/{id}", operation_delete)
     r.add_get("/1.0/operations/{id}/wait", operation_wait)
     storage_routes.add_routes(app)
+    backup_routes.add_routes(app)
     trust_routes.add_routes(app)
 
     async def on_shutdown(app: web.Application) -> None:
         await app[HTTPS].close()
         await hub.close()
-        await app[storage_routes.OPS].close()
+        await app[OPS].close()
 
     app.on_shutdown.append(on_shutdown)
     return app

@@ -14,6 +14,19 @@ from aiohttp import web
 
 from ..service import Storage, VolumeView
 from . import render
+from .backups import import_backup
+from .common import (
+    OPS,
+    SERVER_NAME,
+    VOLUME_TYPES,
+    config_of,
+    custom_only,
+    project_of,
+    recursion_of,
+    start_operation,
+    storage_of,
+    str_of,
+)
 from .envelope import (
     ApiError,
     async_response,
@@ -25,68 +38,7 @@ from .envelope import (
     sync,
 )
 from .filters import matches, parse_filter
-from .operations import Operation, Operations, Work
-
-STORAGE: web.AppKey[Storage] = web.AppKey("storage")
-OPS: web.AppKey[Operations] = web.AppKey("operations")
-SERVER_NAME: web.AppKey[str] = web.AppKey("server_name")
-
-VOLUME_TYPES = ("custom", "container", "virtual-machine", "image")
-
-
-def _storage(request: web.Request) -> Storage:
-    return request.app[STORAGE]
-
-
-def _project(request: web.Request) -> str:
-    return request.query.get("project") or "default"
-
-
-def _recursion(request: web.Request) -> int:
-    try:
-        return int(request.query.get("recursion", "0"))
-    except ValueError:
-        raise ApiError(400, "recursion must be 0, 1 or 2") from None
-
-
-def _custom(request: web.Request) -> None:
-    vtype = request.match_info.get("type", "custom")
-    if vtype not in VOLUME_TYPES:
-        raise ApiError(400, f"invalid storage volume type {vtype!r}")
-    if vtype != "custom":
-        raise ApiError(404, f"storage volume not found (lxflex serves custom volumes; not {vtype})")
-
-
-def _config(value: Any, field: str = "config") -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
-        raise ApiError(400, f"{field} must be an object of string values")
-    return dict(value)
-
-
-def _str(doc: dict[str, Any], key: str, default: str = "") -> str:
-    value = doc.get(key, default)
-    if value is None:
-        return default
-    if not isinstance(value, str):
-        raise ApiError(400, f"{key} must be a string")
-    return value
-
-
-def _operation(
-    request: web.Request,
-    description: str,
-    work: Work,
-    resources: dict[str, list[str]],
-    project: str,
-) -> web.Response:
-    """Start ``work`` as a background operation and answer 202 with it."""
-    op = request.app[OPS].start(description, work, resources, project)
-    return async_response(op.render())
-
+from .operations import Operation
 
 # --- pools ------------------------------------------------------------------------------
 
@@ -97,9 +49,9 @@ async def _used_by(storage: Storage, pool: str) -> list[str]:
 
 
 async def pools_get(request: web.Request) -> web.Response:
-    storage = _storage(request)
+    storage = storage_of(request)
     views = await storage.pools.all()
-    if _recursion(request) == 0:
+    if recursion_of(request) == 0:
         return sync([render.pool_url(v.name) for v in views])
     return sync([render.pool(v, await _used_by(storage, v.name)) for v in views])
 
@@ -109,15 +61,15 @@ async def pools_post(request: web.Request) -> web.Response:
     target = request.query.get("target")
     if target not in (None, "", "none", request.app[SERVER_NAME]):
         raise ApiError(400, f"this server is not clustered: no member {target!r}")
-    name = _str(doc, "name")
-    view = await _storage(request).pools.create(
-        name, _str(doc, "driver"), _config(doc.get("config")), _str(doc, "description")
+    name = str_of(doc, "name")
+    view = await storage_of(request).pools.create(
+        name, str_of(doc, "driver"), config_of(doc.get("config")), str_of(doc, "description")
     )
     return created(render.pool_url(view.name))
 
 
 async def pool_get(request: web.Request) -> web.Response:
-    storage = _storage(request)
+    storage = storage_of(request)
     view = await storage.pools.get(request.match_info["pool"])
     return sync(
         render.pool(view, await _used_by(storage, view.name)), etag_value=render.pool_etag(view)
@@ -125,12 +77,12 @@ async def pool_get(request: web.Request) -> web.Response:
 
 
 async def _pool_update(request: web.Request, *, merge: bool) -> web.Response:
-    storage = _storage(request)
+    storage = storage_of(request)
     name = request.match_info["pool"]
     current = await storage.pools.get(name)
     check_etag(request, render.pool_etag(current))
     doc = await json_body(request)
-    config = _config(doc.get("config"))
+    config = config_of(doc.get("config"))
     if merge:
         config = {**current.config, **config}
     description = doc.get("description")
@@ -151,12 +103,12 @@ async def pool_patch(request: web.Request) -> web.Response:
 
 
 async def pool_delete(request: web.Request) -> web.Response:
-    await _storage(request).pools.delete(request.match_info["pool"])
+    await storage_of(request).pools.delete(request.match_info["pool"])
     return empty()
 
 
 async def pool_resources(request: web.Request) -> web.Response:
-    used, total = await _storage(request).pools.resources(request.match_info["pool"])
+    used, total = await storage_of(request).pools.resources(request.match_info["pool"])
     return sync({"space": {"used": used, "total": total}, "inodes": {"used": 0, "total": 0}})
 
 
@@ -164,14 +116,14 @@ async def pool_resources(request: web.Request) -> web.Response:
 
 
 async def volumes_get(request: web.Request) -> web.Response:
-    storage = _storage(request)
+    storage = storage_of(request)
     pool = request.match_info["pool"]
     vtype = request.match_info.get("type")
     if vtype is not None and vtype not in VOLUME_TYPES:
         raise ApiError(400, f"invalid storage volume type {vtype!r}")
     await storage.pools.get(pool)  # 404 for an unknown pool
     all_projects = request.query.get("all-projects", "").lower() == "true"
-    project = None if all_projects else _project(request)
+    project = None if all_projects else project_of(request)
     views = (
         [] if vtype not in (None, "custom") else await storage.volumes.all(pool, project=project)
     )
@@ -190,33 +142,33 @@ async def volumes_get(request: web.Request) -> web.Response:
     expression = parse_filter(request.query.get("filter", ""))
     if expression is not None:
         entries = [e for e in entries if matches(expression, e[1])]
-    if _recursion(request) == 0:
+    if recursion_of(request) == 0:
         return sync([url for url, _ in entries])
     return sync([doc for _, doc in entries])
 
 
 async def volumes_post(request: web.Request) -> web.Response:
-    _custom(request)
+    custom_only(request)
     if request.content_type == "application/octet-stream":
-        raise ApiError(400, "importing backups is not supported by this server yet")
-    storage = _storage(request)
+        return await import_backup(request)
+    storage = storage_of(request)
     pool = request.match_info["pool"]
-    project = _project(request)
+    project = project_of(request)
     doc = await json_body(request)
-    name = _str(doc, "name")
-    if _str(doc, "type", "custom") != "custom":
+    name = str_of(doc, "name")
+    if str_of(doc, "type", "custom") != "custom":
         raise ApiError(400, "only custom volumes can be created here")
     source = doc.get("source") or {}
     if not isinstance(source, dict):
         raise ApiError(400, "source must be an object")
-    source_type = _str(source, "type")
+    source_type = str_of(source, "type")
     if source_type == "":
         await storage.volumes.create(
             pool,
             name,
-            content_type=_str(doc, "content_type", "filesystem") or "filesystem",
-            config=_config(doc.get("config")),
-            description=_str(doc, "description"),
+            content_type=str_of(doc, "content_type", "filesystem") or "filesystem",
+            config=config_of(doc.get("config")),
+            description=str_of(doc, "description"),
             project=project,
         )
         return empty()
@@ -224,15 +176,15 @@ async def volumes_post(request: web.Request) -> web.Response:
         raise ApiError(400, f"unsupported volume source type {source_type!r}")
     if source.get("refresh"):
         raise ApiError(400, "refreshing a copy is not supported")
-    src_pool = _str(source, "pool") or pool
-    src_name = _str(source, "name")
+    src_pool = str_of(source, "pool") or pool
+    src_name = str_of(source, "name")
     src_volume, _, src_snapshot = src_name.partition("/")
-    src_project = _str(source, "project") or project
+    src_project = str_of(source, "project") or project
     # The source must exist before the operation starts: errors are immediate.
     view = await storage.volumes.get(src_pool, src_volume, project=src_project)
     overrides = {
         k: v
-        for k, v in _config(doc.get("config")).items()
+        for k, v in config_of(doc.get("config")).items()
         if k in ("size",) or k.startswith("user.")
     }
 
@@ -250,7 +202,7 @@ async def volumes_post(request: web.Request) -> web.Response:
             progress=op.progress,
         )
 
-    return _operation(
+    return start_operation(
         request,
         f"Copying storage volume {view.name}",
         work,
@@ -260,20 +212,20 @@ async def volumes_post(request: web.Request) -> web.Response:
 
 
 async def volume_get(request: web.Request) -> web.Response:
-    _custom(request)
-    view = await _storage(request).volumes.get(
-        request.match_info["pool"], request.match_info["volume"], project=_project(request)
+    custom_only(request)
+    view = await storage_of(request).volumes.get(
+        request.match_info["pool"], request.match_info["volume"], project=project_of(request)
     )
     return sync(render.volume(view), etag_value=render.volume_etag(view))
 
 
 async def _volume_update(request: web.Request, *, merge: bool) -> web.Response:
-    _custom(request)
-    storage = _storage(request)
+    custom_only(request)
+    storage = storage_of(request)
     pool, name, project = (
         request.match_info["pool"],
         request.match_info["volume"],
-        _project(request),
+        project_of(request),
     )
     current = await storage.volumes.get(pool, name, project=project)
     check_etag(request, render.volume_etag(current))
@@ -284,7 +236,7 @@ async def _volume_update(request: web.Request, *, merge: bool) -> web.Response:
             raise ApiError(400, "restore must be a snapshot name")
         await storage.volumes.restore(pool, name, restore, project=project)
         return empty()
-    config = _config(doc.get("config"))
+    config = config_of(doc.get("config"))
     if merge:
         config = {**current.config, **config}
     description = doc.get("description")
@@ -304,19 +256,19 @@ async def volume_patch(request: web.Request) -> web.Response:
 
 async def volume_post(request: web.Request) -> web.Response:
     """Rename (sync) or move to another pool (operation)."""
-    _custom(request)
-    storage = _storage(request)
+    custom_only(request)
+    storage = storage_of(request)
     pool, name, project = (
         request.match_info["pool"],
         request.match_info["volume"],
-        _project(request),
+        project_of(request),
     )
     doc = await json_body(request)
     if doc.get("migration"):
         raise ApiError(400, "migration between servers is not supported")
-    new_name = _str(doc, "name") or name
-    target_pool = _str(doc, "pool") or pool
-    target_project = _str(doc, "project") or project
+    new_name = str_of(doc, "name") or name
+    target_pool = str_of(doc, "pool") or pool
+    target_project = str_of(doc, "project") or project
     if target_project != project:
         raise ApiError(400, "moving volumes between projects is not supported")
     if target_pool == pool:
@@ -329,7 +281,7 @@ async def volume_post(request: web.Request) -> web.Response:
             pool, name, target_pool, new_name, project=project, progress=op.progress
         )
 
-    return _operation(
+    return start_operation(
         request,
         f"Moving storage volume {name}",
         work,
@@ -339,19 +291,19 @@ async def volume_post(request: web.Request) -> web.Response:
 
 
 async def volume_delete(request: web.Request) -> web.Response:
-    _custom(request)
-    await _storage(request).volumes.delete(
-        request.match_info["pool"], request.match_info["volume"], project=_project(request)
+    custom_only(request)
+    await storage_of(request).volumes.delete(
+        request.match_info["pool"], request.match_info["volume"], project=project_of(request)
     )
     return empty()
 
 
 async def volume_state(request: web.Request) -> web.Response:
-    _custom(request)
-    view = await _storage(request).volumes.get(
-        request.match_info["pool"], request.match_info["volume"], project=_project(request)
+    custom_only(request)
+    view = await storage_of(request).volumes.get(
+        request.match_info["pool"], request.match_info["volume"], project=project_of(request)
     )
-    usage = await _storage(request).volumes.usage(view.pool, view.name, project=view.project)
+    usage = await storage_of(request).volumes.usage(view.pool, view.name, project=view.project)
     return sync({"usage": usage})
 
 
@@ -359,14 +311,14 @@ async def volume_state(request: web.Request) -> web.Response:
 
 
 def _volume_key(request: web.Request) -> tuple[str, str, str]:
-    _custom(request)
-    return request.match_info["pool"], request.match_info["volume"], _project(request)
+    custom_only(request)
+    return request.match_info["pool"], request.match_info["volume"], project_of(request)
 
 
 async def snapshots_get(request: web.Request) -> web.Response:
     pool, name, project = _volume_key(request)
-    view: VolumeView = await _storage(request).volumes.get(pool, name, project=project)
-    if _recursion(request) == 0:
+    view: VolumeView = await storage_of(request).volumes.get(pool, name, project=project)
+    if recursion_of(request) == 0:
         return sync(
             [render.snapshot_url(pool, name, s.name, project) for s in view.snapshot_records]
         )
@@ -375,10 +327,10 @@ async def snapshots_get(request: web.Request) -> web.Response:
 
 async def snapshots_post(request: web.Request) -> web.Response:
     pool, name, project = _volume_key(request)
-    storage = _storage(request)
+    storage = storage_of(request)
     await storage.volumes.get(pool, name, project=project)
     doc = await json_body(request)
-    snap_name = _str(doc, "name")
+    snap_name = str_of(doc, "name")
     expires: Any = "default"
     if "expires_at" in doc and doc["expires_at"] is not None:
         expires = parse_time(doc["expires_at"], "expires_at")
@@ -390,7 +342,7 @@ async def snapshots_post(request: web.Request) -> web.Response:
             name,
             snap_name or None,
             project=project,
-            description=_str(doc, "description"),
+            description=str_of(doc, "description"),
             expires_at=expires,
         )
         op.resources["storage_volume_snapshots"] = [render.snapshot_url(pool, name, made, project)]
@@ -404,7 +356,7 @@ async def snapshots_post(request: web.Request) -> web.Response:
 
 async def snapshot_get(request: web.Request) -> web.Response:
     pool, name, project = _volume_key(request)
-    storage = _storage(request)
+    storage = storage_of(request)
     view = await storage.volumes.get(pool, name, project=project)
     snap = await storage.volumes.snapshot_record(
         pool, name, request.match_info["snapshot"], project=project
@@ -414,14 +366,14 @@ async def snapshot_get(request: web.Request) -> web.Response:
 
 async def _snapshot_update(request: web.Request, *, merge: bool) -> web.Response:
     pool, name, project = _volume_key(request)
-    storage = _storage(request)
+    storage = storage_of(request)
     snap = await storage.volumes.snapshot_record(
         pool, name, request.match_info["snapshot"], project=project
     )
     check_etag(request, render.snapshot_etag(snap))
     doc = await json_body(request)
     description = (
-        _str(doc, "description") if "description" in doc or not merge else snap.description
+        str_of(doc, "description") if "description" in doc or not merge else snap.description
     )
     expires = (
         parse_time(doc.get("expires_at"), "expires_at")
@@ -444,18 +396,18 @@ async def snapshot_patch(request: web.Request) -> web.Response:
 
 async def snapshot_post(request: web.Request) -> web.Response:
     pool, name, project = _volume_key(request)
-    storage = _storage(request)
+    storage = storage_of(request)
     snapshot = request.match_info["snapshot"]
     await storage.volumes.snapshot_record(pool, name, snapshot, project=project)
     doc = await json_body(request)
-    new_name = _str(doc, "name")
+    new_name = str_of(doc, "name")
     if not new_name:
         raise ApiError(400, "a new snapshot name is required")
 
     async def work(op: Operation) -> None:
         await storage.volumes.rename_snapshot(pool, name, snapshot, new_name, project=project)
 
-    return _operation(
+    return start_operation(
         request,
         f"Renaming snapshot {snapshot} of {name}",
         work,
@@ -466,14 +418,14 @@ async def snapshot_post(request: web.Request) -> web.Response:
 
 async def snapshot_delete(request: web.Request) -> web.Response:
     pool, name, project = _volume_key(request)
-    storage = _storage(request)
+    storage = storage_of(request)
     snapshot = request.match_info["snapshot"]
     await storage.volumes.snapshot_record(pool, name, snapshot, project=project)
 
     async def work(op: Operation) -> None:
         await storage.volumes.delete_snapshot(pool, name, snapshot, project=project)
 
-    return _operation(
+    return start_operation(
         request,
         f"Deleting snapshot {snapshot} of {name}",
         work,

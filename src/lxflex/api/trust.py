@@ -32,10 +32,10 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from ..driver.errors import InvalidRequest
 from ..service.trust import Certificate, fingerprint, parse_address, parse_expiry
+from .common import OPS, STORAGE
 from .envelope import ApiError, async_response, check_etag, created, empty, etag, json_body, sync
 from .https import HttpsServer, Peers, ensure_server_certificate
 from .operations import Operation, Operations
-from .storage import OPS, STORAGE
 
 __all__ = ["HTTPS", "TRUSTED", "Https", "add_routes", "trust_middleware"]
 

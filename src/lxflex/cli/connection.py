@@ -18,16 +18,17 @@ import socket
 import ssl
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import yaml
 
 __all__ = ["Connection", "DaemonError", "Unreachable", "connect"]
 
 DEFAULT_DIR = Path("/var/lib/lxflex")
+_CHUNK = 1 << 20
 
 
 class DaemonError(Exception):
@@ -150,6 +151,75 @@ class Connection:
         if doc.get("type") == "error":
             raise DaemonError(str(doc.get("error") or "error"), int(doc.get("error_code") or 0))
         return doc.get("metadata"), {k.lower(): v for k, v in response.getheaders()}
+
+    def download(
+        self, path: str, out: BinaryIO, progress: Callable[[int, int], None] | None = None
+    ) -> int:
+        """Stream a raw (non-envelope) answer into ``out``; return the bytes written."""
+        conn = self._connection()
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            if response.status != 200:
+                doc = json.loads(response.read() or b"{}")
+                raise DaemonError(str(doc.get("error") or response.reason), response.status)
+            total = int(response.getheader("Content-Length") or 0)
+            done = 0
+            while chunk := response.read(_CHUNK):
+                out.write(chunk)
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, total)
+            return done
+        except (OSError, http.client.HTTPException) as exc:
+            raise Unreachable(
+                f"cannot reach lxflexd at {self.endpoint.describe()}: {exc}"
+            ) from None
+        finally:
+            conn.close()
+
+    def upload(
+        self,
+        path: str,
+        source: BinaryIO,
+        size: int,
+        headers: dict[str, str],
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Any:
+        """Send ``size`` bytes of ``source`` as an octet-stream; return the metadata."""
+
+        def chunks() -> Iterator[bytes]:
+            done = 0
+            while chunk := source.read(_CHUNK):
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, size)
+                yield chunk
+
+        conn = self._connection()
+        try:
+            conn.request(
+                "POST",
+                path,
+                body=chunks(),
+                headers={
+                    "Content-Type": "application/octet-stream",
+                    "Content-Length": str(size),
+                    **headers,
+                },
+            )
+            response = conn.getresponse()
+            raw = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise Unreachable(
+                f"cannot reach lxflexd at {self.endpoint.describe()}: {exc}"
+            ) from None
+        finally:
+            conn.close()
+        doc = json.loads(raw or b"{}")
+        if doc.get("type") == "error":
+            raise DaemonError(str(doc.get("error") or "error"), int(doc.get("error_code") or 0))
+        return doc.get("metadata")
 
     def get(self, path: str, **query: str) -> Any:
         return self.request("GET", path, query=query or None)[0]

@@ -70,6 +70,13 @@ class Progress:
             click.echo(f"\r\033[K{self.title}: {text}", nl=False, err=True)
             self.shown = True
 
+    def transfer(self, done: int, total: int) -> None:
+        """Bytes sent or received so far (of ``total``, when known)."""
+        if self.enabled:
+            of = f" of {total / 2**20:.1f}MiB" if total else ""
+            click.echo(f"\r\033[K{self.title}: {done / 2**20:.1f}MiB{of}", nl=False, err=True)
+            self.shown = True
+
     def done(self) -> None:
         if self.shown:
             click.echo("\r\033[K", nl=False, err=True)

@@ -11,6 +11,7 @@ import datetime
 import sys
 import urllib.parse
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import click
@@ -542,6 +543,75 @@ def volume_restore(pool: str, volume: str, snapshot: str) -> None:
     """Restore a volume from one of its snapshots."""
     conn, name = _pool(pool)
     _put(conn, _volume_path(name, volume), {"restore": snapshot}, None)
+
+
+@volume.command("export")
+@POOL
+@VOLUME
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--volume-only", is_flag=True, help="Leave the snapshots out.")
+@click.option(
+    "--compression",
+    default="",
+    help="gzip (the default), zstd, xz, bzip2 or none.",
+)
+def volume_export(
+    pool: str, volume: str, file: Path | None, volume_only: bool, compression: str
+) -> None:
+    """Export a volume (with its snapshots) to a backup tarball (default VOLUME.tar.gz)."""
+    conn, name = _pool(pool)
+    target = file or Path(f"{volume}.tar.gz")
+    path = _volume_path(name, volume) + "/backups"
+    expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=24)
+    body = {
+        "name": "",
+        "expires_at": expires.isoformat().replace("+00:00", "Z"),
+        "volume_only": volume_only,
+        "optimized_storage": False,
+        "compression_algorithm": compression,
+    }
+    progress = Progress("Backing up the storage volume")
+    op, _ = conn.request("POST", path, body)
+    try:
+        op = conn.wait(op, progress)
+    finally:
+        progress.done()
+    backup = op["resources"]["backups"][0].rsplit("/", 1)[-1]
+    progress = Progress("Exporting the backup")
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        with open(partial, "wb") as out:
+            conn.download(f"{path}/{_q(backup)}/export", out, progress.transfer)
+        partial.rename(target)
+    finally:
+        progress.done()
+        partial.unlink(missing_ok=True)
+        conn.wait(conn.request("DELETE", f"{path}/{_q(backup)}")[0])
+    click.echo(f"Backup exported to {target}")
+
+
+@volume.command("import")
+@POOL
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("name", required=False)
+def volume_import(pool: str, file: Path, name: str | None) -> None:
+    """Import a backup tarball as a new volume (named NAME, or as in the backup)."""
+    conn, pool_name = _pool(pool)
+    headers = {"X-LXD-name": name} if name else {}
+    progress = Progress("Importing the backup")
+    try:
+        with open(file, "rb") as source:
+            op = conn.upload(
+                f"/1.0/storage-pools/{_q(pool_name)}/volumes/custom",
+                source,
+                file.stat().st_size,
+                headers,
+                progress.transfer,
+            )
+        conn.wait(op, progress)
+    finally:
+        progress.done()
+    click.echo("Storage volume imported")
 
 
 @volume.command("info")

@@ -95,6 +95,13 @@ class BackupService:
 
     # --- making -----------------------------------------------------------------------
 
+    async def free_name(self, pool: str, volume: str, *, project: str = "default") -> str:
+        """The first ``backup<N>`` the volume does not have."""
+        vol = await self.volumes.record(pool, volume, project=project)
+        async with self.db.read() as conn:
+            taken = {b.name for b in await bk.list_backups(conn, vol.id)}
+        return next_name("backup%d", taken)
+
     async def create(
         self,
         pool_name: str,
