@@ -3,7 +3,6 @@ work over the network; untrusted clients see only the public parts."""
 
 from __future__ import annotations
 
-import datetime
 import json
 import shutil
 import socket
@@ -18,11 +17,8 @@ from typing import Any
 import pytest
 import yaml
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
-from .daemon import Daemon, running_daemon
+from .daemon import Daemon, make_client_cert, running_daemon
 
 pytestmark = [
     pytest.mark.root,
@@ -54,32 +50,6 @@ def _client(tmp: Path, d: Daemon) -> Daemon:
     conf = tmp / "client-conf"
     conf.mkdir()
     return Daemon(tmp / "no-daemon", conf, d.log)
-
-
-def _make_cert(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP384R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test-client")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA384())
-    )
-    crt, pem_key = directory / "client.crt", directory / "client.key"
-    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    pem_key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return crt, pem_key
 
 
 def _https(
@@ -159,7 +129,7 @@ def test_lxc_enrols_with_a_token_and_works_remotely(daemon: Daemon, tmp_path: Pa
 
 def test_untrusted_clients_see_only_the_public_parts(daemon: Daemon, tmp_path: Path) -> None:
     address = _address(daemon)
-    cert = _make_cert(tmp_path)
+    cert = make_client_cert(tmp_path)
     for who in (cert, None):  # an unknown certificate, and none at all
         status, doc = _https(address, "/1.0", who)
         assert status == 200
@@ -175,7 +145,7 @@ def test_untrusted_clients_see_only_the_public_parts(daemon: Daemon, tmp_path: P
 
 def test_revoked_and_expired_tokens_are_refused(daemon: Daemon, tmp_path: Path) -> None:
     address = _address(daemon)
-    cert = _make_cert(tmp_path)
+    cert = make_client_cert(tmp_path)
     revoked = _token(daemon, "revoked")
     daemon.lxc("config", "trust", "revoke-token", "revoked")
     assert _https(address, "/1.0/certificates", cert, {"password": revoked})[0] == 403
@@ -197,7 +167,7 @@ def test_pylxd_authenticates_with_a_token(
     for var in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
         monkeypatch.delenv(var, raising=False)
     address = _address(daemon)
-    cert = _make_cert(tmp_path)
+    cert = make_client_cert(tmp_path)
     client = pylxd.Client(  # pinned to the server's certificate, as lxc pins it
         endpoint=f"https://{address}",
         cert=(str(cert[0]), str(cert[1])),
