@@ -18,98 +18,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import logging
-import os
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
 
 from ..service.trust import fingerprint
+from .peers import Peer, Peers
 
-__all__ = ["HttpsServer", "Peer", "Peers", "ensure_server_certificate"]
+__all__ = ["HttpsServer"]
 
 log = logging.getLogger("lxflex.api")
 
 _CHUNK = 256 * 1024
 _HANDSHAKE_TIMEOUT = 30.0
-
-
-@dataclass(frozen=True)
-class Peer:
-    """The far end of an HTTPS connection."""
-
-    address: str
-    fingerprint: str | None  # of the client certificate; None when it presented none
-    certificate: str | None  # PEM
-
-
-class Peers:
-    """HTTPS peers by the app-side transport of their connection."""
-
-    def __init__(self) -> None:
-        self._by_transport: dict[object, Peer] = {}
-
-    def of(self, transport: object) -> Peer | None:
-        return self._by_transport.get(transport)
-
-    def add(self, transport: object, peer: Peer) -> None:
-        self._by_transport[transport] = peer
-
-    def drop(self, transport: object) -> None:
-        self._by_transport.pop(transport, None)
-
-
-def ensure_server_certificate(state_dir: Path) -> tuple[Path, Path]:
-    """``server.crt`` and ``server.key`` in ``state_dir``, made on first use.
-
-    Like LXD's: ECDSA P-384, self-signed, ten years, with the DNS name ``unspecified``
-    (lxc sends the certificate's first DNS name as the TLS server name). The key is
-    readable by its owner only.
-    """
-    cert_path, key_path = state_dir / "server.crt", state_dir / "server.key"
-    if cert_path.exists() and key_path.exists():
-        return cert_path, key_path
-    key = ec.generate_private_key(ec.SECP384R1())
-    subject = x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "lxflex"),
-            x509.NameAttribute(NameOID.COMMON_NAME, f"root@{socket.gethostname()}"),
-        ]
-    )
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=3650))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("unspecified")]), critical=False)
-        .add_extension(
-            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-        )
-        .sign(key, hashes.SHA384())
-    )
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return cert_path, key_path
 
 
 def _accept_any(_conn: SSL.Connection, _cert: object, _errno: int, _depth: int, _ok: int) -> bool:

@@ -8,6 +8,7 @@ The ETag hashes what a PUT can change: pool ``[name, driver, config]``, volume
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import quote
 
@@ -15,9 +16,13 @@ from ..service import PoolView, VolumeView
 from ..state import Snapshot
 from .envelope import etag, rfc3339
 
+_PLAIN = re.compile(r"[A-Za-z0-9_.~-]*")
+
 
 def _q(name: str) -> str:
-    return quote(name, safe="")
+    # Most names need no quoting, and a regex match costs a tenth of quote(): listings
+    # of 10,000 volumes render several URLs per volume.
+    return name if _PLAIN.fullmatch(name) else quote(name, safe="")
 
 
 def pool_url(pool: str) -> str:
@@ -55,7 +60,7 @@ def volume(view: VolumeView) -> dict[str, Any]:
         "name": view.name,
         "type": view.type,
         "description": view.description,
-        "config": dict(view.config),
+        "config": view.config,  # the view's own copy
         "content_type": view.content_type,
         "location": "none",
         "project": view.project,

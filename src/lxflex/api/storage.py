@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from ..service import Storage, VolumeView
+from ..state import Snapshot
 from . import render
 from .backups import import_backup
 from .common import (
@@ -127,24 +128,27 @@ async def volumes_get(request: web.Request) -> web.Response:
     views = (
         [] if vtype not in (None, "custom") else await storage.volumes.all(pool, project=project)
     )
-    entries: list[tuple[str, dict[str, Any]]] = []
+    # (volume, snapshot or None, document): URLs are made only for the answer that
+    # lists them (recursion=0), documents for every answer (filters read them).
+    entries: list[tuple[VolumeView, Snapshot | None, dict[str, Any]]] = []
     for view in views:
-        entries.append(
-            (render.volume_url(pool, view.name, project=view.project), render.volume(view))
-        )
+        entries.append((view, None, render.volume(view)))
         for snap in view.snapshot_records:
-            entries.append(
-                (
-                    render.snapshot_url(pool, view.name, snap.name, view.project),
-                    render.snapshot_as_volume(view.name, snap, view.content_type, view.project),
-                )
-            )
+            doc = render.snapshot_as_volume(view.name, snap, view.content_type, view.project)
+            entries.append((view, snap, doc))
     expression = parse_filter(request.query.get("filter", ""))
     if expression is not None:
-        entries = [e for e in entries if matches(expression, e[1])]
+        entries = [e for e in entries if matches(expression, e[2])]
     if recursion_of(request) == 0:
-        return sync([url for url, _ in entries])
-    return sync([doc for _, doc in entries])
+        return sync(
+            [
+                render.snapshot_url(pool, view.name, snap.name, view.project)
+                if snap
+                else render.volume_url(pool, view.name, project=view.project)
+                for view, snap, _ in entries
+            ]
+        )
+    return sync([doc for _, _, doc in entries])
 
 
 async def volumes_post(request: web.Request) -> web.Response:

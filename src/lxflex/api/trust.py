@@ -27,15 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from ..driver.errors import InvalidRequest
-from ..service.trust import Certificate, fingerprint, parse_address, parse_expiry
+from ..service.trust import Certificate, parse_address, parse_expiry
+from . import servercert
 from .common import OPS, STORAGE
 from .envelope import ApiError, async_response, check_etag, created, empty, etag, json_body, sync
-from .https import HttpsServer, Peers, ensure_server_certificate
 from .operations import Operation, Operations
+from .peers import Peers
 
 __all__ = ["HTTPS", "TRUSTED", "Https", "add_routes", "trust_middleware"]
 
@@ -56,7 +55,7 @@ class Https:
     peers: Peers = field(default_factory=Peers)
     fixed_address: str | None = None  # from lxflexd's flag: the config key does not move it
     _factory: ProtocolFactory | None = None
-    _server: HttpsServer | None = None
+    _server: Any = None  # an https.HttpsServer, once HTTPS is on
     _cert: tuple[str, str] | None = None  # (PEM, fingerprint)
 
     def certificate(self) -> tuple[str, str]:
@@ -64,12 +63,7 @@ class Https:
         if self._cert is None:
             if self.state_dir is None:
                 return "", ""
-            cert_path, _ = ensure_server_certificate(self.state_dir)
-            cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-            self._cert = (
-                cert.public_bytes(Encoding.PEM).decode(),
-                fingerprint(cert.public_bytes(Encoding.DER)),
-            )
+            self._cert = servercert.read(self.state_dir)
         return self._cert
 
     def addresses(self) -> list[str]:
@@ -93,8 +87,10 @@ class Https:
             self._server = None
         if not address:
             return
+        from .https import HttpsServer  # the TLS stack loads only when HTTPS is on
+
         host, port = parse_address(address)
-        cert, key = ensure_server_certificate(self.state_dir)
+        cert, key = servercert.ensure(self.state_dir)
         server = HttpsServer(self._factory, self.peers, cert, key)
         try:
             await server.start(host, port)
@@ -146,6 +142,9 @@ def _pem(value: str) -> str:
     """A certificate sent as PEM (pylxd) or as base64 of its DER form (lxc)."""
     if "BEGIN CERTIFICATE" in value:
         return value
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
     try:
         der = base64.b64decode(value, validate=False)
         cert = x509.load_der_x509_certificate(der)

@@ -18,8 +18,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..driver.backup import BackupSource
 from ..driver.errors import Conflict, InvalidRequest, NotFound
 from ..driver.volumes import Progress
@@ -358,11 +356,15 @@ def _index(pool: st.Pool, vol: st.Volume, snaps: list[st.Snapshot]) -> bytes:
     }
     if not snaps:
         del doc["snapshots"]
+    import yaml  # loaded when backups are used, not at start
+
     text: str = yaml.safe_dump(doc, sort_keys=False)
     return text.encode()
 
 
 def _read_index(raw: bytes) -> dict[str, Any]:
+    import yaml
+
     try:
         doc = yaml.safe_load(raw)
     except yaml.YAMLError as exc:

@@ -14,9 +14,6 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
-
 from ..driver.config import ConfigError
 from ..driver.errors import Conflict, InvalidRequest, NotFound
 from ..state import Database, NameTaken
@@ -51,6 +48,9 @@ def fingerprint(der: bytes) -> str:
 
 def parse_certificate(pem: str) -> tuple[str, str]:
     """``(fingerprint, normalized PEM)`` of a PEM certificate, or InvalidRequest."""
+    from cryptography import x509  # loaded when a certificate is added, not at start
+    from cryptography.hazmat.primitives.serialization import Encoding
+
     try:
         cert = x509.load_pem_x509_certificate(pem.encode())
     except ValueError:
