@@ -43,7 +43,7 @@ log = logging.getLogger("lxflex.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ProtocolFactory = Callable[[], Any]
 
-TRUSTED = "lxflex_trusted"  # request key: whether the caller is trusted
+TRUSTED: web.RequestKey[bool] = web.RequestKey("trusted")  # whether the caller is
 _UNTRUSTED_ALLOWED = {("GET", "/"), ("GET", "/1.0"), ("POST", "/1.0/certificates")}
 
 
