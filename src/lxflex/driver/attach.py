@@ -1,20 +1,24 @@
-"""Attaching array volumes to this host over NVMe/TCP, reference-counted.
+"""Attaching array volumes to this host, over NVMe/TCP or the SDC, reference-counted.
 
 Lifecycle of one volume on this host::
 
-    detached --map--> mapped --connect (once per subsystem)--> connected
+    detached --map--> mapped --connect (NVMe: once per subsystem; SDC: rescan)-->
              --by-id link appears--> device ready  (--mount--> mounted, in the driver)
 
-:meth:`NvmeAttacher.attach` walks it forward and undoes its own steps if a later one
-fails; :meth:`NvmeAttacher.detach` walks it back once the last user lets go, and
-disconnects the subsystem when no volume of this host remains mapped. Both are
-idempotent: mapping an already mapped volume and unmapping an unmapped one are not
-errors. The host's NVMe entity (NQN from ``server.uuid``) is found or created once and
-its ID cached; so is the subsystem NQN.
+:meth:`Attacher.attach` walks it forward and undoes its own steps if a later one fails;
+:meth:`Attacher.detach` walks it back once the last user lets go. Both are idempotent:
+mapping an already mapped volume and unmapping an unmapped one are not errors. The
+transports differ in three places only: who this host is on the array (NVMe: a host
+entity by NQN from ``server.uuid``, found or created; SDC: the SDC of the GUID that
+``drv_cfg --query_guid`` prints, which must be registered), what follows a mapping (NVMe:
+connect once; SDC: ``drv_cfg --rescan``), and the device link (``nvme-eui.<NGUID>`` or
+``emc-vol-<system>-<volume>``). NVMe disconnects the subsystem when no volume of this
+host remains mapped; the SDC rescans after a resize, which NVMe sees by itself.
 """
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
@@ -23,10 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..host.nvme import NvmeHost
+from ..host.runner import CommandError
+from ..host.sdc import SdcHost
 from ..host.watch import wait_for_path
 from ..powerflex import AlreadyMappedError, NameInUseError, NotMappedError, PowerFlexClient
+from .errors import Unavailable
 
-__all__ = ["AttachPolicy", "NvmeAttacher"]
+__all__ = ["AttachPolicy", "Attacher", "NvmeAttacher", "SdcAttacher"]
 
 log = logging.getLogger("lxflex.driver")
 
@@ -39,26 +46,14 @@ class AttachPolicy:
     vanish: float = 10.0
 
 
-class NvmeAttacher:
+class Attacher(abc.ABC):
+    """Reference-counted mapping of volumes to this host; subclasses are the transports."""
+
     def __init__(
-        self,
-        client: PowerFlexClient,
-        nvme: NvmeHost,
-        *,
-        hostnqn: str,
-        host_name: str,
-        system_id: str,
-        subsystem_nqn: str,
-        targets: list[str],
-        policy: AttachPolicy | None = None,
+        self, client: PowerFlexClient, system_id: str, policy: AttachPolicy | None = None
     ) -> None:
         self.client = client
-        self.nvme = nvme
-        self.hostnqn = hostnqn
-        self.host_name = host_name
         self.system_id = system_id
-        self.subsystem_nqn = subsystem_nqn
-        self.targets = targets
         self.policy = policy or AttachPolicy()
         self._host_id: str | None = None
         self._host_lock = asyncio.Lock()
@@ -66,35 +61,41 @@ class NvmeAttacher:
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._connect_lock = asyncio.Lock()
 
+    # --- what a transport provides ----------------------------------------------------
+
+    @abc.abstractmethod
     def device(self, volume_id: str) -> Path:
-        return self.nvme.device_link(volume_id, self.system_id)
+        """The by-id link of the volume's device on this host."""
+
+    @abc.abstractmethod
+    async def _find_host(self) -> str:
+        """This host's ID on the array."""
+
+    @abc.abstractmethod
+    async def _ensure_connected(self) -> None:
+        """Make a newly mapped volume reach this host."""
+
+    @abc.abstractmethod
+    async def disconnect_if_unused(self) -> None:
+        """Let go of the transport when no volume of this host needs it."""
+
+    @abc.abstractmethod
+    async def refresh(self) -> None:
+        """Make attached devices show their volumes' new sizes."""
+
+    # --- the lifecycle ----------------------------------------------------------------
 
     def attached(self, volume_id: str) -> bool:
         return self._refs.get(volume_id, 0) > 0
 
     async def host_id(self) -> str:
-        """This host's NVMe entity on the array, found by NQN or created."""
+        """This host's ID on the array, found (or made) once."""
         if self._host_id is not None:
             return self._host_id
         async with self._host_lock:
             if self._host_id is None:
-                found = await self.client.nvme_host_by_nqn(self.hostnqn)
-                if found is None:
-                    try:
-                        self._host_id = await self.client.create_nvme_host(
-                            self.hostnqn, self.host_name
-                        )
-                    except NameInUseError:  # a stale entity holds the name: go without one
-                        self._host_id = await self.client.create_nvme_host(self.hostnqn)
-                    log.info("created NVMe host %s for %s", self._host_id, self.hostnqn)
-                else:
-                    self._host_id = found.id
+                self._host_id = await self._find_host()
             return self._host_id
-
-    async def _ensure_connected(self) -> None:
-        async with self._connect_lock:
-            if not self.nvme.controllers(self.subsystem_nqn, self.hostnqn):
-                await self.nvme.connect(self.targets, self.hostnqn)
 
     async def attach(self, volume_id: str) -> Path:
         """Make the volume's block device available; return its by-id path."""
@@ -145,6 +146,49 @@ class NvmeAttacher:
             log.warning("device of volume %s still present after unmap", volume_id)
         await self.disconnect_if_unused()
 
+
+
+class NvmeAttacher(Attacher):
+    """NVMe/TCP: a host entity by NQN; connect once per subsystem, disconnect when idle."""
+
+    def __init__(
+        self,
+        client: PowerFlexClient,
+        nvme: NvmeHost,
+        *,
+        hostnqn: str,
+        host_name: str,
+        system_id: str,
+        subsystem_nqn: str,
+        targets: list[str],
+        policy: AttachPolicy | None = None,
+    ) -> None:
+        super().__init__(client, system_id, policy)
+        self.nvme = nvme
+        self.hostnqn = hostnqn
+        self.host_name = host_name
+        self.subsystem_nqn = subsystem_nqn
+        self.targets = targets
+
+    def device(self, volume_id: str) -> Path:
+        return self.nvme.device_link(volume_id, self.system_id)
+
+    async def _find_host(self) -> str:
+        found = await self.client.nvme_host_by_nqn(self.hostnqn)
+        if found is not None:
+            return found.id
+        try:
+            made = await self.client.create_nvme_host(self.hostnqn, self.host_name)
+        except NameInUseError:  # a stale entity holds the name: go without one
+            made = await self.client.create_nvme_host(self.hostnqn)
+        log.info("created NVMe host %s for %s", made, self.hostnqn)
+        return made
+
+    async def _ensure_connected(self) -> None:
+        async with self._connect_lock:
+            if not self.nvme.controllers(self.subsystem_nqn, self.hostnqn):
+                await self.nvme.connect(self.targets, self.hostnqn)
+
     async def disconnect_if_unused(self) -> None:
         async with self._connect_lock:
             if any(self._refs.values()):
@@ -154,3 +198,46 @@ class NvmeAttacher:
             # Volumes being attached are mapped before they connect: the array knows them.
             if not await self.client.host_volumes(await self.host_id()):
                 await self.nvme.disconnect(self.subsystem_nqn)
+
+    async def refresh(self) -> None:
+        pass  # the kernel sees an NVMe namespace grow by itself
+
+
+class SdcAttacher(Attacher):
+    """The SDC: this host is the SDC of its GUID; ``drv_cfg --rescan`` after changes."""
+
+    def __init__(
+        self,
+        client: PowerFlexClient,
+        sdc: SdcHost,
+        *,
+        system_id: str,
+        policy: AttachPolicy | None = None,
+    ) -> None:
+        super().__init__(client, system_id, policy)
+        self.sdc = sdc
+
+    def device(self, volume_id: str) -> Path:
+        return self.sdc.device_link(volume_id, self.system_id)
+
+    async def _find_host(self) -> str:
+        try:
+            guid = await self.sdc.guid()
+        except (CommandError, RuntimeError) as exc:
+            raise Unavailable(f"cannot read this host's SDC GUID: {exc}") from exc
+        found = await self.client.sdc_by_guid(guid)
+        if found is None:
+            raise Unavailable(
+                f"the SDC of this host ({guid}) is not registered with the PowerFlex "
+                "system: check its MDM addresses (drv_cfg --query_mdms)"
+            )
+        return found.id
+
+    async def _ensure_connected(self) -> None:
+        await self.sdc.rescan()
+
+    async def disconnect_if_unused(self) -> None:
+        pass  # the SDC stays connected to its MDMs whatever is mapped
+
+    async def refresh(self) -> None:
+        await self.sdc.rescan()

@@ -38,7 +38,7 @@ from ..powerflex import (
     VolumeMappedError,
     VolumeNotFoundError,
 )
-from .attach import NvmeAttacher
+from .attach import Attacher
 from .errors import Conflict, DriverError, InvalidRequest, NotFound, Unavailable
 from .naming import Content, VolumeType, volume_name
 from .pool import ResolvedPool
@@ -108,7 +108,7 @@ class PowerFlexVolumes:
         self,
         client: PowerFlexClient,
         pool: ResolvedPool,
-        attacher: NvmeAttacher,
+        attacher: Attacher,
         fs: Filesystems,
         *,
         granularity: int,
@@ -296,6 +296,8 @@ class PowerFlexVolumes:
             await self.client.set_volume_size(vol_id, new)
         except PowerFlexError as exc:
             raise _wrap("resize", exc) from exc
+        if self.attacher.attached(vol_id):
+            await self.attacher.refresh()  # the SDC sees the new size after a rescan
         if spec.is_filesystem:
             await self._grow_filesystem(spec, vol_id, new, mounted_at)
         return new

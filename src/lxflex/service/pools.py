@@ -94,12 +94,6 @@ class PoolService:
             if await st.get_pool(conn, name) is not None:
                 raise Conflict(f"storage pool {name!r} already exists")
         resolved = await self.runtimes.check(user)
-        if resolved.mode == "sdc":
-            raise ConfigError(
-                "powerflex.mode",
-                "the SDC mode is not available in this version of lxflex; use nvme/tcp "
-                "(install nvme-cli and load the nvme_tcp module)",
-            )
         _check_size_step(user, resolved.version)
         stored = dict(user)
         stored["powerflex.mode"] = user.get("powerflex.mode") or resolved.mode

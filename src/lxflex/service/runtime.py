@@ -14,17 +14,20 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..driver.attach import AttachPolicy, NvmeAttacher
+from ..driver.attach import Attacher, AttachPolicy, NvmeAttacher, SdcAttacher
 from ..driver.backup import Backups
-from ..driver.config import bool_value
+from ..driver.config import MODE_SDC, bool_value
+from ..driver.errors import Unavailable
 from ..driver.pool import ResolvedPool, client_for, resolve
 from ..driver.units import granularity
 from ..driver.volumes import PowerFlexVolumes
 from ..host.archive import Archives
+from ..host.discovery import find_drv_cfg
 from ..host.fs import Filesystems
 from ..host.identity import server_uuid
 from ..host.nvme import NvmeConfig, NvmeHost, host_nqn
 from ..host.runner import Runner, SubprocessRunner
+from ..host.sdc import SdcHost
 from ..powerflex import PowerFlexClient, RetryPolicy
 
 __all__ = ["HostSettings", "PoolRuntime", "Runtimes"]
@@ -96,7 +99,29 @@ class Runtimes:
         except BaseException:
             await client.close()
             raise
-        attacher = NvmeAttacher(
+        volumes = PowerFlexVolumes(
+            client,
+            resolved,
+            self._attacher(client, resolved),
+            self.fs,
+            granularity=granularity(resolved.version),
+            clone_copy=_clone_copy(config),
+            scratch=self.host.scratch,
+        )
+        return PoolRuntime(client, resolved, volumes, Backups(volumes, self.archives))
+
+    def _attacher(self, client: PowerFlexClient, resolved: ResolvedPool) -> Attacher:
+        if resolved.mode == MODE_SDC:
+            drv_cfg = find_drv_cfg(self.host.host_root)
+            if drv_cfg is None:
+                raise Unavailable("the SDC mode needs drv_cfg, which this host lacks")
+            return SdcAttacher(
+                client,
+                SdcHost(self.runner, drv_cfg, self.host.nvme.by_id),
+                system_id=resolved.system_id,
+                policy=self.host.attach,
+            )
+        return NvmeAttacher(
             client,
             NvmeHost(self.runner, self.host.nvme),
             hostnqn=host_nqn(self.uuid),
@@ -106,16 +131,6 @@ class Runtimes:
             targets=list(resolved.sdts),
             policy=self.host.attach,
         )
-        volumes = PowerFlexVolumes(
-            client,
-            resolved,
-            attacher,
-            self.fs,
-            granularity=granularity(resolved.version),
-            clone_copy=_clone_copy(config),
-            scratch=self.host.scratch,
-        )
-        return PoolRuntime(client, resolved, volumes, Backups(volumes, self.archives))
 
     async def drop(self, name: str) -> None:
         runtime = self._pools.pop(name, None)
