@@ -147,7 +147,6 @@ class Attacher(abc.ABC):
         await self.disconnect_if_unused()
 
 
-
 class NvmeAttacher(Attacher):
     """NVMe/TCP: a host entity by NQN; connect once per subsystem, disconnect when idle."""
 
