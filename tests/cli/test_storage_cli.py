@@ -293,3 +293,70 @@ def test_export_import_round_trip(daemon: Daemon, tmp_path: Path) -> None:
         assert "does not exist" in missing.stderr
     finally:
         _delete_all(daemon)
+
+
+def _fake_iso(path: Path, size: int = 3 << 20) -> bytes:
+    """Bytes shaped like an ISO 9660 image: a primary volume descriptor at 32 KiB."""
+    data = bytearray(os.urandom(size))
+    data[0x8000:0x8007] = b"\x01CD001\x01"
+    path.write_bytes(bytes(data))
+    return bytes(data)
+
+
+def test_iso_volumes(daemon: Daemon, tmp_path: Path) -> None:
+    image = _fake_iso(tmp_path / "tools.iso")
+    try:
+        run(
+            daemon,
+            "storage",
+            "volume",
+            "import",
+            POOL,
+            str(tmp_path / "tools.iso"),
+            "tools",
+            "--type",
+            "iso",
+        )
+        shown = yaml.safe_load(run(daemon, "storage", "volume", "show", POOL, "tools").stdout)
+        assert shown["content_type"] == "iso"
+        assert shown["config"]["size"] == "8GiB"  # the image, rounded up to the granularity
+        assert pread(backing_file(daemon, "tools", content="iso"), {0: image}) == {0: image}
+        refused = run(daemon, "storage", "volume", "snapshot", POOL, "tools", code=1)
+        assert "read-only" in refused.stderr
+        refused = run(daemon, "storage", "volume", "set", POOL, "tools", "size=16GiB", code=1)
+        assert "read-only" in refused.stderr
+        run(daemon, "storage", "volume", "set", POOL, "tools", "user.os=debian")  # metadata only
+        refused = run(
+            daemon, "storage", "volume", "export", POOL, "tools", str(tmp_path / "t.tar.gz"), code=1
+        )
+        assert "no backups" in refused.stderr
+        run(daemon, "storage", "volume", "copy", f"{POOL}/tools", f"{POOL}/tools2")
+        assert pread(backing_file(daemon, "tools2", content="iso"), {0: image}) == {0: image}
+        (tmp_path / "not.iso").write_bytes(os.urandom(1 << 20))
+        bad = run(
+            daemon,
+            "storage",
+            "volume",
+            "import",
+            POOL,
+            str(tmp_path / "not.iso"),
+            "bad",
+            "--type",
+            "iso",
+            code=1,
+        )
+        assert "not an ISO 9660 image" in bad.stderr
+        nameless = run(
+            daemon,
+            "storage",
+            "volume",
+            "import",
+            POOL,
+            str(tmp_path / "tools.iso"),
+            "--type",
+            "iso",
+            code=2,
+        )
+        assert "needs a NAME" in nameless.stderr
+    finally:
+        _delete_all(daemon)

@@ -107,7 +107,9 @@ def running_daemon(tmp: Path, *args: str) -> Iterator[Daemon]:
             proc.wait()
 
 
-def backing_file(d: Daemon, volume: str, snapshot: str | None = None) -> Path:
+def backing_file(
+    d: Daemon, volume: str, snapshot: str | None = None, *, content: str = "block"
+) -> Path:
     """The simulator's backing file of a block volume (or snapshot) in the pool."""
     path = f"/1.0/storage-pools/powerflex/volumes/custom/{volume}"
     if snapshot:
@@ -115,7 +117,7 @@ def backing_file(d: Daemon, volume: str, snapshot: str | None = None) -> Path:
     config = json.loads(d.lxc("query", path).stdout)["config"]
     name = volume_name(
         VolumeType.CUSTOM,
-        Content.BLOCK,
+        Content(content),
         uuid.UUID(config["volatile.uuid"]),
         snapshot=snapshot is not None,
     )

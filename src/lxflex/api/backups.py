@@ -28,7 +28,7 @@ from .common import (
 from .envelope import ApiError, json_body, parse_time, rfc3339, sync
 from .operations import Operation
 
-__all__ = ["add_routes", "import_backup"]
+__all__ = ["add_routes", "import_volume"]
 
 _CHUNK = 1 << 20
 
@@ -150,13 +150,19 @@ async def backup_export(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
 
 
-async def import_backup(request: web.Request) -> web.Response:
-    """Import the tarball in the request body into a new volume (an operation)."""
+async def import_volume(request: web.Request) -> web.Response:
+    """A new volume from the request body (an operation): a backup tarball, or an ISO
+    image when ``X-LXD-type`` is ``iso`` (then ``X-LXD-name`` is required)."""
     custom_only(request)
     pool, project = request.match_info["pool"], project_of(request)
     storage = storage_of(request)
     await storage.pools.get(pool)  # errors now, before the upload is stored
     name = request.headers.get("X-LXD-name") or None
+    kind = request.headers.get("X-LXD-type", "")
+    if kind not in ("", "backup", "iso"):
+        raise ApiError(400, f"unknown import type {kind!r}: backup or iso")
+    if kind == "iso" and not name:
+        raise ApiError(400, "an ISO import needs the volume's name (X-LXD-name)")
     scratch = storage.runtimes.host.scratch
     scratch.mkdir(parents=True, exist_ok=True)
     upload = scratch / f"upload-{uuid.uuid4().hex}.tar"
@@ -171,21 +177,25 @@ async def import_backup(request: web.Request) -> web.Response:
         os.close(fd)
 
     async def work(op: Operation) -> None:
+        def progress(done: int, total: int) -> None:
+            op.progress(done, total, "restore_progress")
+
         try:
-            await storage.backups.restore(
-                pool,
-                upload,
-                name,
-                project=project,
-                progress=lambda done, total: op.progress(done, total, "restore_progress"),
-            )
+            if kind == "iso":
+                assert name is not None  # noqa: S101 - checked above
+                await storage.isos.create(pool, name, upload, project=project, progress=progress)
+            else:
+                await storage.backups.restore(
+                    pool, upload, name, project=project, progress=progress
+                )
         finally:
             upload.unlink(missing_ok=True)
 
     resources = (
         {"storage_volumes": [render.volume_url(pool, name, project=project)]} if name else {}
     )
-    return start_operation(request, "Importing storage volume backup", work, resources, project)
+    what = "ISO image" if kind == "iso" else "storage volume backup"
+    return start_operation(request, f"Importing {what}", work, resources, project)
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -59,6 +59,7 @@ API_EXTENSIONS = [
     "custom_volume_backup",
     "backup_compression_algorithm",
     "backup_override_name",
+    "custom_volume_iso",
     "certificate_update",
     "certificate_token",
 ]

@@ -15,7 +15,7 @@ from aiohttp import web
 from ..service import Storage, VolumeView
 from ..state import Snapshot
 from . import render
-from .backups import import_backup
+from .backups import import_volume
 from .common import (
     OPS,
     SERVER_NAME,
@@ -154,7 +154,7 @@ async def volumes_get(request: web.Request) -> web.Response:
 async def volumes_post(request: web.Request) -> web.Response:
     custom_only(request)
     if request.content_type == "application/octet-stream":
-        return await import_backup(request)
+        return await import_volume(request)
     storage = storage_of(request)
     pool = request.match_info["pool"]
     project = project_of(request)

@@ -594,10 +594,22 @@ def volume_export(
 @POOL
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("name", required=False)
-def volume_import(pool: str, file: Path, name: str | None) -> None:
-    """Import a backup tarball as a new volume (named NAME, or as in the backup)."""
+@click.option(
+    "--type",
+    "kind",
+    type=click.Choice(["backup", "iso"]),
+    default="backup",
+    show_default=True,
+    help="A backup tarball, or an ISO image (a read-only iso volume).",
+)
+def volume_import(pool: str, file: Path, name: str | None, kind: str) -> None:
+    """Import a backup tarball (named NAME, or as in the backup), or an ISO image."""
     conn, pool_name = _pool(pool)
+    if kind == "iso" and not name:
+        raise click.UsageError("an ISO import needs a NAME for the new volume")
     headers = {"X-LXD-name": name} if name else {}
+    if kind == "iso":
+        headers["X-LXD-type"] = "iso"
     progress = Progress("Importing the backup")
     try:
         with open(file, "rb") as source:

@@ -154,6 +154,28 @@ class PowerFlexVolumes:
             raise
         return vol_id
 
+    async def create_from_image(
+        self, spec: VolumeSpec, image: Path, progress: Progress | None = None
+    ) -> str:
+        """Create a block (or ISO) volume holding the bytes of ``image``; zeros are not
+        written, so a thin volume allocates what the image holds. Return its array ID."""
+        if spec.is_filesystem:
+            raise InvalidRequest("an image fills a block or ISO volume, not a filesystem")
+        if image.stat().st_size > self.rounded(spec.size):
+            raise InvalidRequest("the image is larger than the volume")
+        vol_id = await self.create(spec)
+        try:
+            async with self.attached(vol_id) as device:
+                await asyncio.to_thread(
+                    copy_blocks, image, device, target_zeroed=True, progress=progress
+                )
+        except BaseException as exc:
+            await self._remove_quietly(vol_id)
+            if isinstance(exc, Exception):
+                raise _wrap("write image", exc) from exc
+            raise
+        return vol_id
+
     async def delete(self, vol_id: str) -> None:
         """Unmap from every host and remove. A volume already gone is not an error.
 

@@ -124,6 +124,8 @@ class BackupService:
         async with self.volumes.lock(pool_name, project, volume):
             pool = await self.pools.record(pool_name)
             vol = await self.volumes.record(pool_name, volume, project=project)
+            if vol.content_type not in ("filesystem", "block"):
+                raise InvalidRequest(f"a {vol.content_type} volume has no backups: keep its file")
             async with self.db.read() as conn:
                 taken = {b.name for b in await bk.list_backups(conn, vol.id)}
                 snaps = [s for s in await st.list_snapshots(conn, vol.id) if s.status == "created"]

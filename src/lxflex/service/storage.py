@@ -10,6 +10,7 @@ from ..host.runner import Runner
 from ..state import Database
 from ..state import store as st
 from .backups import BackupService
+from .iso import IsoService
 from .pools import PoolService
 from .runtime import HostSettings, Runtimes
 from .trust import TrustService
@@ -28,6 +29,7 @@ class Storage:
     volumes: VolumeService
     trust: TrustService
     backups: BackupService
+    isos: IsoService
 
     @classmethod
     async def open(
@@ -54,6 +56,7 @@ class Storage:
             volumes,
             TrustService(db, runtimes.uuid),
             BackupService(db, pools, volumes),
+            IsoService(db, pools, volumes),
         )
 
     async def recover(self) -> int:

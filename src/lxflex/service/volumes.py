@@ -134,7 +134,9 @@ class VolumeService:
         project: str = "default",
     ) -> VolumeView:
         if content_type not in (Content.FILESYSTEM, Content.BLOCK):
-            raise InvalidRequest(f"content type must be filesystem or block, not {content_type!r}")
+            raise InvalidRequest(
+                f"content type {content_type!r}: filesystem or block (iso: import)"
+            )
         check_name(name)
         pool = await self.pools.record(pool_name)
         runtime = await self.pools.runtime(pool)
@@ -220,6 +222,8 @@ class VolumeService:
             if vol.content_type == Content.FILESYSTEM:
                 new.setdefault("block.mount_options", vol.config.get("block.mount_options", ""))
             if parse_size(new["size"]) != parse_size(vol.config["size"]):
+                if vol.content_type == Content.ISO:
+                    raise InvalidRequest("an ISO volume is read-only: its size cannot change")
                 runtime = await self.pools.runtime(pool)
                 mounted = self.mount_path(pool_name, project, name)
                 grown = await runtime.volumes.resize(
@@ -319,6 +323,8 @@ class VolumeService:
         """
         async with self._locked(pool_name, project, name):
             pool, vol = await self._load(pool_name, project, name)
+            if vol.content_type == Content.ISO:
+                raise InvalidRequest("an ISO volume is read-only: it has no snapshots")
             runtime = await self.pools.runtime(pool)
             if not snapshot:  # the next free name of the volume's pattern
                 async with self.db.read() as conn:

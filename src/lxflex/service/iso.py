@@ -1,0 +1,95 @@
+"""ISO volumes: custom volumes of content type ``iso``, filled once from an uploaded ISO
+file and read-only afterwards.
+
+On the array an ISO volume is a block volume named ``u_<uuid>.i``, sized to the image
+rounded up to the pool's granularity. Its content is the image's bytes (zeros not
+written, so a thin volume allocates what the image holds). The service refuses what
+would change it: config and size updates, snapshots and restores.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..driver.errors import Conflict, InvalidRequest
+from ..driver.naming import Content
+from ..driver.units import format_size
+from ..driver.volumes import Progress
+from ..state import Database, NameTaken
+from ..state import store as st
+from .pools import PoolService
+from .rules import check_name
+from .specs import spec_of
+from .volumes import CUSTOM, VolumeService, VolumeView
+
+__all__ = ["IsoService"]
+
+_ISO_MAGIC_OFFSET = 0x8001  # "CD001" in the first volume descriptor (ISO 9660 / UDF bridge)
+
+
+def looks_like_iso(image: Path) -> bool:
+    with open(image, "rb") as f:
+        f.seek(_ISO_MAGIC_OFFSET)
+        return f.read(5) == b"CD001"
+
+
+class IsoService:
+    def __init__(self, db: Database, pools: PoolService, volumes: VolumeService) -> None:
+        self.db = db
+        self.pools = pools
+        self.volumes = volumes
+
+    async def create(
+        self,
+        pool_name: str,
+        name: str,
+        image: Path,
+        *,
+        project: str = "default",
+        description: str = "",
+        progress: Progress | None = None,
+    ) -> VolumeView:
+        """A new ISO volume holding ``image``."""
+        check_name(name)
+        if not image.stat().st_size:
+            raise InvalidRequest("the ISO image is empty")
+        if not looks_like_iso(image):
+            raise InvalidRequest("the upload is not an ISO 9660 image (no CD001 descriptor)")
+        pool = await self.pools.record(pool_name)
+        runtime = await self.pools.runtime(pool)
+        size = format_size(image.stat().st_size)
+        filled = self.volumes.fill_config(
+            pool, Content.ISO, {"size": size}, runtime.volumes.granularity
+        )
+        async with self.volumes.lock(pool_name, project, name):
+            try:
+                async with self.db.write() as conn:
+                    row = await st.create_volume(
+                        conn,
+                        pool.id,
+                        project,
+                        name,
+                        CUSTOM,
+                        Content.ISO,
+                        filled,
+                        description=description,
+                    )
+            except NameTaken:
+                raise Conflict(
+                    f"storage volume {name!r} already exists in pool {pool_name!r}"
+                ) from None
+            try:
+                array_id = await runtime.volumes.create_from_image(
+                    spec_of(Content.ISO, filled), image, progress
+                )
+            except BaseException:
+                async with self.db.write() as conn:
+                    await st.delete_volume(conn, row.id)
+                raise
+            try:
+                async with self.db.write() as conn:
+                    await st.update_volume(conn, row.id, status="created", array_id=array_id)
+            except BaseException:
+                await runtime.volumes.delete(array_id)
+                raise
+        return await self.volumes.get(pool_name, name, project=project)
