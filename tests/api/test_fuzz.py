@@ -7,6 +7,7 @@ hypothesis-generated bodies, names and queries.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lxflex.api.server import build_app
+from lxflex.driver.errors import NotFound
 from lxflex.embedded import Embedded, embedded
 
 pytestmark = pytest.mark.root
@@ -87,8 +89,9 @@ async def env(no_leaked_loops: None, tmp_path: Path) -> AsyncIterator[tuple[Embe
             yield e, client
         finally:
             await client.close()
-            for view in await e.storage.volumes.all("pf"):
-                await e.storage.volumes.unmount("pf", view.name)
+            with contextlib.suppress(NotFound):  # random requests may have deleted the pool
+                for view in await e.storage.volumes.all("pf"):
+                    await e.storage.volumes.unmount("pf", view.name)
 
 
 def _check(env: Embedded, status: int, text: str) -> None:

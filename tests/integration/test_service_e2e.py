@@ -152,14 +152,16 @@ async def test_mode_discovery_failure_says_what_is_missing(stack: Stack, tmp_pat
     empty = tmp_path / "bare-host"
     empty.mkdir()
     stack.pools.runtimes.host = HostSettings(state_dir=stack.settings.state_dir, host_root=empty)
+    discovered = {k: v for k, v in stack.config.items() if k != "powerflex.mode"}
     with pytest.raises(ConfigError) as info:
-        await stack.pools.create("bad", "powerflex", stack.config)
+        await stack.pools.create("bad", "powerflex", discovered)
     assert info.value.key == "powerflex.mode"
-    if stack.mode == "sdc":  # asked for: only its own prerequisites are named
-        assert "drv_cfg" in str(info.value)
-    else:
-        assert "nvme_tcp and nvme_fabrics" in str(info.value)
+    assert "nvme_tcp and nvme_fabrics" in str(info.value)  # what each mode lacks
     assert "scini" in str(info.value)
+    with pytest.raises(ConfigError) as info:  # the mode asked for: what it lacks
+        await stack.pools.create("bad", "powerflex", stack.config)
+    assert ("drv_cfg" in str(info.value)) == (stack.mode == "sdc")
+    assert ("nvme_tcp" in str(info.value)) == (stack.mode != "sdc")
 
 
 @pytest.mark.parametrize("fstype", ["ext4", "xfs", "btrfs"])
