@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -27,6 +28,7 @@ from pathlib import Path
 from ..host.copy import copy_blocks
 from ..host.fs import Filesystems, is_mounted
 from ..host.runner import CommandError
+from ..host.stream import StreamError, StreamSink, stream_out
 from ..powerflex import (
     InvalidSizeError,
     NotMappedError,
@@ -173,6 +175,69 @@ class PowerFlexVolumes:
             await self._remove_quietly(vol_id)
             if isinstance(exc, Exception):
                 raise _wrap("write image", exc) from exc
+            raise
+        return vol_id
+
+    async def stream_out(
+        self, vol_id: str, progress: Progress | None = None
+    ) -> AsyncIterator[bytes]:
+        """The volume's content as a sparse device stream (:mod:`lxflex.host.stream`), for
+        a copy to another server; the volume is attached while the stream is read."""
+        loop = asyncio.get_running_loop()
+        frames: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=8)
+        stop = threading.Event()
+        async with self.attached(vol_id) as device:
+
+            def produce() -> None:
+                try:
+                    for frame in stream_out(device, progress):
+                        if stop.is_set():
+                            return
+                        asyncio.run_coroutine_threadsafe(frames.put(frame), loop).result()
+                    asyncio.run_coroutine_threadsafe(frames.put(None), loop).result()
+                except BaseException as exc:  # handed to the reader
+                    if not stop.is_set():
+                        asyncio.run_coroutine_threadsafe(frames.put(exc), loop).result()
+
+            reader = asyncio.create_task(asyncio.to_thread(produce))
+            try:
+                while (frame := await frames.get()) is not None:
+                    if isinstance(frame, BaseException):
+                        raise _wrap("stream", frame) if isinstance(frame, Exception) else frame
+                    yield frame
+            finally:
+                stop.set()
+                while not frames.empty():  # unblock the producer
+                    frames.get_nowait()
+                with contextlib.suppress(BaseException):
+                    await reader
+
+    async def stream_in(
+        self, spec: VolumeSpec, stream: AsyncIterator[bytes], progress: Progress | None = None
+    ) -> str:
+        """A new volume holding the content a device stream carries; its array ID. A
+        damaged or cut stream leaves nothing."""
+        try:
+            vol_id = await self.client.create_volume(
+                self.pool.pool_id, self.rounded(spec.size), self.array_name(spec), thin=spec.thin
+            )
+        except PowerFlexError as exc:
+            raise _wrap("create volume", exc) from exc
+        try:
+            async with self.attached(vol_id) as device:
+                sink = StreamSink(device, target_zeroed=True, progress=progress)
+                try:
+                    async for piece in stream:
+                        await asyncio.to_thread(sink.feed, piece)
+                    await asyncio.to_thread(sink.finish)
+                finally:
+                    sink.close()
+        except BaseException as exc:
+            await self._remove_quietly(vol_id)
+            if isinstance(exc, StreamError):
+                raise InvalidRequest(f"the copy stream is not usable: {exc}") from exc
+            if isinstance(exc, Exception):
+                raise _wrap("stream", exc) from exc
             raise
         return vol_id
 

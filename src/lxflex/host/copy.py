@@ -15,11 +15,20 @@ import ctypes.util
 import errno
 import mmap
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CopyResult", "copy_blocks", "device_size"]
+__all__ = [
+    "BLOCK",
+    "CHUNK",
+    "CopyResult",
+    "copy_blocks",
+    "data_runs",
+    "device_size",
+    "open_device",
+    "zero_range",
+]
 
 CHUNK = 4 * 1024 * 1024
 BLOCK = 4096
@@ -46,7 +55,7 @@ def device_size(fd: int) -> int:
     return os.lseek(fd, 0, os.SEEK_END)
 
 
-def _zero_range(fd: int, offset: int, length: int) -> None:
+def zero_range(fd: int, offset: int, length: int) -> None:
     if length <= 0:
         return
     if _libc.fallocate(fd, _PUNCH, offset, length) == 0:
@@ -60,33 +69,44 @@ def _zero_range(fd: int, offset: int, length: int) -> None:
         offset += n
 
 
-def _write_runs(
-    fd: int, view: memoryview, data: bytes, base: int, *, clear: bool
-) -> tuple[int, int]:
-    """Write the non-zero 4 KiB runs of ``view`` (whose bytes are ``data``) at ``base``;
-    with ``clear``, punch the zero runs too. Return (bytes written, bytes cleared).
-
-    Comparisons use ``data``: comparing a memoryview with bytes goes element by element,
-    hundreds of times slower than comparing bytes. Writes use ``view``, which is aligned.
-    """
-    written = cleared = 0
+def _runs(data: bytes) -> Iterator[tuple[int, int, bool]]:
+    """``(start, end, is_zero)`` of the alternating runs of whole 4 KiB blocks of zeros
+    and of data in ``data``. Comparisons use bytes: comparing a memoryview with bytes
+    goes element by element, hundreds of times slower."""
     length = len(data)
     run_start, run_zero = 0, data[:BLOCK] == _ZERO_BLOCK[: min(BLOCK, length)]
     for pos in range(BLOCK, length + BLOCK, BLOCK):
         at_end = pos >= length
         is_zero = not at_end and data[pos : pos + BLOCK] == _ZERO_BLOCK[: min(BLOCK, length - pos)]
         if at_end or is_zero != run_zero:
-            end = min(pos, length)
-            if not run_zero:
-                written += os.pwrite(fd, view[run_start:end], base + run_start)
-            elif clear:
-                _zero_range(fd, base + run_start, end - run_start)
-                cleared += end - run_start
+            yield run_start, min(pos, length), run_zero
             run_start, run_zero = pos, is_zero
+
+
+def data_runs(data: bytes) -> list[tuple[int, int]]:
+    """``(start, end)`` of the runs of ``data`` that hold something other than zeros."""
+    if data == _ZERO_CHUNK[: len(data)]:
+        return []
+    return [(start, end) for start, end, zero in _runs(data) if not zero]
+
+
+def _write_runs(
+    fd: int, view: memoryview, data: bytes, base: int, *, clear: bool
+) -> tuple[int, int]:
+    """Write the data runs of ``view`` (whose bytes are ``data``) at ``base``; with
+    ``clear``, punch the zero runs too. Return (bytes written, bytes cleared). Writes
+    use ``view``, which is aligned for O_DIRECT."""
+    written = cleared = 0
+    for start, end, zero in _runs(data):
+        if not zero:
+            written += os.pwrite(fd, view[start:end], base + start)
+        elif clear:
+            zero_range(fd, base + start, end - start)
+            cleared += end - start
     return written, cleared
 
 
-def _open(path: Path, flags: int, direct: bool) -> int:
+def open_device(path: Path, flags: int, *, direct: bool) -> int:
     """Open with O_DIRECT when asked and allowed: a buffered read of a block device goes
     through its page cache, many times slower than the device itself on large copies."""
     if direct:
@@ -117,7 +137,7 @@ def _copy_loop(
                 zero_from = offset
         else:
             if zero_from >= 0:
-                _zero_range(dst, zero_from, offset - zero_from)
+                zero_range(dst, zero_from, offset - zero_from)
                 zeroed += offset - zero_from
                 zero_from = -1
             w, c = _write_runs(dst, chunk, data, offset, clear=not target_zeroed)
@@ -127,7 +147,7 @@ def _copy_loop(
         if progress is not None:
             progress(offset, total)
     if zero_from >= 0:
-        _zero_range(dst, zero_from, total - zero_from)
+        zero_range(dst, zero_from, total - zero_from)
         zeroed += total - zero_from
     os.fsync(dst)
     return CopyResult(total, written, zeroed)
@@ -154,9 +174,9 @@ def copy_blocks(
     total = size if length is None else length
     # Direct I/O needs sector-aligned sizes; the buffer below is page-aligned.
     direct = total % BLOCK == 0
-    src = _open(source, os.O_RDONLY, direct)
+    src = open_device(source, os.O_RDONLY, direct=direct)
     try:
-        dst = _open(target, os.O_WRONLY, direct)
+        dst = open_device(target, os.O_WRONLY, direct=direct)
         try:
             if device_size(dst) < total:
                 raise ValueError(
