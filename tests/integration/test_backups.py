@@ -7,16 +7,15 @@ import datetime
 import os
 import subprocess
 import tarfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from lxflex.driver.errors import Conflict, InvalidRequest, NotFound
-from lxflex.embedded import host_settings
 from lxflex.service import Storage
 
-from ..conftest import GIB, SimFactory
+from ..conftest import GIB
+from .conftest import StorageFactory, read_chunks, volumes_of, write_chunks
 
 pytestmark = pytest.mark.root
 
@@ -24,51 +23,16 @@ MIB = 1 << 20
 
 
 @pytest.fixture
-async def storage(
-    no_leaked_loops: None, make_sim: SimFactory, password: str, tmp_path: Path
-) -> AsyncIterator[Storage]:
-    sim = await make_sim(api_version="4.5")
-    store = await Storage.open(host_settings(sim, tmp_path / "lxflex"))
-    config = {
-        "powerflex.gateway": sim.url,
-        "powerflex.user.password": password,
-        "powerflex.pool": "sp1",
-        "powerflex.domain": "pd1",
-    }
-    await store.pools.create("pf", "powerflex", config)
-    store.sim = sim  # type: ignore[attr-defined]
-    try:
-        yield store
-    finally:
-        mounts = subprocess.run(
-            ["findmnt", "-rn", "-o", "TARGET"], capture_output=True, text=True, check=False
-        ).stdout
-        for target in sorted(mounts.split(), reverse=True):
-            if target.startswith(str(tmp_path)):
-                subprocess.run(["umount", "-l", target], check=False)
-        await store.close()
+async def storage(make_storage: StorageFactory) -> Storage:
+    return await make_storage("4.5")
 
 
 async def _write(storage: Storage, array_id: str, chunks: dict[int, bytes]) -> None:
-    runtime = await storage.pools.runtime(await storage.pools.record("pf"))
-    async with runtime.volumes.attached(array_id) as device:
-        fd = os.open(device, os.O_RDWR)
-        try:
-            for offset, data in chunks.items():
-                os.pwrite(fd, data, offset)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    await write_chunks(await volumes_of(storage), array_id, chunks)
 
 
 async def _read(storage: Storage, array_id: str, chunks: dict[int, bytes]) -> dict[int, bytes]:
-    runtime = await storage.pools.runtime(await storage.pools.record("pf"))
-    async with runtime.volumes.attached(array_id) as device:
-        fd = os.open(device, os.O_RDONLY)
-        try:
-            return {offset: os.pread(fd, len(data), offset) for offset, data in chunks.items()}
-        finally:
-            os.close(fd)
+    return await read_chunks(await volumes_of(storage), array_id, chunks)
 
 
 def _array_volumes(storage: Storage) -> set[str]:

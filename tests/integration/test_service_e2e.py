@@ -22,6 +22,7 @@ from lxflex.sim import Simulator
 from lxflex.state import Database
 
 from ..conftest import GIB, SimFactory
+from .conftest import read_chunks, write_chunks
 
 pytestmark = pytest.mark.root
 
@@ -211,14 +212,7 @@ async def test_block_volume_copy_keeps_data_and_stays_thin(stack: Stack) -> None
     src_id = (await stack.volumes.record("pf", "blk")).array_id
     assert src_id is not None
     chunks = {0: os.urandom(65536), 3 * GIB: os.urandom(1 << 20), 8 * GIB - 4096: os.urandom(4096)}
-    async with runtime.volumes.attached(src_id) as device:
-        fd = os.open(device, os.O_RDWR)
-        try:
-            for offset, data in chunks.items():
-                os.pwrite(fd, data, offset)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    await write_chunks(runtime.volumes, src_id, chunks)
     await stack.volumes.snapshot("pf", "blk", "s0")
     seen: list[tuple[int, int]] = []
     copy = await stack.volumes.copy(
@@ -234,13 +228,7 @@ async def test_block_volume_copy_keeps_data_and_stays_thin(stack: Stack) -> None
     )
     allocated = stack.sim.data.allocated(target.array_id)
     assert allocated <= (sum(len(c) for c in chunks.values()) + 1 << 20) * 1.1
-    async with runtime.volumes.attached(target.array_id) as device:
-        fd = os.open(device, os.O_RDONLY)
-        try:
-            for offset, data in chunks.items():
-                assert os.pread(fd, len(data), offset) == data
-        finally:
-            os.close(fd)
+    assert await read_chunks(runtime.volumes, target.array_id, chunks) == chunks
     for name in ("blk-copy", "blk"):
         await stack.volumes.delete("pf", name)
     assert _leftovers(stack) == {"volumes": [], "mapped": [], "devices": []}

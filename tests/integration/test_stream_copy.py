@@ -7,39 +7,23 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from lxflex.driver.errors import InvalidRequest
 from lxflex.driver.naming import Content, VolumeType
 from lxflex.driver.volumes import VolumeSpec
-from lxflex.embedded import host_settings
 from lxflex.service import Storage
 
-from ..conftest import GIB, SimFactory
+from ..conftest import GIB
+from .conftest import StorageFactory, read_chunks, volumes_of, write_chunks
 
 pytestmark = pytest.mark.root
 
 
 @pytest.fixture
-async def storage(
-    no_leaked_loops: None, make_sim: SimFactory, password: str, tmp_path: Path
-) -> AsyncIterator[Storage]:
-    sim = await make_sim(api_version="4.5")
-    store = await Storage.open(host_settings(sim, tmp_path / "lxflex"))
-    store.sim = sim  # type: ignore[attr-defined]
-    config = {
-        "powerflex.gateway": sim.url,
-        "powerflex.user.password": password,
-        "powerflex.pool": "sp1",
-        "powerflex.domain": "pd1",
-    }
-    await store.pools.create("pf", "powerflex", config)
-    try:
-        yield store
-    finally:
-        await store.close()
+async def storage(make_storage: StorageFactory) -> Storage:
+    return await make_storage("4.5")
 
 
 def _spec() -> VolumeSpec:
@@ -55,18 +39,10 @@ def _spec() -> VolumeSpec:
 
 
 async def test_stream_round_trip(storage: Storage) -> None:
-    runtime = await storage.pools.runtime(await storage.pools.record("pf"))
-    volumes = runtime.volumes
+    volumes = await volumes_of(storage)
     source = await volumes.create(_spec())
     chunks = {0: os.urandom(65536), 3 * GIB: os.urandom(1 << 20), 8 * GIB - 4096: os.urandom(4096)}
-    async with volumes.attached(source) as device:
-        fd = os.open(device, os.O_RDWR)
-        try:
-            for offset, data in chunks.items():
-                os.pwrite(fd, data, offset)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    await write_chunks(volumes, source, chunks)
     sent: list[int] = []
 
     async def counted() -> AsyncIterator[bytes]:
@@ -78,20 +54,13 @@ async def test_stream_round_trip(storage: Storage) -> None:
     assert sum(sent) < 2 * (1 << 20)  # the data and its frames, not 8 GiB
     allocated = storage.sim.data.allocated(target)  # type: ignore[attr-defined]
     assert allocated <= 2 * (1 << 20)
-    async with volumes.attached(target) as device:
-        fd = os.open(device, os.O_RDONLY)
-        try:
-            for offset, data in chunks.items():
-                assert os.pread(fd, len(data), offset) == data
-        finally:
-            os.close(fd)
+    assert await read_chunks(volumes, target, chunks) == chunks
     for vol in (source, target):
         await volumes.delete(vol)
 
 
 async def test_a_cut_stream_leaves_nothing(storage: Storage) -> None:
-    runtime = await storage.pools.runtime(await storage.pools.record("pf"))
-    volumes = runtime.volumes
+    volumes = await volumes_of(storage)
     source = await volumes.create(_spec())
     before = set(storage.sim.array.volumes)  # type: ignore[attr-defined]
 
