@@ -4,7 +4,8 @@ from .pools import PoolService, PoolView
 from .runtime import HostSettings, Runtimes
 from .storage import Storage
 from .trust import TrustService
-from .volumes import VolumeService, VolumeView
+from .views import VolumeView
+from .volumes import VolumeService
 
 __all__ = [
     "HostSettings",

@@ -30,7 +30,8 @@ from ..state import store as st
 from .pools import PoolService, public_config
 from .rules import check_name, next_name
 from .specs import spec_of
-from .volumes import CUSTOM, VolumeService, VolumeView, _array, _make_view
+from .views import VolumeView, array_of, make_view
+from .volumes import CUSTOM, VolumeService
 
 __all__ = ["DEFAULT_COMPRESSION", "Backup", "BackupService"]
 
@@ -147,9 +148,9 @@ class BackupService:
             mounted = self.volumes.mount_path(pool_name, project, volume)
             source = BackupSource(
                 spec_of(vol.content_type, vol.config),
-                _array(vol),
+                array_of(vol),
                 mounted if is_mounted(mounted) else None,
-                [(s.name, spec_of(vol.content_type, s.config), _array(s)) for s in snaps],
+                [(s.name, spec_of(vol.content_type, s.config), array_of(s)) for s in snaps],
             )
             out = self._file(backup)
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -311,7 +312,7 @@ class BackupService:
             made = await st.get_volume(conn, pool.id, project, CUSTOM, name)
             assert made is not None  # noqa: S101 - written above
             snaps = await st.list_snapshots(conn, made.id)
-        return _make_view(pool, made, snaps)
+        return make_view(pool, made, snaps)
 
 
 def _index(pool: st.Pool, vol: st.Volume, snaps: list[st.Snapshot]) -> bytes:

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..driver.errors import Conflict, InvalidRequest
+from ..driver.errors import InvalidRequest
 from ..driver.naming import Content
 from ..driver.units import format_size
 from ..driver.volumes import Progress
-from ..state import Database, NameTaken
-from ..state import store as st
+from ..state import Database
 from .pools import PoolService
 from .rules import check_name
 from .specs import spec_of
-from .volumes import CUSTOM, VolumeService, VolumeView
+from .views import VolumeView
+from .volumes import VolumeService
 
 __all__ = ["IsoService"]
 
@@ -61,35 +61,14 @@ class IsoService:
         filled = self.volumes.fill_config(
             pool, Content.ISO, {"size": size}, runtime.volumes.granularity
         )
-        async with self.volumes.lock(pool_name, project, name):
-            try:
-                async with self.db.write() as conn:
-                    row = await st.create_volume(
-                        conn,
-                        pool.id,
-                        project,
-                        name,
-                        CUSTOM,
-                        Content.ISO,
-                        filled,
-                        description=description,
-                    )
-            except NameTaken:
-                raise Conflict(
-                    f"storage volume {name!r} already exists in pool {pool_name!r}"
-                ) from None
-            try:
-                array_id = await runtime.volumes.create_from_image(
-                    spec_of(Content.ISO, filled), image, progress
-                )
-            except BaseException:
-                async with self.db.write() as conn:
-                    await st.delete_volume(conn, row.id)
-                raise
-            try:
-                async with self.db.write() as conn:
-                    await st.update_volume(conn, row.id, status="created", array_id=array_id)
-            except BaseException:
-                await runtime.volumes.delete(array_id)
-                raise
+        spec = spec_of(Content.ISO, filled)
+        await self.volumes.provision(
+            pool,
+            project,
+            name,
+            Content.ISO,
+            filled,
+            description,
+            lambda: runtime.volumes.create_from_image(spec, image, progress),
+        )
         return await self.volumes.get(pool_name, name, project=project)

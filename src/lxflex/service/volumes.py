@@ -17,9 +17,8 @@ import logging
 import os
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -35,29 +34,13 @@ from .pools import PoolService
 from .recovery import recover_volume
 from .rules import add_expiry, check_name, next_name
 from .specs import spec_of
+from .views import VolumeView, array_of, make_view
 
 __all__ = ["VolumeService", "VolumeView"]
 
 log = logging.getLogger("lxflex.service")
 
 CUSTOM = VolumeType.CUSTOM.value
-
-
-@dataclass(frozen=True)
-class VolumeView:
-    name: str
-    pool: str
-    project: str
-    type: str
-    content_type: str
-    description: str
-    config: dict[str, str]
-    created_at: datetime.datetime
-    snapshot_records: tuple[st.Snapshot, ...]  # oldest first, created ones only
-
-    @property
-    def snapshots(self) -> list[str]:
-        return [s.name for s in self.snapshot_records]
 
 
 class VolumeService:
@@ -93,7 +76,7 @@ class VolumeService:
     async def _view(self, pool: st.Pool, vol: st.Volume) -> VolumeView:
         async with self.db.read() as conn:
             snaps = await st.list_snapshots(conn, vol.id)
-        return _make_view(pool, vol, snaps)
+        return make_view(pool, vol, snaps)
 
     # --- create / read ----------------------------------------------------------------
 
@@ -141,7 +124,32 @@ class VolumeService:
         pool = await self.pools.record(pool_name)
         runtime = await self.pools.runtime(pool)
         filled = self.fill_config(pool, content_type, config or {}, runtime.volumes.granularity)
-        async with self._locked(pool_name, project, name):
+        spec = spec_of(content_type, filled)
+        row = await self.provision(
+            pool,
+            project,
+            name,
+            content_type,
+            filled,
+            description,
+            lambda: runtime.volumes.create(spec),
+        )
+        return make_view(pool, row, [])
+
+    async def provision(
+        self,
+        pool: st.Pool,
+        project: str,
+        name: str,
+        content_type: str,
+        config: dict[str, str],
+        description: str,
+        build: Callable[[], Awaitable[str]],
+    ) -> st.Volume:
+        """Record a new volume, run ``build`` (which makes it on the array and returns
+        its ID), and mark it created; a failure at any step leaves neither row nor array
+        volume. The name is claimed first, so a clash costs no array work."""
+        async with self._locked(pool.name, project, name):
             try:
                 async with self.db.write() as conn:
                     row = await st.create_volume(
@@ -151,15 +159,15 @@ class VolumeService:
                         name,
                         CUSTOM,
                         content_type,
-                        filled,
+                        config,
                         description=description,
                     )
             except NameTaken:
                 raise Conflict(
-                    f"storage volume {name!r} already exists in pool {pool_name!r}"
+                    f"storage volume {name!r} already exists in pool {pool.name!r}"
                 ) from None
             try:
-                array_id = await runtime.volumes.create(spec_of(content_type, filled))
+                array_id = await build()
             except BaseException:
                 await self._forget(row.id)
                 raise
@@ -167,10 +175,10 @@ class VolumeService:
                 async with self.db.write() as conn:
                     await st.update_volume(conn, row.id, status="created", array_id=array_id)
             except BaseException:
-                await runtime.volumes.delete(array_id)
+                await (await self.pools.runtime(pool)).volumes.delete(array_id)
                 await self._forget(row.id)
                 raise
-        return _make_view(pool, row, [])
+        return row
 
     async def _forget(self, vol_id: int) -> None:
         try:
@@ -189,7 +197,7 @@ class VolumeService:
         async with self.db.read() as conn:
             vols = await st.list_volumes(conn, pool.id, project=project, volume_type=CUSTOM)
             snaps = await st.list_pool_snapshots(conn, pool.id)
-        return [_make_view(pool, v, snaps.get(v.id, [])) for v in vols if v.status != "creating"]
+        return [make_view(pool, v, snaps.get(v.id, [])) for v in vols if v.status != "creating"]
 
     async def names(self, pool_name: str) -> list[tuple[str, str]]:
         """(project, name) of the pool's custom volumes, without loading them."""
@@ -228,7 +236,7 @@ class VolumeService:
                 mounted = self.mount_path(pool_name, project, name)
                 grown = await runtime.volumes.resize(
                     spec_of(vol.content_type, vol.config),
-                    _array(vol),
+                    array_of(vol),
                     parse_size(new["size"]),
                     mounted,
                 )
@@ -258,7 +266,7 @@ class VolumeService:
         async with self._locked(pool_name, project, name):
             pool, vol = await self._load(pool_name, project, name)
             runtime = await self.pools.runtime(pool)
-            await runtime.volumes.unmount(_array(vol), self.mount_path(pool_name, project, name))
+            await runtime.volumes.unmount(array_of(vol), self.mount_path(pool_name, project, name))
             async with self.db.write() as conn:
                 await st.update_volume(conn, vol.id, status="deleting")
                 snaps = await st.list_snapshots(conn, vol.id)
@@ -294,14 +302,14 @@ class VolumeService:
                 raise InvalidRequest(f"storage volume {name!r} is a {vol.content_type} volume")
             path = self.mount_path(pool_name, project, name)
             runtime = await self.pools.runtime(pool)
-            await runtime.volumes.mount(spec_of(vol.content_type, vol.config), _array(vol), path)
+            await runtime.volumes.mount(spec_of(vol.content_type, vol.config), array_of(vol), path)
             return path
 
     async def unmount(self, pool_name: str, name: str, *, project: str = "default") -> None:
         async with self._locked(pool_name, project, name):
             pool, vol = await self._load(pool_name, project, name)
             runtime = await self.pools.runtime(pool)
-            await runtime.volumes.unmount(_array(vol), self.mount_path(pool_name, project, name))
+            await runtime.volumes.unmount(array_of(vol), self.mount_path(pool_name, project, name))
 
     # --- snapshots --------------------------------------------------------------------
 
@@ -350,7 +358,7 @@ class VolumeService:
             try:
                 array_id = await runtime.volumes.snapshot(
                     spec_of(vol.content_type, vol.config),
-                    _array(vol),
+                    array_of(vol),
                     uuid.UUID(config["volatile.uuid"]),
                     self.mount_path(pool_name, project, name),
                 )
@@ -437,8 +445,8 @@ class VolumeService:
             runtime = await self.pools.runtime(pool)
             await runtime.volumes.restore(
                 spec_of(vol.content_type, vol.config),
-                _array(vol),
-                _array(snap),
+                array_of(vol),
+                array_of(snap),
                 self.mount_path(pool_name, project, name),
             )
 
@@ -502,9 +510,9 @@ class VolumeService:
             snap_uuids = [uuid.uuid4() for _ in snaps]
             plan = CopyPlan(
                 source=spec_of(vol.content_type, source_config),
-                source_id=_array(snap_source or vol),
+                source_id=array_of(snap_source or vol),
                 target=spec_of(vol.content_type, filled),
-                snapshot_ids=[_array(s) for s in snaps],
+                snapshot_ids=[array_of(s) for s in snaps],
                 target_snapshot_uuids=snap_uuids,
             )
             try:
@@ -581,23 +589,3 @@ class VolumeService:
         )
         await self.delete(pool_name, name, project=project)
         return view
-
-
-def _make_view(pool: st.Pool, vol: st.Volume, snaps: list[st.Snapshot]) -> VolumeView:
-    return VolumeView(
-        vol.name,
-        pool.name,
-        vol.project,
-        vol.type,
-        vol.content_type,
-        vol.description,
-        dict(vol.config),
-        vol.created_at,
-        tuple(s for s in snaps if s.status == "created"),
-    )
-
-
-def _array(record: st.Volume | st.Snapshot) -> str:
-    if not record.array_id:
-        raise Conflict(f"{record.name!r} has no array volume yet (an operation is under way)")
-    return record.array_id

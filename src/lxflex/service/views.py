@@ -1,0 +1,48 @@
+"""What the volume services hand back: views of volumes, and array IDs of records."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+
+from ..driver.errors import Conflict
+from ..state import store as st
+
+__all__ = ["VolumeView", "array_of", "make_view"]
+
+
+@dataclass(frozen=True)
+class VolumeView:
+    name: str
+    pool: str
+    project: str
+    type: str
+    content_type: str
+    description: str
+    config: dict[str, str]
+    created_at: datetime.datetime
+    snapshot_records: tuple[st.Snapshot, ...]  # oldest first, created ones only
+
+    @property
+    def snapshots(self) -> list[str]:
+        return [s.name for s in self.snapshot_records]
+
+
+def make_view(pool: st.Pool, vol: st.Volume, snaps: list[st.Snapshot]) -> VolumeView:
+    return VolumeView(
+        vol.name,
+        pool.name,
+        vol.project,
+        vol.type,
+        vol.content_type,
+        vol.description,
+        dict(vol.config),
+        vol.created_at,
+        tuple(s for s in snaps if s.status == "created"),
+    )
+
+
+def array_of(record: st.Volume | st.Snapshot) -> str:
+    if not record.array_id:
+        raise Conflict(f"{record.name!r} has no array volume yet (an operation is under way)")
+    return record.array_id
