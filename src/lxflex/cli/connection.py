@@ -19,6 +19,7 @@ import ssl
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -114,6 +115,19 @@ class Connection:
             host.strip("[]"), int(port), timeout=self.timeout, context=ctx
         )
 
+    @contextmanager
+    def _talking(self) -> Iterator[http.client.HTTPConnection]:
+        """A connection for one exchange; transport failures become Unreachable."""
+        conn = self._connection()
+        try:
+            yield conn
+        except (OSError, http.client.HTTPException) as exc:
+            raise Unreachable(
+                f"cannot reach lxflexd at {self.endpoint.describe()}: {exc}"
+            ) from None
+        finally:
+            conn.close()
+
     def request(
         self,
         method: str,
@@ -128,8 +142,7 @@ class Connection:
         if query:
             path += "?" + urllib.parse.urlencode(query)
         data = None if body is None else json.dumps(body).encode()
-        conn = self._connection()
-        try:
+        with self._talking() as conn:
             conn.request(
                 method,
                 path,
@@ -138,12 +151,6 @@ class Connection:
             )
             response = conn.getresponse()
             raw = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            raise Unreachable(
-                f"cannot reach lxflexd at {self.endpoint.describe()}: {exc}"
-            ) from None
-        finally:
-            conn.close()
         try:
             doc = json.loads(raw)
         except ValueError:
@@ -156,8 +163,7 @@ class Connection:
         self, path: str, out: BinaryIO, progress: Callable[[int, int], None] | None = None
     ) -> int:
         """Stream a raw (non-envelope) answer into ``out``; return the bytes written."""
-        conn = self._connection()
-        try:
+        with self._talking() as conn:
             conn.request("GET", path)
             response = conn.getresponse()
             if response.status != 200:
@@ -171,12 +177,6 @@ class Connection:
                 if progress is not None:
                     progress(done, total)
             return done
-        except (OSError, http.client.HTTPException) as exc:
-            raise Unreachable(
-                f"cannot reach lxflexd at {self.endpoint.describe()}: {exc}"
-            ) from None
-        finally:
-            conn.close()
 
     def upload(
         self,
@@ -196,8 +196,7 @@ class Connection:
                     progress(done, size)
                 yield chunk
 
-        conn = self._connection()
-        try:
+        with self._talking() as conn:
             conn.request(
                 "POST",
                 path,
@@ -210,12 +209,6 @@ class Connection:
             )
             response = conn.getresponse()
             raw = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            raise Unreachable(
-                f"cannot reach lxflexd at {self.endpoint.describe()}: {exc}"
-            ) from None
-        finally:
-            conn.close()
         doc = json.loads(raw or b"{}")
         if doc.get("type") == "error":
             raise DaemonError(str(doc.get("error") or "error"), int(doc.get("error_code") or 0))
@@ -223,6 +216,14 @@ class Connection:
 
     def get(self, path: str, **query: str) -> Any:
         return self.request("GET", path, query=query or None)[0]
+
+    def finish(
+        self, metadata: Any, progress: Callable[[dict[str, Any]], None] | None = None
+    ) -> Any:
+        """Wait for ``metadata`` if it is an operation (a sync answer is done already)."""
+        if isinstance(metadata, dict) and "id" in metadata and "status_code" in metadata:
+            return self.wait(metadata, progress)
+        return metadata
 
     def wait(
         self, operation: dict[str, Any], progress: Callable[[dict[str, Any]], None] | None = None

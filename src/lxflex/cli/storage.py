@@ -142,9 +142,7 @@ def _edit(current: dict[str, Any], editable: Sequence[str]) -> dict[str, Any]:
 
 def _put(conn: Connection, path: str, doc: dict[str, Any], etag: str | None) -> None:
     headers = {"If-Match": etag} if etag else None
-    metadata, _ = conn.request("PUT", path, doc, headers=headers)
-    if isinstance(metadata, dict) and "status_code" in metadata and "id" in metadata:
-        conn.wait(metadata)
+    conn.finish(conn.request("PUT", path, doc, headers=headers)[0])
 
 
 def _get_with_etag(conn: Connection, path: str) -> tuple[dict[str, Any], str | None]:
@@ -419,8 +417,7 @@ def volume_delete(pool: str, volume: str) -> None:
     """Delete a volume (or VOLUME/SNAPSHOT)."""
     conn, name = _pool(pool)
     metadata, _ = conn.request("DELETE", _volume_path(name, volume))
-    if isinstance(metadata, dict) and "id" in metadata and "status_code" in metadata:
-        conn.wait(metadata)
+    conn.finish(metadata)
     click.echo(f"Storage volume {volume} deleted")
 
 
@@ -434,8 +431,7 @@ def volume_rename(pool: str, volume: str, new: str) -> None:
     if "/" in volume:
         new = new.rpartition("/")[2]
     metadata, _ = conn.request("POST", _volume_path(name, volume), {"name": new})
-    if isinstance(metadata, dict) and "id" in metadata and "status_code" in metadata:
-        conn.wait(metadata)
+    conn.finish(metadata)
     click.echo(f"Renamed storage volume from {volume!r} to {new!r}")
 
 
@@ -476,8 +472,7 @@ def _copy(source: str, target: str, *, volume_only: bool, move: bool) -> None:
             "POST", f"/1.0/storage-pools/{_q(dst_pool)}/volumes/custom", body
         )
     try:
-        if isinstance(metadata, dict) and "id" in metadata and "status_code" in metadata:
-            conn.wait(metadata, progress)
+        conn.finish(metadata, progress)
     finally:
         progress.done()
 

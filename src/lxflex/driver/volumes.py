@@ -137,14 +137,18 @@ class PowerFlexVolumes:
 
     # --- create and delete ------------------------------------------------------------
 
-    async def create(self, spec: VolumeSpec) -> str:
-        """Create the volume (and its filesystem); return its array ID."""
+    async def _new_volume(self, spec: VolumeSpec, size: int) -> str:
+        """An empty array volume for ``spec`` of ``size`` (rounded up); its ID."""
         try:
-            vol_id = await self.client.create_volume(
-                self.pool.pool_id, self.rounded(spec.size), self.array_name(spec), thin=spec.thin
+            return await self.client.create_volume(
+                self.pool.pool_id, self.rounded(size), self.array_name(spec), thin=spec.thin
             )
         except PowerFlexError as exc:
             raise _wrap("create volume", exc) from exc
+
+    async def create(self, spec: VolumeSpec) -> str:
+        """Create the volume (and its filesystem); return its array ID."""
+        vol_id = await self._new_volume(spec, spec.size)
         try:
             if spec.is_filesystem:
                 async with self.attached(vol_id) as device:
@@ -217,12 +221,7 @@ class PowerFlexVolumes:
     ) -> str:
         """A new volume holding the content a device stream carries; its array ID. A
         damaged or cut stream leaves nothing."""
-        try:
-            vol_id = await self.client.create_volume(
-                self.pool.pool_id, self.rounded(spec.size), self.array_name(spec), thin=spec.thin
-            )
-        except PowerFlexError as exc:
-            raise _wrap("create volume", exc) from exc
+        vol_id = await self._new_volume(spec, spec.size)
         try:
             async with self.attached(vol_id) as device:
                 sink = StreamSink(device, target_zeroed=True, progress=progress)
@@ -432,15 +431,7 @@ class PowerFlexVolumes:
             if progress is not None:
                 progress(done + offset, total)
 
-        try:
-            target_id = await self.client.create_volume(
-                self.pool.pool_id,
-                self.rounded(max(plan.target.size, plan.source.size)),
-                self.array_name(plan.target),
-                thin=plan.target.thin,
-            )
-        except PowerFlexError as exc:
-            raise _wrap("copy", exc) from exc
+        target_id = await self._new_volume(plan.target, max(plan.target.size, plan.source.size))
         made: list[str] = []
         written = 0
         try:
