@@ -17,6 +17,7 @@ import click
 from aiohttp import web
 
 from . import __version__
+from .api import servercert
 from .api.server import build_app
 from .api.trust import HTTPS
 from .driver.errors import InvalidRequest
@@ -126,6 +127,7 @@ async def serve(
             raise click.ClickException(str(exc)) from None
         await storage.recover()
         app = build_app(storage, state_dir=state_dir, https_address=https_address)
+        await asyncio.to_thread(servercert.ensure, state_dir)  # /1.0 shows it from the start
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)

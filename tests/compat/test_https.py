@@ -185,3 +185,19 @@ def test_pylxd_authenticates_with_a_token(
     )
     daemon.lxc("config", "trust", "remove", mine["fingerprint"])
     assert _https(address, "/1.0/storage-pools", cert)[0] == 403
+
+
+def test_restricted_trust_is_refused(daemon: Daemon) -> None:
+    refused = daemon.lxc(
+        "config",
+        "trust",
+        "add",
+        "--name",
+        "narrow",
+        "--restricted",
+        "--projects",
+        "default",
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert "restricted certificates are not supported" in refused.stderr

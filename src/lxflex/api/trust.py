@@ -29,7 +29,7 @@ from typing import Any
 from aiohttp import web
 
 from ..driver.errors import InvalidRequest
-from ..service.trust import Certificate, parse_address, parse_expiry
+from ..service.trust import Certificate, check_entry, parse_address, parse_expiry
 from . import servercert
 from .common import OPS, STORAGE
 from .envelope import ApiError, async_response, check_etag, created, empty, etag, json_body, sync
@@ -229,6 +229,7 @@ async def certificates_post(request: web.Request) -> web.Response:
             )
         if not name:
             raise ApiError(400, "a token needs the name of the client it is for")
+        check_entry(cert_type, bool(doc.get("restricted")))
         op = await _issue_token(request, doc, name, cert_type)
         return async_response(op.render())
     pem = doc.get("certificate") or (peer.certificate if peer else None)

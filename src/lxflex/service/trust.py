@@ -23,6 +23,7 @@ __all__ = [
     "SERVER_KEYS",
     "Certificate",
     "TrustService",
+    "check_entry",
     "check_server_config",
     "fingerprint",
     "parse_certificate",
@@ -103,9 +104,17 @@ def check_server_config(config: Mapping[str, str]) -> dict[str, str]:
     return new
 
 
-def _check_type(cert_type: str) -> None:
+def check_entry(cert_type: str, restricted: bool) -> None:
+    """What a trust store entry may be. Restricted (per-project) certificates are
+    refused: lxflex has no projects to confine a client to, and an entry that looked
+    restricted but was not would be a hole."""
     if cert_type not in TYPES:
         raise InvalidRequest(f"certificate type must be one of {', '.join(TYPES)}")
+    if restricted:
+        raise InvalidRequest(
+            "restricted certificates are not supported: lxflex cannot confine a client "
+            "to projects; trust it unrestricted or not at all"
+        )
 
 
 @dataclass
@@ -145,7 +154,7 @@ class TrustService:
         restricted: bool = False,
         projects: Sequence[str] = (),
     ) -> Certificate:
-        _check_type(cert_type)
+        check_entry(cert_type, restricted)
         fp, normalized = parse_certificate(pem)
         try:
             async with self.db.write() as conn:
@@ -164,7 +173,7 @@ class TrustService:
         restricted: bool,
         projects: Sequence[str],
     ) -> Certificate:
-        _check_type(cert_type)
+        check_entry(cert_type, restricted)
         cert = await self.certificate(prefix)
         async with self.db.write() as conn:
             await tr.update_certificate(

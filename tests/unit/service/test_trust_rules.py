@@ -14,6 +14,7 @@ from cryptography.x509.oid import NameOID
 from lxflex.driver.config import ConfigError
 from lxflex.driver.errors import InvalidRequest
 from lxflex.service.trust import (
+    check_entry,
     check_server_config,
     parse_address,
     parse_certificate,
@@ -83,3 +84,12 @@ def test_certificates_are_checked() -> None:
     )
     with pytest.raises(InvalidRequest, match="expired"):
         parse_certificate(expired.public_bytes(serialization.Encoding.PEM).decode())
+
+
+def test_restricted_and_unknown_entries_are_refused() -> None:
+    check_entry("client", False)
+    check_entry("metrics", False)
+    with pytest.raises(InvalidRequest, match="restricted certificates are not supported"):
+        check_entry("client", True)
+    with pytest.raises(InvalidRequest, match="one of client, metrics"):
+        check_entry("server", False)
