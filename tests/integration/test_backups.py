@@ -198,3 +198,22 @@ async def test_a_bad_tarball_leaves_nothing(storage: Storage, tmp_path: Path) ->
     assert _array_volumes(storage) == before
     with pytest.raises(NotFound):
         await storage.volumes.record("pf", "dst")
+
+
+async def test_a_linked_image_is_refused(storage: Storage, tmp_path: Path) -> None:
+    """A tarball whose volume.img is a symlink must not copy a host file into a volume."""
+    await storage.volumes.create("pf", "src", content_type="block", config={"size": "8GiB"})
+    await storage.backups.create("pf", "src", "b", compression="none")
+    good = await storage.backups.tarball("pf", "src", "b")
+    unpacked, evil = tmp_path / "unpacked", tmp_path / "evil.tar"
+    unpacked.mkdir()
+    subprocess.run(["tar", "-x", "--sparse", "-f", str(good), "-C", str(unpacked)], check=True)
+    secret = tmp_path / "host-secret"
+    secret.write_bytes(b"host data" * 1000)
+    (unpacked / "backup" / "volume.img").unlink()
+    (unpacked / "backup" / "volume.img").symlink_to(secret)
+    subprocess.run(["tar", "-c", "-f", str(evil), "-C", str(unpacked), "backup"], check=True)
+    before = _array_volumes(storage)
+    with pytest.raises(InvalidRequest, match="not a regular file"):
+        await storage.backups.restore("pf", evil, "stolen")
+    assert _array_volumes(storage) == before

@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import os
 import shutil
+import stat
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -200,6 +201,10 @@ class Backups:
         """Make the volume hold ``member`` of the archive, and nothing else."""
         if not spec.is_filesystem:
             image = await self.archives.extract_file(archive, member + ".img", staging)
+            if not stat.S_ISREG(image.lstat().st_mode):
+                # A link would make the volume a copy of whatever it points at on this host.
+                image.unlink(missing_ok=True)
+                raise InvalidRequest(f"{member}.img in the backup is not a regular file")
             try:
                 async with self.volumes.attached(vol_id) as device:
                     await asyncio.to_thread(
