@@ -12,10 +12,12 @@ import asyncio
 import os
 import uuid
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
 from ..service.backups import Backup
+from ..service.rules import check_name
 from . import render
 from .common import (
     custom_only,
@@ -49,7 +51,9 @@ def _where(request: web.Request) -> tuple[str, str, str]:
 
 
 def _url(pool: str, volume: str, name: str, project: str) -> str:
-    return f"{render.volume_url(pool, volume, project=project).split('?')[0]}/backups/{name}"
+    base, _, query = render.volume_url(pool, volume, project=project).partition("?")
+    url = f"{base}/backups/{quote(name, safe='')}"
+    return f"{url}?{query}" if query else url
 
 
 async def backups_get(request: web.Request) -> web.Response:
@@ -67,6 +71,7 @@ async def backups_post(request: web.Request) -> web.Response:
     if doc.get("optimized_storage"):
         raise ApiError(400, "optimized storage backups are not supported by the powerflex driver")
     name = str_of(doc, "name") or await storage.backups.free_name(pool, volume, project=project)
+    check_name(name)  # before the operation names it
     expires_at = parse_time(doc.get("expires_at"), "expires_at")
     compression = str_of(doc, "compression_algorithm")
     await storage.volumes.get(pool, volume, project=project)  # errors now, not in the op
@@ -89,7 +94,7 @@ async def backups_post(request: web.Request) -> web.Response:
         work,
         {
             "storage_volumes": [render.volume_url(pool, volume, project=project)],
-            "backups": [f"/1.0/backups/{name}"],
+            "backups": [f"/1.0/backups/{quote(name, safe='')}"],
         },
         project,
     )
@@ -109,8 +114,7 @@ async def backup_post(request: web.Request) -> web.Response:
     storage = storage_of(request)
     await storage.backups.get(pool, volume, name, project=project)
     new = str_of(await json_body(request), "name")
-    if not new:
-        raise ApiError(400, "name is required")
+    check_name(new)
 
     async def work(_: Operation) -> None:
         await storage.backups.rename(pool, volume, name, new, project=project)
@@ -119,7 +123,7 @@ async def backup_post(request: web.Request) -> web.Response:
         request,
         f"Renaming backup {name} of storage volume {volume}",
         work,
-        {"backups": [f"/1.0/backups/{new}"]},
+        {"backups": [f"/1.0/backups/{quote(new, safe='')}"]},
         project,
     )
 
@@ -137,7 +141,7 @@ async def backup_delete(request: web.Request) -> web.Response:
         request,
         f"Deleting backup {name} of storage volume {volume}",
         work,
-        {"backups": [f"/1.0/backups/{name}"]},
+        {"backups": [f"/1.0/backups/{quote(name, safe='')}"]},
         project,
     )
 
