@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import threading
 import uuid
@@ -27,6 +28,7 @@ from pathlib import Path
 
 from ..host.copy import copy_blocks
 from ..host.fs import Filesystems, is_mounted
+from ..host.images import DiskImages, ImageError
 from ..host.runner import CommandError
 from ..host.stream import StreamError, StreamSink, stream_out
 from ..powerflex import (
@@ -181,6 +183,27 @@ class PowerFlexVolumes:
                 raise _wrap("write image", exc) from exc
             raise
         return vol_id
+
+    async def create_from_disk_image(
+        self, spec: VolumeSpec, image: Path, progress: Progress | None = None
+    ) -> str:
+        """A block volume holding a raw or qcow2 disk image, at least as large as the
+        disk the image describes (rounded up to the granularity). Return its ID."""
+        images = DiskImages(self.fs.runner)
+        try:
+            raw, size = await images.raw(image, self.scratch / f"image-{uuid.uuid4().hex}")
+        except ImageError as exc:
+            raise InvalidRequest(str(exc)) from exc
+        except CommandError as exc:
+            raise InvalidRequest(f"not a usable disk image: {exc}") from exc
+        try:
+            sized = dataclasses.replace(spec, size=max(spec.size, size))
+            return await self.create_from_image(sized, raw, progress)
+        finally:
+            if raw != image:
+                raw.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    raw.parent.rmdir()
 
     async def stream_out(
         self, vol_id: str, progress: Progress | None = None
