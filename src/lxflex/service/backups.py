@@ -52,7 +52,17 @@ def _parse_time(value: Any) -> datetime.datetime | None:
         return None
     if isinstance(value, datetime.datetime):
         return value if value.tzinfo else value.replace(tzinfo=datetime.UTC)
-    parsed = datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    text = str(value).replace("Z", "+00:00")
+    head, dot, rest = text.partition(".")
+    if dot:  # Go writes nanoseconds; Python reads microseconds
+        digits = "".join(c for c in rest if c.isdigit())
+        text = f"{head}.{digits[:6]}{rest[len(digits) :]}"
+    try:
+        parsed = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidRequest(
+            f"backup/index.yaml has a time that is not RFC 3339: {value!r}"
+        ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
 
 
