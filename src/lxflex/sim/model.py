@@ -1,6 +1,7 @@
 """The simulated array: objects, the rules the MDM enforces, and persistence.
 
-Theory of operation: :class:`Array` holds every object in plain dataclasses and exposes
+Theory of operation: :class:`Array` holds every object (the dataclasses of
+``objects.py``) and exposes
 one method per gateway operation. A method validates everything first and raises
 :class:`~lxflex.sim.errors.SimError` before changing anything, so a refused request leaves
 no trace; then it changes the objects and the backing files. The HTTP layer (``app.py``)
@@ -14,126 +15,31 @@ snapshots per volume family instead of 126 per VTree.
 
 from __future__ import annotations
 
-import re
 import secrets
 import time
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
 from . import errors as e
 from .data import DataStore
+from .objects import (
+    GIB_KB,
+    MAX_SIZE_GB,
+    Host,
+    Mapping,
+    ProtectionDomain,
+    Sdt,
+    StoragePool,
+    Volume,
+    VTree,
+    as_flag,
+    as_int,
+    check_name,
+)
 
-GIB_KB = 1024 * 1024
-MAX_SIZE_GB = 1024 * 1024
-NAME_MAX = 31
-_NAME_CHARS = re.compile(r"^[\x21-\x7e]+$")
-
-
-@dataclass
-class ProtectionDomain:
-    id: str
-    name: str
-
-
-@dataclass
-class StoragePool:
-    id: str
-    name: str
-    pd_id: str
-    zero_padding: bool
-    capacity_gb: int
-    data_layout: str = "MediumGranularity"
-    over_provisioning: int = 10
-
-
-@dataclass
-class Sdt:
-    id: str
-    name: str
-    pd_id: str
-    ips: list[dict[str, str]]
-    nvme_port: int = 4420
-    discovery_port: int = 8009
-    storage_port: int = 12200
-
-
-@dataclass
-class Host:
-    """An SDC (``SdcHost``) or an NVMe host (``NVMeHost``)."""
-
-    id: str
-    kind: str
-    name: str | None = None
-    nqn: str | None = None
-    guid: str | None = None
-    ip: str | None = None
-    max_num_paths: int = 4
-    max_num_sys_ports: int = 10
-
-
-@dataclass
-class Mapping:
-    host_id: str
-    access_mode: str = "ReadWrite"
-
-
-@dataclass
-class Volume:
-    id: str
-    name: str | None
-    size_kb: int
-    pool_id: str
-    vtree_id: str
-    volume_type: str
-    ancestor_id: str | None = None
-    creation_time: int = 0
-    mappings: list[Mapping] = field(default_factory=list)
-    consistency_group_id: str | None = None
-    access_mode_limit: str = "ReadWrite"
-    nsid: int | None = None
-
-
-@dataclass
-class VTree:
-    id: str
-    pool_id: str
-    base_volume_id: str
-
-
-def _flag(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        return value.strip().lower() in ("true", "1", "yes")
-    if isinstance(value, int):
-        return value != 0
-    return False
-
-
-def _int(value: Any, what: str) -> int:
-    if isinstance(value, bool):
-        raise e.illegal(f"{what} must be a number")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            pass
-    raise e.illegal(f"{what} must be a number")
-
-
-def check_name(name: Any) -> str:
-    if not isinstance(name, str) or not name:
-        raise e.illegal("name must be a non-empty string")
-    if len(name) > NAME_MAX:
-        raise e.name_too_long()
-    if not _NAME_CHARS.match(name):
-        raise e.name_invalid()
-    return name
+__all__ = ["GIB_KB", "Array", "Host", "Sdt", "StoragePool", "VTree", "Volume", "check_name"]
 
 
 class Array:
@@ -361,9 +267,9 @@ class Array:
         if "protectionDomainId" in params and params["protectionDomainId"] != pool.pd_id:
             raise e.not_found_pool()
         if "volumeSizeInKb" in params:
-            size_kb = _int(params["volumeSizeInKb"], "volumeSizeInKb")
+            size_kb = as_int(params["volumeSizeInKb"], "volumeSizeInKb")
         elif "volumeSizeInGb" in params:
-            size_kb = _int(params["volumeSizeInGb"], "volumeSizeInGb") * GIB_KB
+            size_kb = as_int(params["volumeSizeInGb"], "volumeSizeInGb") * GIB_KB
         else:
             raise e.illegal("volumeSizeInKb or volumeSizeInGb is required")
         if size_kb <= 0:
@@ -406,7 +312,7 @@ class Array:
 
     def set_volume_size(self, volume_id: str, size_gb_raw: Any) -> None:
         vol = self.volume(volume_id)
-        size_gb = _int(size_gb_raw, "sizeInGB")
+        size_gb = as_int(size_gb_raw, "sizeInGB")
         if size_gb <= 0 or size_gb % self.granularity_gb:
             raise e.size_granularity(self.granularity_gb)
         if size_gb > MAX_SIZE_GB:
@@ -524,7 +430,7 @@ class Array:
         vol = self.volume(volume_id)
         if any(m.host_id == host.id for m in vol.mappings):
             raise e.already_mapped(self.legacy)
-        if vol.mappings and not _flag(params.get("allowMultipleMappings")):
+        if vol.mappings and not as_flag(params.get("allowMultipleMappings")):
             raise e.multiple_mappings()
         mode = str(params.get("accessMode") or "ReadWrite")
         if mode not in ("ReadWrite", "ReadOnly", "NoAccess"):
@@ -564,8 +470,8 @@ class Array:
             "NVMeHost",
             name,
             nqn=nqn,
-            max_num_paths=_int(params.get("maxNumPaths", 4), "maxNumPaths"),
-            max_num_sys_ports=_int(params.get("maxNumSysPorts", 10), "maxNumSysPorts"),
+            max_num_paths=as_int(params.get("maxNumPaths", 4), "maxNumPaths"),
+            max_num_sys_ports=as_int(params.get("maxNumSysPorts", 10), "maxNumSysPorts"),
         )
         self.hosts[host.id] = host
         return host.id
