@@ -1,8 +1,8 @@
-"""The simulated array: objects, the rules the MDM enforces, and persistence.
+"""The simulated array: the rules the MDM enforces, and persistence.
 
 Theory of operation: :class:`Array` holds every object (the dataclasses of
-``objects.py``) and exposes
-one method per gateway operation. A method validates everything first and raises
+``objects.py``) and exposes one method per gateway operation. A method validates
+everything first and raises
 :class:`~lxflex.sim.errors.SimError` before changing anything, so a refused request leaves
 no trace; then it changes the objects and the backing files. The HTTP layer (``app.py``)
 parses requests, calls these methods and renders objects with ``views.py``; the state is
