@@ -148,18 +148,25 @@ class PowerFlexVolumes:
         except PowerFlexError as exc:
             raise _wrap("create volume", exc) from exc
 
-    async def create(self, spec: VolumeSpec) -> str:
-        """Create the volume (and its filesystem); return its array ID."""
+    @asynccontextmanager
+    async def _filling(self, spec: VolumeSpec, action: str) -> AsyncIterator[str]:
+        """A new array volume for ``spec`` to fill in the block; removed again if the
+        block fails (the error then says what ``action`` was under way)."""
         vol_id = await self._new_volume(spec, spec.size)
         try:
-            if spec.is_filesystem:
-                async with self.attached(vol_id) as device:
-                    await self.fs.make(device, spec.filesystem)
+            yield vol_id
         except BaseException as exc:
             await self._remove_quietly(vol_id)
             if isinstance(exc, Exception):
-                raise _wrap("make filesystem", exc) from exc
+                raise _wrap(action, exc) from exc
             raise
+
+    async def create(self, spec: VolumeSpec) -> str:
+        """Create the volume (and its filesystem); return its array ID."""
+        async with self._filling(spec, "make filesystem") as vol_id:
+            if spec.is_filesystem:
+                async with self.attached(vol_id) as device:
+                    await self.fs.make(device, spec.filesystem)
         return vol_id
 
     async def create_from_image(
@@ -171,17 +178,13 @@ class PowerFlexVolumes:
             raise InvalidRequest("an image fills a block or ISO volume, not a filesystem")
         if image.stat().st_size > self.rounded(spec.size):
             raise InvalidRequest("the image is larger than the volume")
-        vol_id = await self.create(spec)
-        try:
-            async with self.attached(vol_id) as device:
-                await asyncio.to_thread(
-                    copy_blocks, image, device, target_zeroed=True, progress=progress
-                )
-        except BaseException as exc:
-            await self._remove_quietly(vol_id)
-            if isinstance(exc, Exception):
-                raise _wrap("write image", exc) from exc
-            raise
+        async with (
+            self._filling(spec, "write image") as vol_id,
+            self.attached(vol_id) as device,
+        ):
+            await asyncio.to_thread(
+                copy_blocks, image, device, target_zeroed=True, progress=progress
+            )
         return vol_id
 
     async def create_from_disk_image(
@@ -244,23 +247,16 @@ class PowerFlexVolumes:
     ) -> str:
         """A new volume holding the content a device stream carries; its array ID. A
         damaged or cut stream leaves nothing."""
-        vol_id = await self._new_volume(spec, spec.size)
-        try:
-            async with self.attached(vol_id) as device:
-                sink = StreamSink(device, target_zeroed=True, progress=progress)
-                try:
-                    async for piece in stream:
-                        await asyncio.to_thread(sink.feed, piece)
-                    await asyncio.to_thread(sink.finish)
-                finally:
-                    sink.close()
-        except BaseException as exc:
-            await self._remove_quietly(vol_id)
-            if isinstance(exc, StreamError):
+        async with self._filling(spec, "stream") as vol_id, self.attached(vol_id) as device:
+            sink = StreamSink(device, target_zeroed=True, progress=progress)
+            try:
+                async for piece in stream:
+                    await asyncio.to_thread(sink.feed, piece)
+                await asyncio.to_thread(sink.finish)
+            except StreamError as exc:
                 raise InvalidRequest(f"the copy stream is not usable: {exc}") from exc
-            if isinstance(exc, Exception):
-                raise _wrap("stream", exc) from exc
-            raise
+            finally:
+                sink.close()
         return vol_id
 
     async def delete(self, vol_id: str) -> None:
