@@ -82,7 +82,7 @@ class BackupService:
     # --- reading ----------------------------------------------------------------------
 
     async def list(self, pool: str, volume: str, *, project: str = "default") -> list[Backup]:
-        await self.prune()
+        await self._expire()
         vol = await self.volumes.record(pool, volume, project=project)
         async with self.db.read() as conn:
             return [b for b in await bk.list_backups(conn, vol.id) if b.status == "created"]
@@ -131,7 +131,7 @@ class BackupService:
             )
         if not compression_available(compression):
             raise InvalidRequest(f"compression {compression!r} needs its tool on this server")
-        await self.prune()
+        await self._expire()
         async with self.volumes.lock(pool_name, project, volume):
             pool = await self.pools.record(pool_name)
             vol = await self.volumes.record(pool_name, volume, project=project)
@@ -210,23 +210,26 @@ class BackupService:
         async with self.db.write() as conn:
             await bk.delete_backup(conn, backup.id)
 
-    async def prune(self) -> int:
-        """Remove expired backups, and tarballs whose volume is gone; return the count."""
-        now = st.now()
+    async def _expire(self) -> int:
+        """Remove the expired backups (one query: done whenever backups are used)."""
         async with self.db.read() as conn:
-            every = await bk.all_backups(conn)
-        removed = 0
-        for backup in every:
-            if backup.expires_at is not None and backup.expires_at <= now:
-                await self._remove(backup)
-                removed += 1
-        known = {str(b.volume_id) for b in every}
+            expired = await bk.expired_backups(conn, st.now())
+        for backup in expired:
+            await self._remove(backup)
+        if expired:
+            log.info("removed %d expired backup(s)", len(expired))
+        return len(expired)
+
+    async def prune(self) -> int:
+        """Remove expired backups, and the tarballs of volumes that are gone (at start,
+        and when asked); return how many expired."""
+        removed = await self._expire()
+        async with self.db.read() as conn:
+            known = {str(b.volume_id) for b in await bk.all_backups(conn)}
         if self.root.is_dir():
             for entry in self.root.iterdir():
                 if entry.is_dir() and entry.name not in known:
                     shutil.rmtree(entry, ignore_errors=True)
-        if removed:
-            log.info("removed %d expired backup(s)", removed)
         return removed
 
     # --- import -----------------------------------------------------------------------

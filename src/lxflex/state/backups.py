@@ -62,6 +62,11 @@ async def all_backups(conn: Conn) -> list[Backup]:
     return [_backup(r) for r in await conn.execute(sa.select(backups))]
 
 
+async def expired_backups(conn: Conn, at: datetime.datetime) -> list[Backup]:
+    query = sa.select(backups).where(backups.c.expires_at.is_not(None), backups.c.expires_at <= at)
+    return [_backup(r) for r in await conn.execute(query)]
+
+
 async def get_backup(conn: Conn, volume_id: int, name: str) -> Backup | None:
     query = sa.select(backups).where(backups.c.volume_id == volume_id, backups.c.name == name)
     row = (await conn.execute(query)).first()
