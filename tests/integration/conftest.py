@@ -16,19 +16,20 @@ from lxflex.service import Storage
 
 from ..conftest import SimFactory
 
-StorageFactory = Callable[[str], Awaitable[Storage]]
+StorageFactory = Callable[..., Awaitable[Storage]]
 
 
 @pytest.fixture
 async def make_storage(
     no_leaked_loops: None, make_sim: SimFactory, password: str, tmp_path: Path
 ) -> AsyncIterator[StorageFactory]:
-    """``await make_storage(api_version)``: the service on a fresh simulator of that API
-    version, with a pool ``pf`` on its ``sp1``; ``storage.sim`` is the simulator. Mounts
+    """``await make_storage(api_version, mode)``: the service on a fresh simulator of that
+    API version, with a pool ``pf`` on its ``sp1`` (in ``mode``, else the discovered one);
+    ``storage.sim`` is the simulator. Mounts
     under the test's directory and the services are cleaned up at the end."""
     made: list[Storage] = []
 
-    async def make(api_version: str = "4.5") -> Storage:
+    async def make(api_version: str = "4.5", mode: str | None = None) -> Storage:
         sim = await make_sim(api_version=api_version)
         store = await Storage.open(host_settings(sim, tmp_path / f"lxflex{len(made)}"))
         made.append(store)
@@ -39,6 +40,8 @@ async def make_storage(
             "powerflex.pool": "sp1",
             "powerflex.domain": "pd1",
         }
+        if mode:
+            config["powerflex.mode"] = mode
         await store.pools.create("pf", "powerflex", config)
         return store
 

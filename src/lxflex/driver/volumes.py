@@ -21,7 +21,7 @@ import dataclasses
 import logging
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,6 +169,21 @@ class PowerFlexVolumes:
                     await self.fs.make(device, spec.filesystem)
         return vol_id
 
+    async def create_filled(self, spec: VolumeSpec, fill: Callable[[Path], Awaitable[None]]) -> str:
+        """A new filesystem volume whose content ``fill`` writes into the directory where
+        it is mounted for the call (on this host, then unmounted). Return its array ID."""
+        async with self._filling(spec, "fill volume") as vol_id, self.attached(vol_id) as device:
+            await self.fs.make(device, spec.filesystem)
+            target = self.scratch / f"fill-{vol_id}"
+            await self.fs.mount(device, target, spec.filesystem, spec.mount_options)
+            try:
+                await fill(target)
+            finally:
+                await self.fs.unmount(target)
+                with contextlib.suppress(OSError):
+                    target.rmdir()
+        return vol_id
+
     async def create_from_image(
         self, spec: VolumeSpec, image: Path, progress: Progress | None = None
     ) -> str:
@@ -201,7 +216,17 @@ class PowerFlexVolumes:
             raise InvalidRequest(f"not a usable disk image: {exc}") from exc
         try:
             sized = dataclasses.replace(spec, size=max(spec.size, size))
-            return await self.create_from_image(sized, raw, progress)
+            vol_id = await self.create_from_image(sized, raw, progress)
+            if self.rounded(sized.size) > size:
+                try:
+                    async with self.attached(vol_id) as device:
+                        await images.fit_partition_table(device)
+                except BaseException as exc:
+                    await self._remove_quietly(vol_id)
+                    if isinstance(exc, Exception):
+                        raise _wrap("move the partition table's backup header", exc) from exc
+                    raise
+            return vol_id
         finally:
             if raw != image:
                 raw.unlink(missing_ok=True)
@@ -345,24 +370,38 @@ class PowerFlexVolumes:
         self, spec: VolumeSpec, vol_id: str, snap_uuid: uuid.UUID, mounted_at: Path | None = None
     ) -> str:
         """Snapshot into the volume's VTree (frozen while mounted); return the snapshot's ID."""
-        try:
-            vol = await self.client.volume(vol_id)
-            count = await self.client.vtree_snapshot_count(vol.vtree_id)
-        except PowerFlexError as exc:
-            raise _wrap("snapshot", exc) from exc
-        if count >= self.snapshot_limit:
-            raise Conflict(
-                f"the volume's VTree already holds {count} snapshots, the most PowerFlex "
-                f"allows ({self.snapshot_limit}); delete some, or copy the volume (a copy "
-                "starts a new VTree)"
-            )
-        name = volume_name(spec.volume_type, spec.content, snap_uuid, snapshot=True)
+        return (await self.snapshot_set([(spec, vol_id)], snap_uuid, mounted_at))[0]
+
+    async def snapshot_set(
+        self,
+        members: Sequence[tuple[VolumeSpec, str]],
+        snap_uuid: uuid.UUID,
+        mounted_at: Path | None = None,
+    ) -> list[str]:
+        """Snapshot volumes as one consistent set (one array call: all or none), each
+        into its own VTree, named after ``snap_uuid``; the filesystem mounted at
+        ``mounted_at`` is frozen meanwhile. Return the snapshots' IDs, in order."""
+        defs = []
+        for spec, vol_id in members:
+            try:
+                vol = await self.client.volume(vol_id)
+                count = await self.client.vtree_snapshot_count(vol.vtree_id)
+            except PowerFlexError as exc:
+                raise _wrap("snapshot", exc) from exc
+            if count >= self.snapshot_limit:
+                raise Conflict(
+                    f"the volume's VTree already holds {count} snapshots, the most PowerFlex "
+                    f"allows ({self.snapshot_limit}); delete some, or copy the volume (a copy "
+                    "starts a new VTree)"
+                )
+            name = volume_name(spec.volume_type, spec.content, snap_uuid, snapshot=True)
+            defs.append(SnapshotDef(vol_id, name))
         try:
             async with self._frozen(mounted_at):
-                result = await self.client.snapshot_volumes([SnapshotDef(vol_id, name)])
+                result = await self.client.snapshot_volumes(defs)
         except (PowerFlexError, CommandError) as exc:
             raise _wrap("snapshot", exc) from exc
-        return result.volume_id_list[0]
+        return list(result.volume_id_list)
 
     async def restore(
         self, spec: VolumeSpec, vol_id: str, snap_id: str, mounted_at: Path | None = None

@@ -16,6 +16,7 @@ from .runner import Runner
 __all__ = ["DiskImages", "ImageError"]
 
 FORMATS = ("raw", "qcow2")
+_GPT = b"EFI PART"  # the header's signature, in LBA 1 (512- or 4096-byte sectors)
 
 
 class ImageError(ValueError):
@@ -52,3 +53,16 @@ class DiskImages:
             timeout=24 * 3600.0,
         )
         return target, size
+
+    async def fit_partition_table(self, device: Path) -> bool:
+        """Move a GPT's backup header to the device's end; False when there is no GPT
+        (nothing is written then: sgdisk would make a table on a bare disk)."""
+        with device.open("rb") as f:
+            f.seek(512)
+            primary = f.read(8)
+            f.seek(4096)
+            large_sector = f.read(8)
+        if _GPT not in (primary, large_sector):
+            return False
+        await self.runner.run(["sgdisk", "--move-second-header", str(device)], timeout=120)
+        return True

@@ -1,5 +1,7 @@
-"""Use cases over the state, the driver and the host: pools, volumes, snapshots, trust."""
+"""Use cases over the state, the driver and the host: pools, volumes (custom and instance),
+snapshots, backups, trust."""
 
+from .instances import InstanceService
 from .pools import PoolService, PoolView
 from .runtime import HostSettings, Runtimes
 from .storage import Storage
@@ -9,6 +11,7 @@ from .volumes import VolumeService
 
 __all__ = [
     "HostSettings",
+    "InstanceService",
     "PoolService",
     "PoolView",
     "Runtimes",

@@ -1,13 +1,31 @@
-"""Repairing what a crash cut short: rows left ``creating`` or ``deleting``."""
+"""Repairing what a crash cut short: rows left ``creating``, ``deleting`` or ``restoring``."""
 
 from __future__ import annotations
 
+from ..driver.instances import InstanceIds
+from ..driver.naming import VolumeType
 from ..state import Database
 from ..state import store as st
 from .runtime import PoolRuntime
 from .specs import spec_of
 
 __all__ = ["recover_volume"]
+
+
+async def _array_ids(
+    runtime: PoolRuntime, vol: st.Volume, record: st.Volume | st.Snapshot, *, snapshot: bool
+) -> list[str]:
+    """The array volumes of a record: the IDs it keeps, or those its name finds (an
+    operation cut short before it recorded them)."""
+    known = [i for i in (record.array_id, record.fs_array_id) if i]
+    if known:
+        return known
+    spec = spec_of(vol.content_type, record.config, vol.type)
+    specs = [spec]
+    if spec.volume_type is VolumeType.VIRTUAL_MACHINE:
+        specs.append(runtime.instances.twin(spec))
+    found = [await runtime.volumes.find(s, snapshot=snapshot) for s in specs]
+    return [i for i in found if i]
 
 
 async def recover_volume(
@@ -18,19 +36,21 @@ async def recover_volume(
     for snap in snaps:
         if snap.status == "created" and vol.status != "deleting":
             continue
-        snap_id = snap.array_id or await runtime.volumes.find(
-            spec_of(vol.content_type, snap.config), snapshot=True
-        )
-        if snap_id:
-            await runtime.volumes.delete(snap_id)
+        for array_id in await _array_ids(runtime, vol, snap, snapshot=True):
+            await runtime.volumes.delete(array_id)
         async with db.write() as conn:
             await st.delete_snapshot(conn, snap.id)
         repaired += 1
     if vol.status in ("creating", "deleting"):
-        vol_id = vol.array_id or await runtime.volumes.find(spec_of(vol.content_type, vol.config))
-        if vol_id:
-            await runtime.volumes.delete(vol_id)
+        for array_id in await _array_ids(runtime, vol, vol, snapshot=False):
+            await runtime.volumes.delete(array_id)
         async with db.write() as conn:
             await st.delete_volume(conn, vol.id)
+        repaired += 1
+    elif vol.status == "restoring" and vol.array_id:
+        spec = spec_of(vol.content_type, vol.config, vol.type)
+        await runtime.instances.recover_restore(spec, InstanceIds(vol.array_id, vol.fs_array_id))
+        async with db.write() as conn:
+            await st.update_volume(conn, vol.id, status="created")
         repaired += 1
     return repaired

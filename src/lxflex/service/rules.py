@@ -8,7 +8,7 @@ import re
 
 from ..driver.errors import InvalidRequest
 
-__all__ = ["add_expiry", "check_name", "next_name"]
+__all__ = ["add_expiry", "check_name", "lock_name", "next_name"]
 
 
 def check_name(name: str) -> None:
@@ -20,6 +20,12 @@ def check_name(name: str) -> None:
         or any(c.isspace() for c in name)
     ):
         raise InvalidRequest(f"invalid name {name!r}: no slashes, spaces or leading dots")
+
+
+def lock_name(volume_type: str, name: str) -> str:
+    """The key of a volume's lock: custom volumes by name, others by type and name (no
+    volume name holds a slash, so the two never meet)."""
+    return name if volume_type == "custom" else f"{volume_type}/{name}"
 
 
 def next_name(pattern: str, taken: set[str]) -> str:

@@ -18,6 +18,7 @@ from ..driver.attach import Attacher, AttachPolicy, NvmeAttacher, SdcAttacher
 from ..driver.backup import Backups
 from ..driver.config import MODE_SDC, bool_value
 from ..driver.errors import Unavailable
+from ..driver.instances import InstanceVolumes
 from ..driver.pool import ResolvedPool, client_for, resolve
 from ..driver.units import granularity
 from ..driver.volumes import PowerFlexVolumes
@@ -62,6 +63,7 @@ class PoolRuntime:
     resolved: ResolvedPool
     volumes: PowerFlexVolumes
     backups: Backups
+    instances: InstanceVolumes
 
 
 class Runtimes:
@@ -108,7 +110,9 @@ class Runtimes:
             clone_copy=_clone_copy(config),
             scratch=self.host.scratch,
         )
-        return PoolRuntime(client, resolved, volumes, Backups(volumes, self.archives))
+        return PoolRuntime(
+            client, resolved, volumes, Backups(volumes, self.archives), InstanceVolumes(volumes)
+        )
 
     def _attacher(self, client: PowerFlexClient, resolved: ResolvedPool) -> Attacher:
         if resolved.mode == MODE_SDC:

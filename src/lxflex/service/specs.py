@@ -12,11 +12,11 @@ from ..driver.volumes import VolumeSpec
 __all__ = ["spec_of"]
 
 
-def spec_of(content: str, config: Mapping[str, str]) -> VolumeSpec:
-    """The spec of a custom volume (or snapshot) of ``content`` with this config."""
+def spec_of(content: str, config: Mapping[str, str], volume_type: str = "custom") -> VolumeSpec:
+    """The spec of a volume (or snapshot) of ``content`` with this config."""
     return VolumeSpec(
         uuid=uuid.UUID(config["volatile.uuid"]),
-        volume_type=VolumeType.CUSTOM,
+        volume_type=VolumeType(volume_type),
         content=Content(content),
         size=parse_size(config.get("size", "0")),
         thin=config.get("block.type", "thin") != "thick",

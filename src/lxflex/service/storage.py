@@ -10,6 +10,7 @@ from ..host.runner import Runner
 from ..state import Database
 from ..state import store as st
 from .backups import BackupService
+from .instances import InstanceService
 from .iso import IsoService
 from .pools import PoolService
 from .runtime import HostSettings, Runtimes
@@ -30,6 +31,7 @@ class Storage:
     trust: TrustService
     backups: BackupService
     isos: IsoService
+    instances: InstanceService
 
     @classmethod
     async def open(
@@ -57,6 +59,7 @@ class Storage:
             TrustService(db, runtimes.uuid),
             BackupService(db, pools, volumes),
             IsoService(db, pools, volumes),
+            InstanceService(db, pools, volumes),
         )
 
     async def recover(self) -> int:

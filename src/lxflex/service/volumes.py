@@ -24,15 +24,16 @@ from typing import Literal
 
 from ..driver.config import ConfigError, validate_volume_config
 from ..driver.errors import Conflict, InvalidRequest, NotFound
+from ..driver.instances import InstanceIds
 from ..driver.naming import Content, VolumeType
 from ..driver.units import format_size, parse_size
 from ..driver.volumes import CopyPlan, Progress
 from ..host.fs import is_mounted
-from ..state import Database, NameTaken
+from ..state import Conn, Database, NameTaken
 from ..state import store as st
 from .pools import PoolService
 from .recovery import recover_volume
-from .rules import add_expiry, check_name, next_name
+from .rules import add_expiry, check_name, lock_name, next_name
 from .specs import spec_of
 from .views import VolumeView, array_of, make_view
 
@@ -144,12 +145,17 @@ class VolumeService:
         content_type: str,
         config: dict[str, str],
         description: str,
-        build: Callable[[], Awaitable[str]],
+        build: Callable[[], Awaitable[str | InstanceIds]],
+        *,
+        volume_type: str = CUSTOM,
+        on_created: Callable[[Conn, int], Awaitable[None]] | None = None,
     ) -> st.Volume:
         """Record a new volume, run ``build`` (which makes it on the array and returns
-        its ID), and mark it created; a failure at any step leaves neither row nor array
-        volume. The name is claimed first, so a clash costs no array work."""
-        async with self._locked(pool.name, project, name):
+        its IDs), and mark it created, with ``on_created(conn, row_id)`` in the same
+        transaction (to record what else the build made); a failure at any step leaves
+        neither row nor array volume. The name is claimed first, so a clash costs no
+        array work."""
+        async with self._locked(pool.name, project, lock_name(volume_type, name)):
             try:
                 async with self.db.write() as conn:
                     row = await st.create_volume(
@@ -157,7 +163,7 @@ class VolumeService:
                         pool.id,
                         project,
                         name,
-                        CUSTOM,
+                        volume_type,
                         content_type,
                         config,
                         description=description,
@@ -167,15 +173,22 @@ class VolumeService:
                     f"storage volume {name!r} already exists in pool {pool.name!r}"
                 ) from None
             try:
-                array_id = await build()
+                built = await build()
             except BaseException:
                 await self._forget(row.id)
                 raise
+            ids = built if isinstance(built, InstanceIds) else InstanceIds(built)
             try:
                 async with self.db.write() as conn:
-                    await st.update_volume(conn, row.id, status="created", array_id=array_id)
+                    await st.update_volume(
+                        conn, row.id, status="created", array_id=ids.root, fs_array_id=ids.fs
+                    )
+                    if on_created is not None:
+                        await on_created(conn, row.id)
             except BaseException:
-                await (await self.pools.runtime(pool)).volumes.delete(array_id)
+                runtime = await self.pools.runtime(pool)
+                for array_id in ids.all():
+                    await runtime.volumes.delete(array_id)
                 await self._forget(row.id)
                 raise
         return row

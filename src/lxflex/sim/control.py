@@ -5,15 +5,15 @@ shims call. It has no authentication: the simulator is a test tool and binds loo
 default; never expose it.
 
 Fault injection: ``POST /_sim/faults`` with
-``{"route": GLOB, "http_status": 503, "error_code": 0, "message": "...",
-"probability": 1.0, "count": N, "latency_ms": 20, "mode": "error"|"reset"}``. ``route``
-matches the counter key of a request, ``"METHOD /path/template"`` such as
+``{"route": GLOB, "http_status": 503, "error_code": 0, "message": "...", "probability": 1.0,
+"count": N, "after": M, "latency_ms": 20, "mode": "error"|"reset"}``. ``route`` matches the
+counter key of a request, ``"METHOD /path/template"`` such as
 ``"POST /api/instances/Volume::{id}/action/removeVolume"`` (shell-style glob; ``"*"``
-matches all). A fault acts on a matching request with ``probability``, and on at most
-``count`` requests when given. It delays the request by ``latency_ms``; with
-``http_status`` it then answers that error (502/503/504 as an HTML page, others as a
-gateway error document with ``error_code`` and ``message``); ``mode: reset`` drops the
-connection instead.
+matches all). A fault lets the first ``after`` matching requests through, then acts on a
+matching request with ``probability``, and on at most ``count`` requests when given. It
+delays the request by ``latency_ms``; with ``http_status`` it then answers that error
+(502/503/504 as an HTML page, others as a gateway error document with ``error_code`` and
+``message``); ``mode: reset`` drops the connection instead.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class Fault:
     count: int | None = None
     latency_ms: float = 0.0
     mode: str = "error"
+    after: int = 0
 
     def matches(self, key: str) -> bool:
         return fnmatch.fnmatchcase(key, self.route)
@@ -55,6 +56,9 @@ class Fault:
     def fires(self) -> bool:
         """Whether the fault acts on this request; spends one of ``count`` if so."""
         if self.count is not None and self.count <= 0:
+            return False
+        if self.after > 0:
+            self.after -= 1
             return False
         if random.random() >= self.probability:  # noqa: S311 - test tool, not crypto
             return False

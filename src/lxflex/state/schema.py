@@ -6,7 +6,8 @@ The migrations under ``migrations/`` create exactly this (a test compares the tw
 * ``pools`` and ``pool_config``: storage pools and their keys (the gateway password among
   them: the SQLite file is readable by root only).
 * ``volumes`` and ``volume_config``: volumes per pool, project, type and name; the array's
-  volume ID is cached in ``array_id`` so no call needs a lookup by name.
+  volume ID is cached in ``array_id`` so no call needs a lookup by name (a virtual
+  machine's root disk; its filesystem twin's ID is ``fs_array_id``).
 * ``snapshots`` and ``snapshot_config``: snapshots of a volume, with their array IDs.
 * ``backups``: backups of custom volumes (the tarballs are files in the state directory).
 * ``certificates``: the HTTPS trust store (client certificates by SHA-256 fingerprint).
@@ -73,6 +74,7 @@ volumes = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("array_id", sa.String(32), nullable=True),
     sa.Column("created_at", _TS, nullable=False),
+    sa.Column("fs_array_id", sa.String(32), nullable=True),
     sa.UniqueConstraint("pool_id", "project", "type", "name"),
 )
 
@@ -95,6 +97,7 @@ snapshots = sa.Table(
     sa.Column("array_id", sa.String(32), nullable=True),
     sa.Column("created_at", _TS, nullable=False),
     sa.Column("expires_at", _TS, nullable=True),
+    sa.Column("fs_array_id", sa.String(32), nullable=True),
     sa.UniqueConstraint("volume_id", "name"),
 )
 

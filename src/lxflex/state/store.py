@@ -102,6 +102,7 @@ class Volume:
     array_id: str | None
     created_at: datetime.datetime
     config: Mapping[str, str] = field(default_factory=dict)
+    fs_array_id: str | None = None  # a virtual machine's filesystem twin
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,7 @@ class Snapshot:
     created_at: datetime.datetime
     expires_at: datetime.datetime | None
     config: Mapping[str, str] = field(default_factory=dict)
+    fs_array_id: str | None = None  # a virtual machine's filesystem twin
 
 
 # --- config tables -------------------------------------------------------------------
@@ -269,7 +271,9 @@ async def delete_pool(conn: Conn, pool_id: int) -> None:
 def _volume(row: Any, config: Mapping[str, str]) -> Volume:
     # Positional: the table's columns are the record's fields, in order. Attribute access
     # by name on 10,000 rows costs more than the query itself.
-    (vol_id, pool_id, project, name, vtype, content, description, status, array_id, created) = row
+    (vol_id, pool_id, project, name, vtype, content, description, status, array_id, created, fs) = (
+        row
+    )
     return Volume(
         vol_id,
         pool_id,
@@ -282,6 +286,7 @@ def _volume(row: Any, config: Mapping[str, str]) -> Volume:
         array_id,
         _aware(created) or now(),
         config,
+        fs,
     )
 
 
@@ -420,6 +425,7 @@ def _snapshot(row: Any, config: Mapping[str, str]) -> Snapshot:
         _aware(row.created_at) or now(),
         _aware(row.expires_at),
         dict(config),
+        row.fs_array_id,
     )
 
 

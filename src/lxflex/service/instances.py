@@ -1,0 +1,441 @@
+"""Instance volumes, of containers and virtual machines, as use cases.
+
+These follow the pattern of custom volumes (:mod:`lxflex.service.volumes`): the volume's
+lock; a short transaction that reserves a row; the array and host work outside any
+transaction; a second one that records the result; and on failure, what was made is
+removed. An instance volume is one row of type ``container`` (content filesystem) or
+``virtual-machine`` (content block). A virtual machine's row keeps both array IDs of its
+pair, ``array_id`` for the root disk and ``fs_array_id`` for its filesystem twin, and so
+does each of its snapshots; the pair is handled whole by
+:class:`~lxflex.driver.instances.InstanceVolumes`. While a virtual machine is restored its
+row reads ``restoring``, so that a crash is undone at the next start.
+
+The REST endpoints of instances are not served yet: these use cases are what they call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+
+from ..driver.errors import Conflict, InvalidRequest, NotFound
+from ..driver.instances import InstanceIds, RestoreInterrupted
+from ..driver.naming import Content, VolumeType
+from ..driver.units import format_size, parse_size, round_up
+from ..driver.volumes import PowerFlexVolumes, Progress
+from ..host.fs import is_mounted
+from ..host.lxdimage import ImageFiles, InstanceImage
+from ..state import Conn, Database, NameTaken
+from ..state import store as st
+from .pools import PoolService
+from .rules import check_name, next_name
+from .specs import spec_of
+from .views import VolumeView, array_of, make_view
+from .volumes import VolumeService
+
+__all__ = ["KINDS", "InstanceService"]
+
+# Instance volume type -> its content, and the directory of its mounts (as LXD names it).
+KINDS = {
+    VolumeType.CONTAINER.value: (Content.FILESYSTEM, "containers"),
+    VolumeType.VIRTUAL_MACHINE.value: (Content.BLOCK, "virtual-machines"),
+}
+
+
+def _content(kind: str) -> Content:
+    if kind not in KINDS:
+        raise InvalidRequest(f"instance volume type {kind!r}: {' or '.join(KINDS)}")
+    return KINDS[kind][0]
+
+
+def _ids(record: st.Volume | st.Snapshot) -> InstanceIds:
+    return InstanceIds(array_of(record), record.fs_array_id)
+
+
+class InstanceService:
+    def __init__(self, db: Database, pools: PoolService, volumes: VolumeService) -> None:
+        self.db = db
+        self.pools = pools
+        self.volumes = volumes  # provisioning, config rules and locks are shared
+
+    def _locked(
+        self, pool: str, kind: str, project: str, name: str
+    ) -> AbstractAsyncContextManager[None]:
+        return self.volumes.lock(pool, project, f"{kind}/{name}")
+
+    def mount_path(self, pool: str, kind: str, name: str, *, project: str = "default") -> Path:
+        """Where a container's volume, or a virtual machine's filesystem twin, mounts."""
+        return self.pools.runtimes.host.mounts / pool / KINDS[kind][1] / f"{project}_{name}"
+
+    async def _load(
+        self, pool_name: str, kind: str, name: str, project: str
+    ) -> tuple[st.Pool, st.Volume]:
+        _content(kind)
+        pool = await self.pools.record(pool_name)
+        async with self.db.read() as conn:
+            vol = await st.get_volume(conn, pool.id, project, kind, name)
+        if vol is None or vol.status == "creating":
+            raise NotFound(f"{kind} volume {name!r} not found in pool {pool_name!r}")
+        return pool, vol
+
+    async def record(
+        self, pool_name: str, kind: str, name: str, *, project: str = "default"
+    ) -> st.Volume:
+        """The stored record of an instance volume (with its array IDs)."""
+        return (await self._load(pool_name, kind, name, project))[1]
+
+    async def snapshot_record(
+        self, pool_name: str, kind: str, name: str, snapshot: str, *, project: str = "default"
+    ) -> st.Snapshot:
+        _, vol = await self._load(pool_name, kind, name, project)
+        return await self._snapshot(vol, snapshot)
+
+    async def _snapshot(self, vol: st.Volume, snapshot: str) -> st.Snapshot:
+        async with self.db.read() as conn:
+            snap = await st.get_snapshot(conn, vol.id, snapshot)
+        if snap is None or snap.status != "created":
+            raise NotFound(f"snapshot {snapshot!r} of {vol.name!r} not found")
+        return snap
+
+    # --- create / read ----------------------------------------------------------------
+
+    async def create(
+        self,
+        pool_name: str,
+        kind: str,
+        name: str,
+        *,
+        image: ImageFiles | None = None,
+        config: Mapping[str, str] | None = None,
+        description: str = "",
+        project: str = "default",
+        progress: Progress | None = None,
+    ) -> VolumeView:
+        """An instance volume, empty or filled from a local LXD image (always a full copy
+        of it). Without a ``size``, a volume too small for the image grows to the next
+        size that holds it; an explicit size too small is refused."""
+        content = _content(kind)
+        check_name(name)
+        pool = await self.pools.record(pool_name)
+        async with self.db.read() as conn:
+            if await st.get_volume(conn, pool.id, project, kind, name) is not None:
+                raise Conflict(f"{kind} volume {name!r} already exists in pool {pool_name!r}")
+        runtime = await self.pools.runtime(pool)
+        step = runtime.volumes.granularity
+        async with contextlib.AsyncExitStack() as stack:
+            opened = None
+            if image is not None:
+                opened = await stack.enter_async_context(runtime.instances.open_image(image))
+            filled = self._config(pool, content, config or {}, step, opened)
+            spec = spec_of(content, filled, kind)
+            row = await self.volumes.provision(
+                pool,
+                project,
+                name,
+                content,
+                filled,
+                description,
+                lambda: runtime.instances.create(spec, opened, progress),
+                volume_type=kind,
+            )
+        return make_view(pool, row, [])
+
+    def _config(
+        self,
+        pool: st.Pool,
+        content: Content,
+        config: Mapping[str, str],
+        step: int,
+        image: InstanceImage | None,
+    ) -> dict[str, str]:
+        filled = self.volumes.fill_config(pool, content, config, step)
+        if image is not None and image.needed_bytes > parse_size(filled["size"]):
+            if config.get("size"):
+                raise InvalidRequest(
+                    f"the image needs {format_size(image.needed_bytes)}; size "
+                    f"{config['size']} cannot hold it"
+                )
+            filled["size"] = format_size(round_up(image.needed_bytes, step))
+        return filled
+
+    async def get(
+        self, pool_name: str, kind: str, name: str, *, project: str = "default"
+    ) -> VolumeView:
+        pool, vol = await self._load(pool_name, kind, name, project)
+        async with self.db.read() as conn:
+            snaps = await st.list_snapshots(conn, vol.id)
+        return make_view(pool, vol, snaps)
+
+    async def all(
+        self, pool_name: str, kind: str | None = None, *, project: str | None = None
+    ) -> list[VolumeView]:
+        """The pool's instance volumes (of one kind, or both), with their snapshots."""
+        pool = await self.pools.record(pool_name)
+        async with self.db.read() as conn:
+            vols = await st.list_volumes(conn, pool.id, project=project, volume_type=kind)
+            snaps = await st.list_pool_snapshots(conn, pool.id)
+        return [
+            make_view(pool, v, snaps.get(v.id, []))
+            for v in vols
+            if v.type in KINDS and v.status != "creating"
+        ]
+
+    # --- rename, delete, mount --------------------------------------------------------
+
+    async def rename(
+        self, pool_name: str, kind: str, name: str, new_name: str, *, project: str = "default"
+    ) -> VolumeView:
+        """Rename the volume (both of a pair: array names follow the UUID, so only the
+        state changes)."""
+        check_name(new_name)
+        async with self._locked(pool_name, kind, project, name):
+            _, vol = await self._load(pool_name, kind, name, project)
+            if is_mounted(self.mount_path(pool_name, kind, name, project=project)):
+                raise Conflict(f"{kind} volume {name!r} is mounted; unmount it before renaming")
+            try:
+                async with self.db.write() as conn:
+                    await st.update_volume(conn, vol.id, name=new_name)
+            except NameTaken:
+                raise Conflict(f"{kind} volume {new_name!r} already exists") from None
+        return await self.get(pool_name, kind, new_name, project=project)
+
+    async def delete(
+        self, pool_name: str, kind: str, name: str, *, project: str = "default"
+    ) -> None:
+        """Delete the snapshots, then the volume (both of a pair). The row reads
+        ``deleting`` meanwhile, so a crash is finished at the next start."""
+        async with self._locked(pool_name, kind, project, name):
+            pool, vol = await self._load(pool_name, kind, name, project)
+            runtime = await self.pools.runtime(pool)
+            path = self.mount_path(pool_name, kind, name, project=project)
+            await self._unmount(runtime.volumes, vol, path)
+            async with self.db.write() as conn:
+                await st.update_volume(conn, vol.id, status="deleting")
+                snaps = await st.list_snapshots(conn, vol.id)
+            for snap in reversed(snaps):
+                if snap.array_id:
+                    await runtime.instances.delete(_ids(snap))
+                async with self.db.write() as conn:
+                    await st.delete_snapshot(conn, snap.id)
+            if vol.array_id:
+                await runtime.instances.delete(_ids(vol))
+            async with self.db.write() as conn:
+                await st.delete_volume(conn, vol.id)
+            with contextlib.suppress(OSError):
+                path.rmdir()
+
+    def _fs_of(self, vol: st.Volume, twin: bool) -> str:
+        """The array ID of the filesystem that mounts: the container's volume, or the
+        virtual machine's twin."""
+        if not twin:
+            return array_of(vol)
+        if not vol.fs_array_id:
+            raise Conflict(f"{vol.name!r} has no filesystem volume recorded")
+        return vol.fs_array_id
+
+    async def _unmount(self, volumes: PowerFlexVolumes, vol: st.Volume, path: Path) -> None:
+        if is_mounted(path):
+            await volumes.unmount(self._fs_of(vol, vol.type != VolumeType.CONTAINER), path)
+
+    async def mount(
+        self, pool_name: str, kind: str, name: str, *, project: str = "default"
+    ) -> Path:
+        """Mount a container's volume (or a virtual machine's filesystem twin) at its
+        path on this host (idempotent); return the path."""
+        async with self._locked(pool_name, kind, project, name):
+            pool, vol = await self._load(pool_name, kind, name, project)
+            runtime = await self.pools.runtime(pool)
+            spec = spec_of(vol.content_type, vol.config, kind)
+            is_vm = kind == VolumeType.VIRTUAL_MACHINE
+            fs_spec = runtime.instances.twin(spec) if is_vm else spec
+            path = self.mount_path(pool_name, kind, name, project=project)
+            await runtime.volumes.mount(fs_spec, self._fs_of(vol, is_vm), path)
+            return path
+
+    async def unmount(
+        self, pool_name: str, kind: str, name: str, *, project: str = "default"
+    ) -> None:
+        async with self._locked(pool_name, kind, project, name):
+            pool, vol = await self._load(pool_name, kind, name, project)
+            runtime = await self.pools.runtime(pool)
+            path = self.mount_path(pool_name, kind, name, project=project)
+            await self._unmount(runtime.volumes, vol, path)
+
+    # --- snapshots and restore --------------------------------------------------------
+
+    async def snapshot(
+        self,
+        pool_name: str,
+        kind: str,
+        name: str,
+        snapshot: str | None = None,
+        *,
+        description: str = "",
+        project: str = "default",
+    ) -> str:
+        """Snapshot the volume (a pair as one consistent set); return the snapshot's
+        name (the next free one of ``snapshots.pattern`` when none is given)."""
+        async with self._locked(pool_name, kind, project, name):
+            pool, vol = await self._load(pool_name, kind, name, project)
+            runtime = await self.pools.runtime(pool)
+            if not snapshot:
+                async with self.db.read() as conn:
+                    taken = {s.name for s in await st.list_snapshots(conn, vol.id)}
+                snapshot = next_name(vol.config.get("snapshots.pattern") or "snap%d", taken)
+            check_name(snapshot)
+            config = {**vol.config, "volatile.uuid": str(uuid.uuid4())}
+            try:
+                async with self.db.write() as conn:
+                    row = await st.create_snapshot(
+                        conn, vol.id, snapshot, config, description=description
+                    )
+            except NameTaken:
+                raise Conflict(f"snapshot {snapshot!r} of {name!r} already exists") from None
+            try:
+                made = await runtime.instances.snapshot(
+                    spec_of(vol.content_type, vol.config, kind),
+                    _ids(vol),
+                    uuid.UUID(config["volatile.uuid"]),
+                    self.mount_path(pool_name, kind, name, project=project),
+                )
+            except BaseException:
+                async with self.db.write() as conn:
+                    await st.delete_snapshot(conn, row.id)
+                raise
+            try:
+                async with self.db.write() as conn:
+                    await st.update_snapshot(
+                        conn, row.id, status="created", array_id=made.root, fs_array_id=made.fs
+                    )
+            except BaseException:
+                await runtime.instances.drop(*made.all())
+                raise
+        return snapshot
+
+    async def delete_snapshot(
+        self, pool_name: str, kind: str, name: str, snapshot: str, *, project: str = "default"
+    ) -> None:
+        async with self._locked(pool_name, kind, project, name):
+            pool, vol = await self._load(pool_name, kind, name, project)
+            snap = await self._snapshot(vol, snapshot)
+            if snap.array_id:
+                await (await self.pools.runtime(pool)).instances.delete(_ids(snap))
+            async with self.db.write() as conn:
+                await st.delete_snapshot(conn, snap.id)
+
+    async def restore(
+        self, pool_name: str, kind: str, name: str, snapshot: str, *, project: str = "default"
+    ) -> None:
+        """Put a snapshot's content back (both volumes of a pair, or neither)."""
+        async with self._locked(pool_name, kind, project, name):
+            pool, vol = await self._load(pool_name, kind, name, project)
+            snap = await self._snapshot(vol, snapshot)
+            runtime = await self.pools.runtime(pool)
+            async with self._restoring(vol):
+                await runtime.instances.restore(
+                    spec_of(vol.content_type, vol.config, kind),
+                    _ids(vol),
+                    _ids(snap),
+                    self.mount_path(pool_name, kind, name, project=project),
+                )
+
+    @asynccontextmanager
+    async def _restoring(self, vol: st.Volume) -> AsyncIterator[None]:
+        """Mark a pair's row ``restoring`` for the block; left so only when the restore
+        could not be undone, for recovery to finish."""
+        if vol.fs_array_id is None:
+            yield
+            return
+        async with self.db.write() as conn:
+            await st.update_volume(conn, vol.id, status="restoring")
+        try:
+            yield
+        except RestoreInterrupted:
+            raise
+        except BaseException:
+            await self._mark_created(vol.id)
+            raise
+        await self._mark_created(vol.id)
+
+    async def _mark_created(self, vol_id: int) -> None:
+        async with self.db.write() as conn:
+            await st.update_volume(conn, vol_id, status="created")
+
+    # --- copy -------------------------------------------------------------------------
+
+    async def copy(
+        self,
+        pool_name: str,
+        kind: str,
+        source: str,
+        target: str,
+        *,
+        with_snapshots: bool = True,
+        config: Mapping[str, str] | None = None,
+        project: str = "default",
+        progress: Progress | None = None,
+    ) -> VolumeView:
+        """Copy an instance volume (with its snapshots unless told otherwise) into a new
+        one of the same pool, each array volume into a new VTree; ``config`` may set a
+        larger ``size``."""
+        check_name(target)
+        pool, vol = await self._load(pool_name, kind, source, project)
+        runtime = await self.pools.runtime(pool)
+        filled = {**vol.config, "volatile.uuid": str(uuid.uuid4())}
+        if config and config.get("size"):
+            if parse_size(config["size"]) < parse_size(vol.config["size"]):
+                raise InvalidRequest("a copy cannot be smaller than its source")
+            filled["size"] = format_size(
+                round_up(parse_size(config["size"]), runtime.volumes.granularity)
+            )
+        async with self._locked(pool_name, kind, project, source):
+            async with self.db.read() as conn:
+                snaps = [s for s in await st.list_snapshots(conn, vol.id) if s.status == "created"]
+            snaps = snaps if with_snapshots else []
+            snap_uuids = [uuid.uuid4() for _ in snaps]
+            copied: list[InstanceIds] = []
+
+            async def build() -> InstanceIds:
+                result = await runtime.instances.copy(
+                    spec_of(vol.content_type, vol.config, kind),
+                    _ids(vol),
+                    spec_of(vol.content_type, filled, kind),
+                    [_ids(s) for s in snaps],
+                    snap_uuids,
+                    progress,
+                )
+                copied.extend(result.snapshots)
+                return result.ids
+
+            async def record_snapshots(conn: Conn, row_id: int) -> None:
+                for snap, snap_uuid, made in zip(snaps, snap_uuids, copied, strict=True):
+                    new = await st.create_snapshot(
+                        conn,
+                        row_id,
+                        snap.name,
+                        {**snap.config, "volatile.uuid": str(snap_uuid)},
+                        description=snap.description,
+                        status="created",
+                    )
+                    await st.update_snapshot(conn, new.id, array_id=made.root, fs_array_id=made.fs)
+
+            try:
+                await self.volumes.provision(
+                    pool,
+                    project,
+                    target,
+                    vol.content_type,
+                    filled,
+                    vol.description,
+                    build,
+                    volume_type=kind,
+                    on_created=record_snapshots,
+                )
+            except BaseException:
+                if copied:  # the copy was made but could not be recorded
+                    await runtime.instances.drop(*[i for s in copied for i in s.all()])
+                raise
+        return await self.get(pool_name, kind, target, project=project)
