@@ -111,7 +111,17 @@ async def test_snapshots_in_one_call_and_vtree(client: PowerFlexClient) -> None:
     _, pool_id = await _pool(client)
     a = await client.create_volume(pool_id, GIB, "snap-a")
     b = await client.create_volume(pool_id, GIB, "snap-b")
-    result = await client.snapshot_volumes([SnapshotDef(a, "snap-a-1"), SnapshotDef(b, "snap-b-1")])
+    defs = [SnapshotDef(a, "snap-a-1"), SnapshotDef(b, "snap-b-1")]
+    if (await client.api_version()).startswith("5."):  # createSnapshot of the System
+        system_id = (await client.system()).id
+        result = await client.create_snapshot(system_id, defs)
+        clone = await client.create_thin_clone(system_id, [SnapshotDef(a, "clone-a")])
+        thin = await client.volume(clone.volume_id_list[0])
+        assert (thin.ancestor_volume_id, thin.vtree_id) == (a, (await client.volume(a)).vtree_id)
+        await client.refresh_volume(thin.id, a)
+        await client.remove_volume(thin.id)
+    else:
+        result = await client.snapshot_volumes(defs)
     snap_a, snap_b = result.volume_id_list
     assert result.snapshot_group_id
     sa = await client.volume(snap_a)

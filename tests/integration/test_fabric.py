@@ -169,7 +169,12 @@ async def test_resize_and_restore_seen_through_the_device(env: Env) -> None:
         os.fsync(fd)
         from lxflex.powerflex import SnapshotDef
 
-        snap = (await env.client.snapshot_volumes([SnapshotDef(vol, "dddd-s")])).volume_id_list[0]
+        defs = [SnapshotDef(vol, "dddd-s")]
+        if env.sim.array.major >= 5:
+            made = await env.client.create_snapshot(env.sim.array.system_id, defs)
+        else:
+            made = await env.client.snapshot_volumes(defs)
+        snap = made.volume_id_list[0]
         os.pwrite(fd, b"modified", 0)
         os.fsync(fd)
         await env.client.overwrite_volume_content(vol, snap)

@@ -581,13 +581,19 @@ async def test_recovery_after_a_crash(stack: Stack) -> None:
 
 
 async def _storage_recover(stack: Stack) -> int:
-    from lxflex.service import Storage, TrustService
+    from lxflex.service import InstanceService, Storage, TrustService
     from lxflex.service.backups import BackupService
     from lxflex.service.iso import IsoService
 
     runtimes = stack.pools.runtimes
-    trust = TrustService(stack.db, runtimes.uuid)
-    backups = BackupService(stack.db, stack.pools, stack.volumes)
-    isos = IsoService(stack.db, stack.pools, stack.volumes)
-    storage = Storage(stack.db, runtimes, stack.pools, stack.volumes, trust, backups, isos)
+    storage = Storage(
+        stack.db,
+        runtimes,
+        stack.pools,
+        stack.volumes,
+        TrustService(stack.db, runtimes.uuid),
+        BackupService(stack.db, stack.pools, stack.volumes),
+        IsoService(stack.db, stack.pools, stack.volumes),
+        InstanceService(stack.db, stack.pools, stack.volumes),
+    )
     return await storage.recover()

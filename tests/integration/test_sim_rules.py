@@ -20,9 +20,15 @@ KIB_PER_GIB = 1024 * 1024
 class Raw:
     """A logged-in raw HTTP session to the simulator."""
 
-    def __init__(self, session: aiohttp.ClientSession, auth: str) -> None:
+    def __init__(self, session: aiohttp.ClientSession, auth: str, sim: Simulator) -> None:
         self.session = session
         self.auth = auth
+        # Snapshots: snapshotVolumes up to 4.x, createSnapshot of the System on 5.x.
+        self.snapshots = (
+            f"/api/instances/System::{sim.array.system_id}/action/createSnapshot"
+            if sim.array.major >= 5
+            else "/api/instances/System/action/snapshotVolumes"
+        )
 
     async def call(
         self, method: str, path: str, body: Any = None, **headers: str
@@ -91,7 +97,7 @@ async def _login(session: aiohttp.ClientSession, sim: Simulator, password: str) 
 @pytest.fixture
 async def raw(sim: Simulator, password: str) -> AsyncIterator[Raw]:
     async with aiohttp.ClientSession(base_url=sim.url) as session:
-        yield Raw(session, await _login(session, sim, password))
+        yield Raw(session, await _login(session, sim, password), sim)
 
 
 @pytest.fixture
@@ -182,7 +188,7 @@ async def test_name_rules(raw: Raw, pool: str) -> None:
     # Snapshots share the namespace with volumes.
     await raw.error(
         "POST",
-        "/api/instances/System/action/snapshotVolumes",
+        raw.snapshots,
         {"snapshotDefs": [{"volumeId": other, "snapshotName": "other"}]},
         99,
         "Volume name already in use. Please use a different name.",
@@ -200,9 +206,7 @@ async def test_snapshot_limit_per_vtree(raw: Raw, pool: str, sim: Simulator) -> 
     while made < limit:
         n = min(batch, limit - made)
         defs = [{"volumeId": vol, "snapshotName": f"lim-{made + i}"} for i in range(n)]
-        doc = await raw.ok(
-            "POST", "/api/instances/System/action/snapshotVolumes", {"snapshotDefs": defs}
-        )
+        doc = await raw.ok("POST", raw.snapshots, {"snapshotDefs": defs})
         assert len(doc["volumeIdList"]) == n
         made += n
     # A snapshot of a snapshot counts against the same VTree.
@@ -212,7 +216,7 @@ async def test_snapshot_limit_per_vtree(raw: Raw, pool: str, sim: Simulator) -> 
     for source in (vol, first_snap):
         await raw.error(
             "POST",
-            "/api/instances/System/action/snapshotVolumes",
+            raw.snapshots,
             {"snapshotDefs": [{"volumeId": source, "snapshotName": "one-more"}]},
             182,
             "There are too many snapshots in the VTree",
@@ -228,21 +232,21 @@ async def test_remove_modes(raw: Raw, pool: str) -> None:
         base = await raw.create(pool, 8)
         doc = await raw.ok(
             "POST",
-            "/api/instances/System/action/snapshotVolumes",
+            raw.snapshots,
             {"snapshotDefs": [{"volumeId": base}]},
         )
         s1 = doc["volumeIdList"][0]
         s2 = (
             await raw.ok(
                 "POST",
-                "/api/instances/System/action/snapshotVolumes",
+                raw.snapshots,
                 {"snapshotDefs": [{"volumeId": s1}]},
             )
         )["volumeIdList"][0]
         s3 = (
             await raw.ok(
                 "POST",
-                "/api/instances/System/action/snapshotVolumes",
+                raw.snapshots,
                 {"snapshotDefs": [{"volumeId": base}]},
             )
         )["volumeIdList"][0]
@@ -348,7 +352,7 @@ async def test_snapshots_copy_sparsely(raw: Raw, pool: str, sim: Simulator) -> N
     snap = (
         await raw.ok(
             "POST",
-            "/api/instances/System/action/snapshotVolumes",
+            raw.snapshots,
             {"snapshotDefs": [{"volumeId": vol}]},
         )
     )["volumeIdList"][0]
@@ -382,7 +386,7 @@ async def test_overwrite_only_within_a_vtree(raw: Raw, pool: str, sim: Simulator
     snap = (
         await raw.ok(
             "POST",
-            "/api/instances/System/action/snapshotVolumes",
+            raw.snapshots,
             {"snapshotDefs": [{"volumeId": a, "snapshotName": "ow-s"}]},
         )
     )["volumeIdList"][0]
@@ -505,14 +509,14 @@ async def test_credentials_and_logout(sim: Simulator, password: str) -> None:
 async def test_token_expiry(make_sim: SimFactory, password: str) -> None:
     sim = await make_sim(api_version="4.5", token_lifetime=0.2, token_idle=60)
     async with aiohttp.ClientSession(base_url=sim.url) as s:
-        raw = Raw(s, await _login(s, sim, password))
+        raw = Raw(s, await _login(s, sim, password), sim)
         await raw.ok("GET", "/api/version")
         await asyncio.sleep(0.3)
         status, _ = await raw.call("GET", "/api/version")
         assert status == 401
     idle = await make_sim(api_version="3.6", token_lifetime=60, token_idle=0.2)
     async with aiohttp.ClientSession(base_url=idle.url) as s:
-        raw = Raw(s, await _login(s, idle, password))
+        raw = Raw(s, await _login(s, idle, password), idle)
         for _ in range(3):
             await asyncio.sleep(0.1)
             await raw.ok("GET", "/api/version")  # use keeps it alive
@@ -525,7 +529,7 @@ async def test_state_survives_restart(make_sim: SimFactory, password: str, tmp_p
     state = tmp_path / "persist"
     sim = await make_sim(api_version="4.5", state_dir=state)
     async with aiohttp.ClientSession(base_url=sim.url) as s:
-        raw = Raw(s, await _login(s, sim, password))
+        raw = Raw(s, await _login(s, sim, password), sim)
         pool_id = next(p.id for p in sim.array.pools.values() if p.name == "sp1")
         vol = await raw.create(pool_id, 8, "keep-me")
         host = await raw.ok(
@@ -537,9 +541,51 @@ async def test_state_survives_restart(make_sim: SimFactory, password: str, tmp_p
     again = await make_sim(api_version="4.5", state_dir=state)
     assert again.array.system_id == system_id
     async with aiohttp.ClientSession(base_url=again.url) as s:
-        raw = Raw(s, await _login(s, again, password))
+        raw = Raw(s, await _login(s, again, password), again)
         doc = await raw.volume(vol)
         assert doc["name"] == "keep-me"
         assert doc["mappedSdcInfo"][0]["sdcId"] == host["id"]
         new = await raw.create(pool_id, 8, "after-restart")
         assert new != vol
+
+
+async def test_generation_two_snapshots_thin_clones_and_refresh(
+    raw: Raw, pool: str, sim: Simulator
+) -> None:
+    """5.x snapshots with createSnapshot (no access mode), copies with thin clones in the
+    source's VTree, and refresh within a VTree; each generation serves only its own."""
+    vol = await raw.create(pool, 8, "g2")
+    system = f"/api/instances/System::{sim.array.system_id}/action"
+    defs = {"snapshotDefs": [{"volumeId": vol, "snapshotName": "g2-s"}]}
+    if sim.array.major < 5:
+        for action in ("createSnapshot", "createThinClone"):
+            assert (await raw.call("POST", f"{system}/{action}", defs))[0] == 404
+        assert (await raw.action(vol, "refresh", {"srcVolumeId": vol}))[0] == 404
+        return
+    assert (await raw.call("POST", "/api/instances/System/action/snapshotVolumes", defs))[0] == 404
+    status, doc = await raw.call(
+        "POST", f"{system}/createSnapshot", {**defs, "accessModeLimit": "ReadWrite"}
+    )
+    assert (status, doc["errorCode"]) == (400, 0)
+    snap = (await raw.ok("POST", f"{system}/createSnapshot", defs))["volumeIdList"][0]
+    with open(sim.data.materialize(vol, 8 * GIB), "r+b") as f:
+        f.write(b"current")
+    clone_defs = {"snapshotDefs": [{"volumeId": snap, "snapshotName": "g2-clone"}]}
+    clone = (await raw.ok("POST", f"{system}/createThinClone", clone_defs))["volumeIdList"][0]
+    doc = await raw.volume(clone)
+    source = await raw.volume(vol)
+    assert (doc["volumeType"], doc["ancestorVolumeId"]) == ("ThinClone", snap)
+    assert doc["vtreeId"] == source["vtreeId"]
+    assert not sim.data.path(clone).exists()  # the snapshot's content: all zeros
+    assert (await raw.action(clone, "refresh", {"srcVolumeId": vol}))[0] == 200
+    with open(sim.data.path(clone), "rb") as f:
+        assert f.read(7) == b"current"
+    other = await raw.create(pool, 8, "g2-other")
+    await raw.error(
+        "POST",
+        f"/api/instances/Volume::{other}/action/refresh",
+        {"srcVolumeId": vol},
+        198,
+        "To overwrite the content of a volume, the source and target volumes must "
+        "be from the same V-Tree.",
+    )

@@ -7,10 +7,8 @@ volume. Every multi-step operation undoes its finished steps when a later one fa
 failure leaves no array volume, mapping or mount behind; cleanup errors are logged and
 never hide the original error.
 
-Copies follow the spec: a new volume in its own VTree, filled on this host by a
-sparse-aware block copy (snapshots first, oldest first, each snapshotted on the target),
-except when ``clone_copy`` is off and a volume without snapshots is copied alone: then an
-array snapshot becomes the new volume. A filesystem copy gets a new filesystem UUID.
+Copies are :mod:`lxflex.driver.copies`; the vocabulary shared with it (specs, plans, the
+wrapping of lower errors) is :mod:`lxflex.driver.spec`.
 """
 
 from __future__ import annotations
@@ -23,7 +21,6 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..host.copy import copy_blocks
@@ -32,79 +29,24 @@ from ..host.images import DiskImages, ImageError
 from ..host.runner import CommandError
 from ..host.stream import StreamError, StreamSink, stream_out
 from ..powerflex import (
-    InvalidSizeError,
     NotMappedError,
     PowerFlexClient,
     PowerFlexError,
     RemoveMode,
     SnapshotDef,
-    TooManySnapshotsError,
-    VolumeMappedError,
     VolumeNotFoundError,
 )
 from .attach import Attacher
-from .errors import Conflict, DriverError, InvalidRequest, NotFound, Unavailable
-from .naming import Content, VolumeType, volume_name
+from .copies import copy_volume
+from .errors import Conflict, InvalidRequest
+from .naming import volume_name
 from .pool import ResolvedPool
+from .spec import CopyPlan, CopyResult, Progress, VolumeSpec, wrap
 from .units import format_size, round_up
 
-__all__ = ["CopyPlan", "PowerFlexVolumes", "Progress", "VolumeSpec"]
+__all__ = ["CopyPlan", "CopyResult", "PowerFlexVolumes", "Progress", "VolumeSpec"]
 
 log = logging.getLogger("lxflex.driver")
-
-Progress = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class VolumeSpec:
-    """What the driver needs to know of a volume (or snapshot)."""
-
-    uuid: uuid.UUID
-    volume_type: VolumeType
-    content: Content
-    size: int
-    thin: bool = True
-    filesystem: str = "ext4"
-    mount_options: str = "discard"
-
-    @property
-    def is_filesystem(self) -> bool:
-        return self.content is Content.FILESYSTEM
-
-
-@dataclass(frozen=True)
-class CopyPlan:
-    """A copy: the source's array IDs (snapshots oldest first) and the target's UUIDs."""
-
-    source: VolumeSpec
-    source_id: str
-    target: VolumeSpec
-    snapshot_ids: list[str] = field(default_factory=list)
-    target_snapshot_uuids: list[uuid.UUID] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class CopyResult:
-    volume_id: str
-    snapshot_ids: list[str]
-    bytes_written: int
-
-
-def _wrap(action: str, exc: Exception) -> DriverError:
-    """A driver error for a gateway or host failure during ``action``."""
-    if isinstance(exc, DriverError):
-        return exc
-    if isinstance(exc, VolumeNotFoundError):
-        return NotFound(f"{action}: the volume no longer exists on the array")
-    if isinstance(exc, InvalidSizeError):
-        return InvalidRequest(f"{action}: {exc.message}")
-    if isinstance(exc, TooManySnapshotsError | VolumeMappedError):
-        return Conflict(f"{action}: {exc.message}")
-    if isinstance(exc, PowerFlexError):
-        return Unavailable(f"{action}: {exc}")
-    if isinstance(exc, CommandError | TimeoutError | OSError):
-        return Unavailable(f"{action}: {exc}")
-    return DriverError(f"{action}: {exc}")
 
 
 class PowerFlexVolumes:
@@ -128,8 +70,13 @@ class PowerFlexVolumes:
         self.scratch = scratch  # temporary mount points for grow/copy
 
     @property
+    def gen2(self) -> bool:
+        """PowerFlex 5: createSnapshot, thin clones and refresh; 1 GiB steps."""
+        return int(self.pool.version.split(".")[0]) >= 5
+
+    @property
     def snapshot_limit(self) -> int:
-        return 1022 if int(self.pool.version.split(".")[0]) >= 5 else 126
+        return 1022 if self.gen2 else 126
 
     def rounded(self, size: int) -> int:
         return round_up(size, self.granularity)
@@ -139,26 +86,26 @@ class PowerFlexVolumes:
 
     # --- create and delete ------------------------------------------------------------
 
-    async def _new_volume(self, spec: VolumeSpec, size: int) -> str:
+    async def new_volume(self, spec: VolumeSpec, size: int) -> str:
         """An empty array volume for ``spec`` of ``size`` (rounded up); its ID."""
         try:
             return await self.client.create_volume(
                 self.pool.pool_id, self.rounded(size), self.array_name(spec), thin=spec.thin
             )
         except PowerFlexError as exc:
-            raise _wrap("create volume", exc) from exc
+            raise wrap("create volume", exc) from exc
 
     @asynccontextmanager
     async def _filling(self, spec: VolumeSpec, action: str) -> AsyncIterator[str]:
         """A new array volume for ``spec`` to fill in the block; removed again if the
         block fails (the error then says what ``action`` was under way)."""
-        vol_id = await self._new_volume(spec, spec.size)
+        vol_id = await self.new_volume(spec, spec.size)
         try:
             yield vol_id
         except BaseException as exc:
-            await self._remove_quietly(vol_id)
+            await self.remove_quietly(vol_id)
             if isinstance(exc, Exception):
-                raise _wrap(action, exc) from exc
+                raise wrap(action, exc) from exc
             raise
 
     async def create(self, spec: VolumeSpec) -> str:
@@ -222,9 +169,9 @@ class PowerFlexVolumes:
                     async with self.attached(vol_id) as device:
                         await images.fit_partition_table(device)
                 except BaseException as exc:
-                    await self._remove_quietly(vol_id)
+                    await self.remove_quietly(vol_id)
                     if isinstance(exc, Exception):
-                        raise _wrap("move the partition table's backup header", exc) from exc
+                        raise wrap("move the partition table's backup header", exc) from exc
                     raise
             return vol_id
         finally:
@@ -258,7 +205,7 @@ class PowerFlexVolumes:
             try:
                 while (frame := await frames.get()) is not None:
                     if isinstance(frame, BaseException):
-                        raise _wrap("stream", frame) if isinstance(frame, Exception) else frame
+                        raise wrap("stream", frame) if isinstance(frame, Exception) else frame
                     yield frame
             finally:
                 stop.set()
@@ -299,7 +246,7 @@ class PowerFlexVolumes:
         except VolumeNotFoundError:
             return
         except PowerFlexError as exc:
-            raise _wrap("delete volume", exc) from exc
+            raise wrap("delete volume", exc) from exc
         finally:
             await self.attacher.disconnect_if_unused()
 
@@ -311,9 +258,9 @@ class PowerFlexVolumes:
         except VolumeNotFoundError:
             return None
         except PowerFlexError as exc:
-            raise _wrap("look up volume", exc) from exc
+            raise wrap("look up volume", exc) from exc
 
-    async def _remove_quietly(self, vol_id: str) -> None:
+    async def remove_quietly(self, vol_id: str) -> None:
         try:
             await self.delete(vol_id)
         except Exception:
@@ -342,7 +289,7 @@ class PowerFlexVolumes:
         except BaseException as exc:
             await self.attacher.detach(vol_id)
             if isinstance(exc, Exception):
-                raise _wrap("mount", exc) from exc
+                raise wrap("mount", exc) from exc
             raise
 
     async def unmount(self, vol_id: str, target: Path) -> None:
@@ -350,7 +297,7 @@ class PowerFlexVolumes:
             try:
                 await self.fs.unmount(target)
             except CommandError as exc:
-                raise _wrap("unmount", exc) from exc
+                raise wrap("unmount", exc) from exc
             await self.attacher.detach(vol_id)
 
     @asynccontextmanager
@@ -387,7 +334,7 @@ class PowerFlexVolumes:
                 vol = await self.client.volume(vol_id)
                 count = await self.client.vtree_snapshot_count(vol.vtree_id)
             except PowerFlexError as exc:
-                raise _wrap("snapshot", exc) from exc
+                raise wrap("snapshot", exc) from exc
             if count >= self.snapshot_limit:
                 raise Conflict(
                     f"the volume's VTree already holds {count} snapshots, the most PowerFlex "
@@ -398,9 +345,12 @@ class PowerFlexVolumes:
             defs.append(SnapshotDef(vol_id, name))
         try:
             async with self._frozen(mounted_at):
-                result = await self.client.snapshot_volumes(defs)
+                if self.gen2:
+                    result = await self.client.create_snapshot(self.pool.system_id, defs)
+                else:
+                    result = await self.client.snapshot_volumes(defs)
         except (PowerFlexError, CommandError) as exc:
-            raise _wrap("snapshot", exc) from exc
+            raise wrap("snapshot", exc) from exc
         return list(result.volume_id_list)
 
     async def restore(
@@ -413,7 +363,7 @@ class PowerFlexVolumes:
         try:
             await self.client.overwrite_volume_content(vol_id, snap_id)
         except PowerFlexError as exc:
-            raise _wrap("restore", exc) from exc
+            raise wrap("restore", exc) from exc
         finally:
             if remount and mounted_at is not None:
                 await self.mount(spec, vol_id, mounted_at)
@@ -427,7 +377,7 @@ class PowerFlexVolumes:
         try:
             current = (await self.client.volume(vol_id)).size_bytes
         except PowerFlexError as exc:
-            raise _wrap("resize", exc) from exc
+            raise wrap("resize", exc) from exc
         new = self.rounded(size)
         if new < current:
             raise InvalidRequest(
@@ -439,14 +389,14 @@ class PowerFlexVolumes:
         try:
             await self.client.set_volume_size(vol_id, new)
         except PowerFlexError as exc:
-            raise _wrap("resize", exc) from exc
+            raise wrap("resize", exc) from exc
         if self.attacher.attached(vol_id):
             await self.attacher.refresh()  # the SDC sees the new size after a rescan
         if spec.is_filesystem:
-            await self._grow_filesystem(spec, vol_id, new, mounted_at)
+            await self.grow_filesystem(spec, vol_id, new, mounted_at)
         return new
 
-    async def _grow_filesystem(
+    async def grow_filesystem(
         self, spec: VolumeSpec, vol_id: str, size: int, mounted_at: Path | None
     ) -> None:
         async with self.attached(vol_id) as device:
@@ -479,71 +429,9 @@ class PowerFlexVolumes:
     # --- copy -------------------------------------------------------------------------
 
     async def copy(self, plan: CopyPlan, progress: Progress | None = None) -> CopyResult:
-        """Copy a volume (with the given snapshots) into a new volume."""
-        if not plan.snapshot_ids and not self.clone_copy:
-            return await self._copy_by_snapshot(plan)
-        total = plan.source.size * (len(plan.snapshot_ids) + 1)
-        done = 0
-
-        def step(offset: int, _: int) -> None:
-            if progress is not None:
-                progress(done + offset, total)
-
-        target_id = await self._new_volume(plan.target, max(plan.target.size, plan.source.size))
-        made: list[str] = []
-        written = 0
-        try:
-            sources = list(zip(plan.snapshot_ids, plan.target_snapshot_uuids, strict=True))
-            fresh = True
-            for snap_id, snap_uuid in sources:
-                written += await self._copy_content(plan, snap_id, target_id, fresh, step)
-                fresh = False
-                done += plan.source.size
-                made.append(await self.snapshot(plan.target, target_id, snap_uuid))
-            written += await self._copy_content(plan, plan.source_id, target_id, fresh, step)
-            if plan.target.is_filesystem and plan.target.size > plan.source.size:
-                await self._grow_filesystem(
-                    plan.target, target_id, self.rounded(plan.target.size), None
-                )
-        except BaseException as exc:
-            for snap in reversed(made):
-                await self._remove_quietly(snap)
-            await self._remove_quietly(target_id)
-            if isinstance(exc, Exception):
-                raise _wrap("copy", exc) from exc
-            raise
-        return CopyResult(target_id, made, written)
-
-    async def _copy_content(
-        self, plan: CopyPlan, source_id: str, target_id: str, fresh: bool, step: Progress
-    ) -> int:
-        async with self.attached(source_id) as src, self.attached(target_id) as dst:
-            # The whole source: an older snapshot may be smaller than the volume is now;
-            # the target is at least as large as the largest.
-            result = await asyncio.to_thread(
-                copy_blocks, src, dst, target_zeroed=fresh, progress=step
-            )
-            if plan.target.is_filesystem:
-                await self.fs.new_identity(dst, plan.target.filesystem)
-        return result.written
-
-    async def _copy_by_snapshot(self, plan: CopyPlan) -> CopyResult:
-        name = self.array_name(plan.target)
-        try:
-            result = await self.client.snapshot_volumes([SnapshotDef(plan.source_id, name)])
-        except PowerFlexError as exc:
-            raise _wrap("copy", exc) from exc
-        target_id = result.volume_id_list[0]
-        try:
-            if plan.target.size > plan.source.size:
-                await self.resize(plan.target, target_id, plan.target.size)
-            if plan.target.is_filesystem:
-                async with self.attached(target_id) as dst:
-                    await self.fs.new_identity(dst, plan.target.filesystem)
-        except BaseException:
-            await self._remove_quietly(target_id)
-            raise
-        return CopyResult(target_id, [], 0)
+        """Copy a volume (with the plan's snapshots) into a new volume; see
+        :mod:`lxflex.driver.copies` for the ways, and a failure leaves no part of it."""
+        return await copy_volume(self, plan, progress)
 
     # --- pool -------------------------------------------------------------------------
 
@@ -552,7 +440,7 @@ class PowerFlexVolumes:
         try:
             stats = await self.client.pool_statistics(self.pool.pool_id)
         except PowerFlexError as exc:
-            raise _wrap("pool resources", exc) from exc
+            raise wrap("pool resources", exc) from exc
         return stats.used_bytes, stats.total_bytes
 
 

@@ -391,6 +391,20 @@ class PowerFlexClient:
         """Snapshot several volumes consistently; IDs come back in the order of ``defs``."""
         return await self.call(p.snapshot_volumes(defs, read_only=read_only))
 
+    async def create_snapshot(self, system_id: str, defs: Iterable[SnapshotDef]) -> SnapshotResult:
+        """PowerFlex 5's form of :meth:`snapshot_volumes` (createSnapshot)."""
+        return await self.call(p.create_snapshot(system_id, defs))
+
+    async def create_thin_clone(
+        self, system_id: str, defs: Iterable[SnapshotDef]
+    ) -> SnapshotResult:
+        """PowerFlex 5: thin clones of volumes or snapshots, in their sources' VTrees."""
+        return await self.call(p.create_thin_clone(system_id, defs))
+
+    async def refresh_volume(self, target_id: str, source_id: str) -> None:
+        """PowerFlex 5: give ``target_id`` the content of ``source_id`` (same VTree)."""
+        await self.call(p.refresh_volume(target_id, source_id))
+
     async def overwrite_volume_content(self, target_id: str, source_id: str) -> None:
         """Replace ``target_id``'s content with ``source_id``'s (same VTree only)."""
         await self.call(p.overwrite_volume_content(target_id, source_id))

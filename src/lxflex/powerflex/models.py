@@ -43,6 +43,7 @@ class VolumeType(enum.StrEnum):
     THIN = "ThinProvisioned"
     THICK = "ThickProvisioned"
     SNAPSHOT = "Snapshot"
+    THIN_CLONE = "ThinClone"  # PowerFlex 5: a volume sharing the blocks of its ancestor
 
 
 class RemoveMode(enum.StrEnum):

@@ -257,9 +257,7 @@ def remove_volume(volume_id: str, mode: RemoveMode = RemoveMode.ONLY_ME) -> Call
 def snapshot_volumes(
     defs: Iterable[SnapshotDef], *, read_only: bool = False
 ) -> Call[SnapshotResult]:
-    snapshot_defs = [{"volumeId": d.volume_id, "snapshotName": d.name} for d in defs]
-    if not snapshot_defs:
-        raise ValueError("snapshotVolumes needs at least one definition")
+    snapshot_defs = _snapshot_defs(defs, "snapshotVolumes")
     return Call(
         "POST",
         "/api/instances/System/action/snapshotVolumes",
@@ -268,6 +266,46 @@ def snapshot_volumes(
             "snapshotDefs": snapshot_defs,
             "accessModeLimit": "ReadOnly" if read_only else "ReadWrite",
         },
+    )
+
+
+def _snapshot_defs(defs: Iterable[SnapshotDef], action: str) -> list[dict[str, str]]:
+    found = [{"volumeId": d.volume_id, "snapshotName": d.name} for d in defs]
+    if not found:
+        raise ValueError(f"{action} needs at least one definition")
+    return found
+
+
+def create_snapshot(system_id: str, defs: Iterable[SnapshotDef]) -> Call[SnapshotResult]:
+    """PowerFlex 5's snapshotVolumes: snapshots of several volumes as one set (no access
+    mode: the parameter is illegal there)."""
+    return Call(
+        "POST",
+        _action("System", system_id, "createSnapshot"),
+        _one(SnapshotResult),
+        body={"snapshotDefs": _snapshot_defs(defs, "createSnapshot")},
+    )
+
+
+def create_thin_clone(system_id: str, defs: Iterable[SnapshotDef]) -> Call[SnapshotResult]:
+    """PowerFlex 5: new volumes sharing the blocks of a volume or snapshot (each in its
+    source's VTree), one per definition."""
+    return Call(
+        "POST",
+        _action("System", system_id, "createThinClone"),
+        _one(SnapshotResult),
+        body={"snapshotDefs": _snapshot_defs(defs, "createThinClone")},
+    )
+
+
+def refresh_volume(target_id: str, source_id: str) -> Call[None]:
+    """PowerFlex 5: replace a volume's content with that of another volume or snapshot of
+    the same VTree (a thin clone included)."""
+    return Call(
+        "POST",
+        _action("Volume", target_id, "refresh"),
+        _ignore,
+        body={"srcVolumeId": source_id},
     )
 
 

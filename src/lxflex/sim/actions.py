@@ -72,7 +72,7 @@ async def volume_action(request: web.Request) -> web.StreamResponse:
             a.set_volume_size(vol_id, doc.get("sizeInGB"))
         elif action == "removeVolume":
             a.remove_volume(vol_id, doc.get("removeMode", "ONLY_ME"))
-        elif action == "overwriteVolumeContent":
+        elif action == "overwriteVolumeContent" or (action == "refresh" and a.major >= 5):
             a.overwrite_volume_content(vol_id, doc.get("srcVolumeId"))
         elif action in ("addMappedHost", "addMappedSdc"):
             host = _host_for(sim, doc, sdc=action == "addMappedSdc")
@@ -88,7 +88,7 @@ async def volume_action(request: web.Request) -> web.StreamResponse:
             a.volume(vol_id).access_mode_limit = mode
         else:
             raise web.HTTPNotFound()
-        if action == "overwriteVolumeContent":
+        if action in ("overwriteVolumeContent", "refresh"):
             await sim.fabric.flush(vol_id)
         elif action != "setVolumeName":
             sim.settle()
@@ -102,11 +102,22 @@ async def system_action(request: web.Request) -> web.StreamResponse:
     obj_id = request.match_info.get("id")
     if obj_id is not None and obj_id != sim.array.system_id:
         raise e.SimError(3, "Not found")
-    if action != "snapshotVolumes":
+    # 5.x renamed snapshotVolumes to createSnapshot (on the System by ID) and added thin
+    # clones; each generation serves only its own actions.
+    gen2 = sim.array.major >= 5
+    if gen2:
+        kind = {"createSnapshot": "Snapshot", "createThinClone": "ThinClone"} if obj_id else {}
+    else:
+        kind = {"snapshotVolumes": "Snapshot"}
+    if action not in kind:
         raise web.HTTPNotFound()
     doc = await body_of(request)
+    if gen2 and "accessModeLimit" in doc:
+        raise e.illegal(f"accessModeLimit is not a parameter of {action}")
     async with sim.mutex:
-        ids, group = sim.array.snapshot_volumes(doc.get("snapshotDefs"), doc.get("accessModeLimit"))
+        ids, group = sim.array.snapshot_volumes(
+            doc.get("snapshotDefs"), doc.get("accessModeLimit"), kind[action]
+        )
     await sim.commit()
     return ok({"volumeIdList": ids, "snapshotGroupId": group})
 

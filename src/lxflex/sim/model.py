@@ -361,7 +361,11 @@ class Array:
                 self.vtrees.pop(vtree_id, None)
         return sorted(gone)
 
-    def snapshot_volumes(self, defs: Any, access_mode: Any) -> tuple[list[str], str]:
+    def snapshot_volumes(
+        self, defs: Any, access_mode: Any, volume_type: str = "Snapshot"
+    ) -> tuple[list[str], str]:
+        """Snapshots (or, on 5.x, thin clones: ``volume_type`` ``ThinClone``) of several
+        volumes as one consistent set, each in its source's VTree; all or none."""
         if not isinstance(defs, list) or not defs:
             raise e.illegal("snapshotDefs must be a non-empty list")
         mode = str(access_mode or "ReadWrite")
@@ -380,7 +384,8 @@ class Array:
                 if name in names or self._name_taken(name):
                     raise e.name_in_use()
                 names.add(name)
-            per_vtree[src.vtree_id] = per_vtree.get(src.vtree_id, 0) + 1
+            if volume_type == "Snapshot":
+                per_vtree[src.vtree_id] = per_vtree.get(src.vtree_id, 0) + 1
             sources.append((src, name))
         for vtree_id, adding in per_vtree.items():
             existing = sum(1 for v in self.vtree_members(vtree_id) if v.volume_type == "Snapshot")
@@ -400,7 +405,7 @@ class Array:
                         src.size_kb,
                         src.pool_id,
                         src.vtree_id,
-                        "Snapshot",
+                        volume_type,
                         src.id,
                         int(time.time()),
                         consistency_group_id=group,

@@ -1,0 +1,158 @@
+"""Copies of a volume (and of its snapshots) into a new volume of the same array.
+
+Three ways, chosen by the pool's ``clone_copy`` (LXD's ``snapshot_copy``, inverted) and
+the array's generation:
+
+- on this host (``clone_copy`` on, the default): a new volume in its own VTree, filled by
+  a sparse-aware block copy; the snapshots first, oldest first, each followed by a
+  snapshot of the target. The copy shares nothing with its source, so the VTree limit
+  never bites its instances;
+- by one array snapshot (``clone_copy`` off, PowerFlex 4, no snapshots to copy): the
+  snapshot becomes the new volume, in its source's VTree;
+- on the array (``clone_copy`` off, PowerFlex 5): a thin clone of the oldest snapshot (or
+  of the volume) becomes the new volume, then each later snapshot and finally the volume
+  itself are copied into it with ``refresh``, the target snapshotted after each step. No
+  block crosses the host, and the copy stays in the source's VTree.
+
+A filesystem copy gets a new filesystem UUID at each step, so that the copy and its
+source (and their snapshots) can be mounted side by side (XFS refuses a second mount of
+one UUID; btrfs would confuse the devices). Whatever way, a failure removes every part of
+the copy made so far.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from ..host.copy import copy_blocks
+from ..powerflex import SnapshotDef
+from .spec import CopyPlan, CopyResult, Progress, wrap
+
+if TYPE_CHECKING:
+    from .volumes import PowerFlexVolumes
+
+__all__ = ["copy_volume"]
+
+
+async def copy_volume(
+    volumes: PowerFlexVolumes, plan: CopyPlan, progress: Progress | None = None
+) -> CopyResult:
+    if not volumes.clone_copy and volumes.gen2:
+        return await _copy_on_array(volumes, plan)
+    if not volumes.clone_copy and not plan.snapshot_ids:
+        return await _copy_by_snapshot(volumes, plan)
+    return await _copy_on_host(volumes, plan, progress)
+
+
+@asynccontextmanager
+async def _undone_on_failure(volumes: PowerFlexVolumes, made: list[str]) -> AsyncIterator[None]:
+    """On a failure in the block, remove what the copy made (newest first)."""
+    try:
+        yield
+    except BaseException as exc:
+        for vol_id in reversed(made):
+            await volumes.remove_quietly(vol_id)
+        if isinstance(exc, Exception):
+            raise wrap("copy", exc) from exc
+        raise
+
+
+async def _copy_on_host(
+    volumes: PowerFlexVolumes, plan: CopyPlan, progress: Progress | None
+) -> CopyResult:
+    total = plan.source.size * (len(plan.snapshot_ids) + 1)
+    done = 0
+
+    def step(offset: int, _: int) -> None:
+        if progress is not None:
+            progress(done + offset, total)
+
+    target_id = await volumes.new_volume(plan.target, max(plan.target.size, plan.source.size))
+    made = [target_id]
+    written = 0
+    async with _undone_on_failure(volumes, made):
+        sources = list(zip(plan.snapshot_ids, plan.target_snapshot_uuids, strict=True))
+        fresh = True
+        for snap_id, snap_uuid in sources:
+            written += await _copy_content(volumes, plan, snap_id, target_id, fresh, step)
+            fresh = False
+            done += plan.source.size
+            made.append(await volumes.snapshot(plan.target, target_id, snap_uuid))
+        written += await _copy_content(volumes, plan, plan.source_id, target_id, fresh, step)
+        await _grow_to_target(volumes, plan, target_id)
+    return CopyResult(target_id, made[1:], written)
+
+
+async def _copy_content(
+    volumes: PowerFlexVolumes,
+    plan: CopyPlan,
+    source_id: str,
+    target_id: str,
+    fresh: bool,
+    step: Progress,
+) -> int:
+    async with volumes.attached(source_id) as src, volumes.attached(target_id) as dst:
+        # The whole source: an older snapshot may be smaller than the volume is now;
+        # the target is at least as large as the largest.
+        result = await asyncio.to_thread(copy_blocks, src, dst, target_zeroed=fresh, progress=step)
+        if plan.target.is_filesystem:
+            await volumes.fs.new_identity(dst, plan.target.filesystem)
+    return result.written
+
+
+async def _new_identity(volumes: PowerFlexVolumes, plan: CopyPlan, target_id: str) -> None:
+    if plan.target.is_filesystem:
+        async with volumes.attached(target_id) as dst:
+            await volumes.fs.new_identity(dst, plan.target.filesystem)
+
+
+async def _grow_to_target(volumes: PowerFlexVolumes, plan: CopyPlan, target_id: str) -> None:
+    """A filesystem copy asked larger than its source grows its filesystem to the volume."""
+    if plan.target.is_filesystem and plan.target.size > plan.source.size:
+        await volumes.grow_filesystem(
+            plan.target, target_id, volumes.rounded(plan.target.size), None
+        )
+
+
+async def _copy_by_snapshot(volumes: PowerFlexVolumes, plan: CopyPlan) -> CopyResult:
+    try:
+        result = await volumes.client.snapshot_volumes(
+            [SnapshotDef(plan.source_id, volumes.array_name(plan.target))]
+        )
+    except Exception as exc:
+        raise wrap("copy", exc) from exc
+    target_id = result.volume_id_list[0]
+    async with _undone_on_failure(volumes, [target_id]):
+        if plan.target.size > plan.source.size:
+            await volumes.resize(plan.target, target_id, plan.target.size)
+        await _new_identity(volumes, plan, target_id)
+    return CopyResult(target_id, [], 0)
+
+
+async def _copy_on_array(volumes: PowerFlexVolumes, plan: CopyPlan) -> CopyResult:
+    client, system_id = volumes.client, volumes.pool.system_id
+    snapshot_uuids = [*plan.target_snapshot_uuids, None]  # the volume itself comes last
+    made: list[str] = []
+    async with _undone_on_failure(volumes, made):
+        for source_id, snap_uuid in zip(
+            [*plan.snapshot_ids, plan.source_id], snapshot_uuids, strict=True
+        ):
+            if not made:
+                name = volumes.array_name(plan.target)
+                result = await client.create_thin_clone(system_id, [SnapshotDef(source_id, name)])
+                made.append(result.volume_id_list[0])
+                # Later sources may be larger than the first (a volume only grows): the
+                # target takes the largest size at once.
+                size = volumes.rounded(max(plan.target.size, plan.source.size))
+                if (await client.volume(made[0])).size_bytes < size:
+                    await client.set_volume_size(made[0], size)
+            else:
+                await client.refresh_volume(made[0], source_id)
+            await _new_identity(volumes, plan, made[0])
+            if snap_uuid is not None:
+                made.append(await volumes.snapshot(plan.target, made[0], snap_uuid))
+        await _grow_to_target(volumes, plan, made[0])
+    return CopyResult(made[0], made[1:], 0)

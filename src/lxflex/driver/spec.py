@@ -1,0 +1,75 @@
+"""The driver's vocabulary: what a volume is to it, what a copy is, and how failures of
+the layers below become driver errors."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..host.runner import CommandError
+from ..powerflex import (
+    InvalidSizeError,
+    PowerFlexError,
+    TooManySnapshotsError,
+    VolumeMappedError,
+    VolumeNotFoundError,
+)
+from .errors import Conflict, DriverError, InvalidRequest, NotFound, Unavailable
+from .naming import Content, VolumeType
+
+__all__ = ["CopyPlan", "CopyResult", "Progress", "VolumeSpec", "wrap"]
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class VolumeSpec:
+    """What the driver needs to know of a volume (or snapshot)."""
+
+    uuid: uuid.UUID
+    volume_type: VolumeType
+    content: Content
+    size: int
+    thin: bool = True
+    filesystem: str = "ext4"
+    mount_options: str = "discard"
+
+    @property
+    def is_filesystem(self) -> bool:
+        return self.content is Content.FILESYSTEM
+
+
+def wrap(action: str, exc: Exception) -> DriverError:
+    """A driver error for a gateway or host failure during ``action``."""
+    if isinstance(exc, DriverError):
+        return exc
+    if isinstance(exc, VolumeNotFoundError):
+        return NotFound(f"{action}: the volume no longer exists on the array")
+    if isinstance(exc, InvalidSizeError):
+        return InvalidRequest(f"{action}: {exc.message}")
+    if isinstance(exc, TooManySnapshotsError | VolumeMappedError):
+        return Conflict(f"{action}: {exc.message}")
+    if isinstance(exc, PowerFlexError):
+        return Unavailable(f"{action}: {exc}")
+    if isinstance(exc, CommandError | TimeoutError | OSError):
+        return Unavailable(f"{action}: {exc}")
+    return DriverError(f"{action}: {exc}")
+
+
+@dataclass(frozen=True)
+class CopyPlan:
+    """A copy: the source's array IDs (snapshots oldest first) and the target's UUIDs."""
+
+    source: VolumeSpec
+    source_id: str
+    target: VolumeSpec
+    snapshot_ids: list[str] = field(default_factory=list)
+    target_snapshot_uuids: list[uuid.UUID] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CopyResult:
+    volume_id: str
+    snapshot_ids: list[str]
+    bytes_written: int
