@@ -212,6 +212,13 @@ async def test_vm_from_image(storage: Storage, tmp_path: Path, layout: str) -> N
     finally:
         await storage.instances.unmount("pf", VM, "vm1")
     assert not any(volumes.scratch.glob("image-*"))  # the extracted disk is gone
+    # Growing the root disk moves the backup header to the new end again.
+    await storage.instances.resize("pf", VM, "vm1", "16GiB")
+    last = 16 * GIB // 512 - 1
+    header = await read_chunks(volumes, record.array_id, {512: bytes(40), last * 512: bytes(8)})
+    assert header[last * 512] == b"EFI PART"
+    assert struct.unpack_from("<Q", header[512], 32)[0] == last
+    assert await read_chunks(volumes, record.array_id, DISK) == DISK
     await storage.instances.delete("pf", VM, "vm1")
 
 

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from lxflex.driver.errors import Conflict, NotFound
+from lxflex.driver.errors import Conflict, InvalidRequest, NotFound
 from lxflex.driver.instances import RestoreInterrupted
 from lxflex.driver.naming import Content, VolumeType, volume_name
 from lxflex.service import Storage
@@ -249,3 +249,31 @@ async def test_interrupted_vm_create_is_undone_at_start(storage: Storage) -> Non
     assert await storage.recover() == 1
     assert _leftovers(storage) == {"volumes": [], "mapped": []}
     assert await storage.instances.all("pf") == []
+
+
+async def test_resize_grows_the_container_filesystem_and_the_vm_root(storage: Storage) -> None:
+    await storage.instances.create("pf", CT, "c1")
+    path = await storage.instances.mount("pf", CT, "c1")
+    try:
+        before = os.statvfs(path)
+        view = await storage.instances.resize("pf", CT, "c1", "16GiB")
+        after = os.statvfs(path)
+        assert view.config["size"] == "16GiB"
+        assert after.f_blocks * after.f_frsize > 1.9 * before.f_blocks * before.f_frsize
+    finally:
+        await storage.instances.unmount("pf", CT, "c1")
+    await storage.instances.create("pf", VM, "vm1")
+    await _root_io(storage, "vm1", ROOT_DATA)
+    view = await storage.instances.resize("pf", VM, "vm1", "9GiB")
+    assert view.config["size"] == "16GiB"  # rounded up to the array's step
+    record = await storage.instances.record("pf", VM, "vm1")
+    sizes = {
+        i: storage.sim.array.volumes[i].size_kb * 1024  # type: ignore[attr-defined]
+        for i in (record.array_id, record.fs_array_id)
+    }
+    assert sizes == {record.array_id: 16 * GIB, record.fs_array_id: 8 * GIB}
+    assert await _root_io(storage, "vm1") == ROOT_DATA
+    with pytest.raises(InvalidRequest, match="can only grow"):
+        await storage.instances.resize("pf", VM, "vm1", "8GiB")
+    for kind, name in ((CT, "c1"), (VM, "vm1")):
+        await storage.instances.delete("pf", kind, name)

@@ -39,7 +39,7 @@ from ..powerflex import (
 from .attach import Attacher
 from .copies import copy_volume
 from .errors import Conflict, InvalidRequest
-from .naming import volume_name
+from .naming import VolumeType, volume_name
 from .pool import ResolvedPool
 from .spec import CopyPlan, CopyResult, Progress, VolumeSpec, wrap
 from .units import format_size, round_up
@@ -373,7 +373,8 @@ class PowerFlexVolumes:
     async def resize(
         self, spec: VolumeSpec, vol_id: str, size: int, mounted_at: Path | None = None
     ) -> int:
-        """Grow to ``size`` rounded up; grow the filesystem too. Return the new size."""
+        """Grow to ``size`` rounded up; grow the filesystem too (or, on a virtual
+        machine's disk, move its GPT's backup header to the end). Return the new size."""
         try:
             current = (await self.client.volume(vol_id)).size_bytes
         except PowerFlexError as exc:
@@ -394,6 +395,14 @@ class PowerFlexVolumes:
             await self.attacher.refresh()  # the SDC sees the new size after a rescan
         if spec.is_filesystem:
             await self.grow_filesystem(spec, vol_id, new, mounted_at)
+        elif spec.volume_type is VolumeType.VIRTUAL_MACHINE:
+            # A VM's disk: its GPT's backup header moves to the new end, as LXD does.
+            async with self.attached(vol_id) as device:
+                await _wait_size(device, new)
+                try:
+                    await DiskImages(self.fs.runner).fit_partition_table(device)
+                except (CommandError, OSError) as exc:
+                    raise wrap("move the partition table's backup header", exc) from exc
         return new
 
     async def grow_filesystem(

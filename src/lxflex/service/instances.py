@@ -183,6 +183,28 @@ class InstanceService:
             if v.type in KINDS and v.status != "creating"
         ]
 
+    async def resize(
+        self, pool_name: str, kind: str, name: str, size: str, *, project: str = "default"
+    ) -> VolumeView:
+        """Grow the volume to ``size`` (rounded up): a container's filesystem grows with
+        it; of a virtual machine, the root disk grows (its GPT's backup header moved to
+        the end) and the filesystem twin keeps its size."""
+        async with self._locked(pool_name, kind, project, name):
+            pool, vol = await self._load(pool_name, kind, name, project)
+            runtime = await self.pools.runtime(pool)
+            mounted = self.mount_path(pool_name, kind, name, project=project)
+            grown = await runtime.volumes.resize(
+                spec_of(vol.content_type, vol.config, kind),
+                array_of(vol),
+                parse_size(size),
+                mounted if kind == VolumeType.CONTAINER else None,
+            )
+            async with self.db.write() as conn:
+                await st.update_volume(
+                    conn, vol.id, config={**vol.config, "size": format_size(grown)}
+                )
+        return await self.get(pool_name, kind, name, project=project)
+
     # --- rename, delete, mount --------------------------------------------------------
 
     async def rename(
