@@ -132,3 +132,23 @@ async def test_failed_array_copy_leaves_nothing(storage: Storage, password: str)
         await storage.volumes.copy(pool, "src", pool, "dst")
     assert {v.name for v in sim.array.volumes.values()} == names
     assert [v.name for v in await storage.volumes.all(pool)] == ["src"]
+
+
+async def test_vm_pair_copied_on_the_array(storage: Storage, password: str) -> None:
+    pool = await _pool_with_snapshot_copy(storage, password)
+    view = await storage.instances.create(pool, "virtual-machine", "vm1")
+    assert view.config["size"] == "1GiB"  # and a 1 GiB filesystem twin: 2 GiB in all
+    await storage.instances.snapshot(pool, "virtual-machine", "vm1", "s1")
+    sim = storage.sim  # type: ignore[attr-defined]
+    before = dict(sim.counters)
+    copy = await storage.instances.copy(pool, "virtual-machine", "vm1", "vm2")
+    calls = {k: n - before.get(k, 0) for k, n in sim.counters.items()}
+    assert copy.snapshots == ["s1"]
+    assert sum(n for k, n in calls.items() if k.endswith("/createThinClone")) == 2
+    assert sum(n for k, n in calls.items() if k.endswith("/refresh")) == 2
+    record = await storage.instances.record(pool, "virtual-machine", "vm2")
+    kinds = {sim.array.volumes[i].volume_type for i in (record.array_id, record.fs_array_id)}
+    assert kinds == {"ThinClone"}
+    for name in ("vm2", "vm1"):
+        await storage.instances.delete(pool, "virtual-machine", name)
+    assert sim.array.volumes == {}
