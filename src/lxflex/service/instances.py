@@ -91,14 +91,7 @@ class InstanceService:
         self, pool_name: str, kind: str, name: str, snapshot: str, *, project: str = "default"
     ) -> st.Snapshot:
         _, vol = await self._load(pool_name, kind, name, project)
-        return await self._snapshot(vol, snapshot)
-
-    async def _snapshot(self, vol: st.Volume, snapshot: str) -> st.Snapshot:
-        async with self.db.read() as conn:
-            snap = await st.get_snapshot(conn, vol.id, snapshot)
-        if snap is None or snap.status != "created":
-            raise NotFound(f"snapshot {snapshot!r} of {vol.name!r} not found")
-        return snap
+        return await self.volumes.snapshot_of(vol, snapshot)
 
     # --- create / read ----------------------------------------------------------------
 
@@ -342,7 +335,7 @@ class InstanceService:
     ) -> None:
         async with self._locked(pool_name, kind, project, name):
             pool, vol = await self._load(pool_name, kind, name, project)
-            snap = await self._snapshot(vol, snapshot)
+            snap = await self.volumes.snapshot_of(vol, snapshot)
             if snap.array_id:
                 await (await self.pools.runtime(pool)).instances.delete(_ids(snap))
             async with self.db.write() as conn:
@@ -354,7 +347,7 @@ class InstanceService:
         """Put a snapshot's content back (both volumes of a pair, or neither)."""
         async with self._locked(pool_name, kind, project, name):
             pool, vol = await self._load(pool_name, kind, name, project)
-            snap = await self._snapshot(vol, snapshot)
+            snap = await self.volumes.snapshot_of(vol, snapshot)
             runtime = await self.pools.runtime(pool)
             async with self._restoring(vol):
                 await runtime.instances.restore(

@@ -391,7 +391,7 @@ class VolumeService:
         self, pool_name: str, name: str, snapshot: str, *, project: str = "default"
     ) -> st.Snapshot:
         _, vol = await self._load(pool_name, project, name)
-        return await self._snapshot(vol, snapshot)
+        return await self.snapshot_of(vol, snapshot)
 
     async def update_snapshot(
         self,
@@ -405,13 +405,14 @@ class VolumeService:
     ) -> None:
         async with self._locked(pool_name, project, name):
             _, vol = await self._load(pool_name, project, name)
-            snap = await self._snapshot(vol, snapshot)
+            snap = await self.snapshot_of(vol, snapshot)
             async with self.db.write() as conn:
                 await st.update_snapshot(
                     conn, snap.id, description=description, expires_at=expires_at
                 )
 
-    async def _snapshot(self, vol: st.Volume, snapshot: str) -> st.Snapshot:
+    async def snapshot_of(self, vol: st.Volume, snapshot: str) -> st.Snapshot:
+        """The created snapshot ``snapshot`` of a volume record; NotFound otherwise."""
         async with self.db.read() as conn:
             snap = await st.get_snapshot(conn, vol.id, snapshot)
         if snap is None or snap.status != "created":
@@ -431,7 +432,7 @@ class VolumeService:
         check_name(new_name)
         async with self._locked(pool_name, project, name):
             _, vol = await self._load(pool_name, project, name)
-            snap = await self._snapshot(vol, snapshot)
+            snap = await self.snapshot_of(vol, snapshot)
             try:
                 async with self.db.write() as conn:
                     await st.update_snapshot(conn, snap.id, name=new_name)
@@ -443,7 +444,7 @@ class VolumeService:
     ) -> None:
         async with self._locked(pool_name, project, name):
             pool, vol = await self._load(pool_name, project, name)
-            snap = await self._snapshot(vol, snapshot)
+            snap = await self.snapshot_of(vol, snapshot)
             if snap.array_id:
                 await (await self.pools.runtime(pool)).volumes.delete(snap.array_id)
             async with self.db.write() as conn:
@@ -454,7 +455,7 @@ class VolumeService:
     ) -> None:
         async with self._locked(pool_name, project, name):
             pool, vol = await self._load(pool_name, project, name)
-            snap = await self._snapshot(vol, snapshot)
+            snap = await self.snapshot_of(vol, snapshot)
             runtime = await self.pools.runtime(pool)
             await runtime.volumes.restore(
                 spec_of(vol.content_type, vol.config),
@@ -484,7 +485,7 @@ class VolumeService:
         check_name(target)
         dest_project = target_project or project
         src_pool, vol = await self._load(source_pool, project, source)
-        snap_source = await self._snapshot(vol, source_snapshot) if source_snapshot else None
+        snap_source = await self.snapshot_of(vol, source_snapshot) if source_snapshot else None
         dst_pool = await self.pools.record(target_pool)
         if src_pool.id != dst_pool.id and src_pool.config.get(
             "powerflex.gateway"
