@@ -238,5 +238,13 @@ async def test_unusable_images_are_refused(storage: Storage, tmp_path: Path) -> 
     _run("tar", "--create", "-f", meta_only, "-C", tmp_path / "tree", "metadata.yaml")
     with pytest.raises(InvalidRequest, match="holds rootfs/"):
         await storage.instances.create("pf", CT, "c1", image=ImageFiles(meta_only))
+    # A unified VM image whose disk is a link to a host file must not copy that file.
+    linked = tmp_path / "linked"
+    _metadata(linked)
+    (linked / "rootfs.img").symlink_to("/etc/hostname")
+    link_image = tmp_path / "linked.tar"
+    _run("tar", "--create", "-f", link_image, "-C", linked, "metadata.yaml", "rootfs.img")
+    with pytest.raises(InvalidRequest, match=r"rootfs\.img in the image is not a regular file"):
+        await storage.instances.create("pf", VM, "vm1", image=ImageFiles(link_image))
     assert storage.sim.array.volumes == {}  # type: ignore[attr-defined]
     assert await storage.instances.all("pf") == []

@@ -8,13 +8,13 @@ operation here treats the pair as one volume:
 
 - create: the filesystem twin, then the root disk; if the second fails, the first is
   removed, so a failure leaves neither;
-- snapshot: one snapshotVolumes call names both volumes, and the array snapshots them as
-  one consistent set, or neither;
+- snapshot: one array call (snapshotVolumes, or createSnapshot on PowerFlex 5) names both
+  volumes, and the array snapshots them as one consistent set, or neither;
 - restore: a temporary snapshot pair (named after :func:`restore_guard_uuid`) is taken
   first; if overwriting either volume fails, both are put back from it, then it is
   removed. A crash in between leaves it on the array for recovery to put back the same way;
-- copy: each volume of the pair is copied (with its snapshots) into its own new VTree; if
-  the second copy fails, the first is removed;
+- copy: each volume of the pair is copied with its snapshots (in one of the ways of
+  :mod:`lxflex.driver.copies`); if the second copy fails, the first is removed;
 - delete: the root disk's and the twin's array volumes, each with its snapshots.
 
 Images never live on the array (the VTree limit would cap the instances of one image):
@@ -149,7 +149,7 @@ class InstanceVolumes:
                     raise InvalidRequest("the image holds no disk for the virtual machine")
                 root = await self.volumes.create_from_disk_image(spec, image.disk, progress)
         except BaseException:
-            await self.volumes.delete(fs_id)
+            await self.drop(fs_id)
             raise
         return InstanceIds(root, fs_id)
 

@@ -123,6 +123,9 @@ class LxdImages:
             if files.rootfs is None:
                 scratch.mkdir(parents=True, exist_ok=True)
                 disk = await self.archives.extract_file(files.metadata, _DISK_MEMBER, scratch)
+                if disk.is_symlink() or not disk.is_file():
+                    # A link would have the volume filled from whatever host file it names.
+                    raise ImageError(f"{_DISK_MEMBER} in the image is not a regular file")
             else:
                 disk = files.rootfs
             info = await DiskImages(self.runner).info(disk)
