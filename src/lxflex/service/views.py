@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass
+
+import msgspec
 
 from ..driver.errors import Conflict
 from ..state import store as st
@@ -11,8 +12,9 @@ from ..state import store as st
 __all__ = ["VolumeView", "array_of", "make_view"]
 
 
-@dataclass(frozen=True)
-class VolumeView:
+class VolumeView(msgspec.Struct, frozen=True):
+    """A volume as the use cases hand it out (a Struct: lists build thousands)."""
+
     name: str
     pool: str
     project: str
