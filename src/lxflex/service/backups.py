@@ -28,7 +28,7 @@ from ..state import Database, NameTaken
 from ..state import backups as bk
 from ..state import store as st
 from .pools import PoolService, public_config
-from .rules import check_name, next_name
+from .rules import check_name, fill_config, next_name
 from .specs import spec_of
 from .views import VolumeView, array_of, make_view
 from .volumes import CUSTOM, VolumeService
@@ -266,7 +266,7 @@ class BackupService:
             for k, v in given.items()
             if k in _RESTORED_KEYS or k.startswith(("user.", "snapshots."))
         }
-        filled = self.volumes.fill_config(pool, content, config, runtime.volumes.granularity)
+        filled = fill_config(pool, content, config, runtime.volumes.granularity)
         snapshots = _snapshots(index)
         async with self.volumes.lock(pool_name, project, name):
             try:

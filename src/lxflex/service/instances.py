@@ -28,10 +28,10 @@ from ..driver.units import format_size, parse_size, round_up
 from ..driver.volumes import PowerFlexVolumes, Progress
 from ..host.fs import is_mounted
 from ..host.lxdimage import ImageFiles, InstanceImage
-from ..state import Conn, Database, NameTaken
+from ..state import Database, NameTaken
 from ..state import store as st
 from .pools import PoolService
-from .rules import check_name, next_name
+from .rules import check_name, fill_config, lock_name, next_name
 from .specs import spec_of
 from .views import VolumeView, array_of, make_view
 from .volumes import VolumeService
@@ -64,7 +64,7 @@ class InstanceService:
     def _locked(
         self, pool: str, kind: str, project: str, name: str
     ) -> AbstractAsyncContextManager[None]:
-        return self.volumes.lock(pool, project, f"{kind}/{name}")
+        return self.volumes.lock(pool, project, lock_name(kind, name))
 
     def mount_path(self, pool: str, kind: str, name: str, *, project: str = "default") -> Path:
         """Where a container's volume, or a virtual machine's filesystem twin, mounts."""
@@ -144,7 +144,7 @@ class InstanceService:
         step: int,
         image: InstanceImage | None,
     ) -> dict[str, str]:
-        filled = self.volumes.fill_config(pool, content, config, step)
+        filled = fill_config(pool, content, config, step)
         if image is not None and image.needed_bytes > parse_size(filled["size"]):
             if config.get("size"):
                 raise InvalidRequest(
@@ -394,8 +394,8 @@ class InstanceService:
         progress: Progress | None = None,
     ) -> VolumeView:
         """Copy an instance volume (with its snapshots unless told otherwise) into a new
-        one of the same pool, each array volume into a new VTree; ``config`` may set a
-        larger ``size``."""
+        one of the same pool (the ways of :mod:`lxflex.driver.copies`); ``config`` may set
+        a larger ``size``."""
         check_name(target)
         pool, vol = await self._load(pool_name, kind, source, project)
         runtime = await self.pools.runtime(pool)
@@ -410,47 +410,27 @@ class InstanceService:
             async with self.db.read() as conn:
                 snaps = [s for s in await st.list_snapshots(conn, vol.id) if s.status == "created"]
             snaps = snaps if with_snapshots else []
-            snap_uuids = [uuid.uuid4() for _ in snaps]
-            copied: list[InstanceIds] = []
 
-            async def build() -> InstanceIds:
+            async def copy(uuids: list[uuid.UUID]) -> tuple[InstanceIds, list[InstanceIds]]:
                 result = await runtime.instances.copy(
                     spec_of(vol.content_type, vol.config, kind),
                     _ids(vol),
                     spec_of(vol.content_type, filled, kind),
                     [_ids(s) for s in snaps],
-                    snap_uuids,
+                    uuids,
                     progress,
                 )
-                copied.extend(result.snapshots)
-                return result.ids
+                return result.ids, result.snapshots
 
-            async def record_snapshots(conn: Conn, row_id: int) -> None:
-                for snap, snap_uuid, made in zip(snaps, snap_uuids, copied, strict=True):
-                    new = await st.create_snapshot(
-                        conn,
-                        row_id,
-                        snap.name,
-                        {**snap.config, "volatile.uuid": str(snap_uuid)},
-                        description=snap.description,
-                        status="created",
-                    )
-                    await st.update_snapshot(conn, new.id, array_id=made.root, fs_array_id=made.fs)
-
-            try:
-                await self.volumes.provision(
-                    pool,
-                    project,
-                    target,
-                    vol.content_type,
-                    filled,
-                    vol.description,
-                    build,
-                    volume_type=kind,
-                    on_created=record_snapshots,
-                )
-            except BaseException:
-                if copied:  # the copy was made but could not be recorded
-                    await runtime.instances.drop(*[i for s in copied for i in s.all()])
-                raise
+            await self.volumes.provision_copy(
+                pool,
+                project,
+                target,
+                vol.content_type,
+                filled,
+                vol.description,
+                snaps,
+                copy,
+                volume_type=kind,
+            )
         return await self.get(pool_name, kind, target, project=project)

@@ -17,7 +17,7 @@ from ..driver.units import format_size
 from ..driver.volumes import Progress
 from ..state import Database
 from .pools import PoolService
-from .rules import check_name
+from .rules import check_name, fill_config
 from .specs import spec_of
 from .views import VolumeView
 from .volumes import VolumeService
@@ -58,9 +58,7 @@ class IsoService:
         pool = await self.pools.record(pool_name)
         runtime = await self.pools.runtime(pool)
         size = format_size(image.stat().st_size)
-        filled = self.volumes.fill_config(
-            pool, Content.ISO, {"size": size}, runtime.volumes.granularity
-        )
+        filled = fill_config(pool, Content.ISO, {"size": size}, runtime.volumes.granularity)
         spec = spec_of(Content.ISO, filled)
         await self.volumes.provision(
             pool,

@@ -2,14 +2,51 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+
 from ..driver.instances import InstanceIds
 from ..driver.naming import VolumeType
 from ..state import Database
 from ..state import store as st
+from .pools import PoolService
+from .rules import lock_name
 from .runtime import PoolRuntime
 from .specs import spec_of
 
-__all__ = ["recover_volume"]
+__all__ = ["recover_pool", "recover_volume"]
+
+log = logging.getLogger("lxflex.service")
+
+Lock = Callable[[str, str, str], AbstractAsyncContextManager[None]]
+
+
+async def recover_pool(db: Database, pools: PoolService, lock: Lock, pool_name: str) -> int:
+    """Undo creates and finish deletes that a crash cut short (rows left ``creating`` or
+    ``deleting``; a VM left ``restoring`` is put back), each under its volume's ``lock``;
+    array objects they may have made are found by their names. Return the rows repaired."""
+    pool = await pools.record(pool_name)
+    async with db.read() as conn:
+        vols = await st.list_volumes(conn, pool.id)
+        snaps = await st.list_pool_snapshots(conn, pool.id)
+    pending = [
+        v
+        for v in vols
+        if v.status != "created" or any(s.status != "created" for s in snaps.get(v.id, []))
+    ]
+    if not pending:
+        return 0
+    runtime = await pools.runtime(pool)
+    repaired = 0
+    for vol in pending:
+        async with lock(pool_name, vol.project, lock_name(vol.type, vol.name)):
+            repaired += await recover_volume(db, runtime, vol, snaps.get(vol.id, []))
+    if repaired:
+        log.warning(
+            "pool %s: repaired %d record(s) left by an interrupted operation", pool_name, repaired
+        )
+    return repaired
 
 
 async def _array_ids(

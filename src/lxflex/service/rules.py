@@ -1,14 +1,21 @@
-"""Pure rules of the volume use cases: names, snapshot name patterns, expiry times."""
+"""Pure rules of the volume use cases: names, new volumes' configs, snapshot name
+patterns, expiry times."""
 
 from __future__ import annotations
 
 import calendar
 import datetime
 import re
+import uuid
+from collections.abc import Mapping
 
+from ..driver.config import ConfigError, validate_volume_config
 from ..driver.errors import InvalidRequest
+from ..driver.naming import Content
+from ..driver.units import format_size, parse_size
+from ..state import store as st
 
-__all__ = ["add_expiry", "check_name", "lock_name", "next_name"]
+__all__ = ["add_expiry", "check_name", "fill_config", "lock_name", "next_name"]
 
 
 def check_name(name: str) -> None:
@@ -60,3 +67,30 @@ def add_expiry(start: datetime.datetime, expiry: str) -> datetime.datetime:
             day = min(result.day, calendar.monthrange(year, month)[1])
             result = result.replace(year=year, month=month, day=day)
     return result
+
+
+def fill_config(
+    pool: st.Pool, content: str, config: Mapping[str, str], step: int
+) -> dict[str, str]:
+    """A new volume's config: the given keys (validated; empty ones dropped), the pool's
+    defaults for the rest, the size rounded up to the array's ``step``, a new UUID."""
+    filled = {k: v for k, v in config.items() if v != ""}
+    validate_volume_config(filled)
+    if "volatile.uuid" in filled:
+        raise ConfigError("volatile.uuid", "is set by lxflex")
+    size = parse_size(filled.get("size") or pool.config.get("volume.size", "8GiB"))
+    filled["size"] = format_size(max(step, -(-size // step) * step))
+    filled.setdefault("block.type", pool.config.get("volume.block.type", "thin"))
+    if content == Content.FILESYSTEM:
+        filled.setdefault("block.filesystem", pool.config.get("volume.block.filesystem", "ext4"))
+        filled.setdefault(
+            "block.mount_options", pool.config.get("volume.block.mount_options", "discard")
+        )
+    elif "block.filesystem" in filled or "block.mount_options" in filled:
+        raise ConfigError("block.filesystem", f"applies to filesystem volumes, not {content}")
+    for key in ("snapshots.expiry", "snapshots.pattern"):
+        inherited = pool.config.get(f"volume.{key}")
+        if inherited:
+            filled.setdefault(key, inherited)
+    filled["volatile.uuid"] = str(uuid.uuid4())
+    return filled

@@ -22,7 +22,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Literal
 
-from ..driver.config import ConfigError, validate_volume_config
+from ..driver.config import validate_volume_config
 from ..driver.errors import Conflict, InvalidRequest, NotFound
 from ..driver.instances import InstanceIds
 from ..driver.naming import Content, VolumeType
@@ -32,8 +32,8 @@ from ..host.fs import is_mounted
 from ..state import Conn, Database, NameTaken
 from ..state import store as st
 from .pools import PoolService
-from .recovery import recover_volume
-from .rules import add_expiry, check_name, lock_name, next_name
+from .recovery import recover_pool
+from .rules import add_expiry, check_name, fill_config, lock_name, next_name
 from .specs import spec_of
 from .views import VolumeView, array_of, make_view
 
@@ -81,32 +81,6 @@ class VolumeService:
 
     # --- create / read ----------------------------------------------------------------
 
-    def fill_config(
-        self, pool: st.Pool, content: str, config: Mapping[str, str], step: int
-    ) -> dict[str, str]:
-        filled = {k: v for k, v in config.items() if v != ""}
-        validate_volume_config(filled)
-        if "volatile.uuid" in filled:
-            raise ConfigError("volatile.uuid", "is set by lxflex")
-        size = parse_size(filled.get("size") or pool.config.get("volume.size", "8GiB"))
-        filled["size"] = format_size(max(step, -(-size // step) * step))
-        filled.setdefault("block.type", pool.config.get("volume.block.type", "thin"))
-        if content == Content.FILESYSTEM:
-            filled.setdefault(
-                "block.filesystem", pool.config.get("volume.block.filesystem", "ext4")
-            )
-            filled.setdefault(
-                "block.mount_options", pool.config.get("volume.block.mount_options", "discard")
-            )
-        elif "block.filesystem" in filled or "block.mount_options" in filled:
-            raise ConfigError("block.filesystem", f"applies to filesystem volumes, not {content}")
-        for key in ("snapshots.expiry", "snapshots.pattern"):
-            inherited = pool.config.get(f"volume.{key}")
-            if inherited:
-                filled.setdefault(key, inherited)
-        filled["volatile.uuid"] = str(uuid.uuid4())
-        return filled
-
     async def create(
         self,
         pool_name: str,
@@ -124,7 +98,7 @@ class VolumeService:
         check_name(name)
         pool = await self.pools.record(pool_name)
         runtime = await self.pools.runtime(pool)
-        filled = self.fill_config(pool, content_type, config or {}, runtime.volumes.granularity)
+        filled = fill_config(pool, content_type, config or {}, runtime.volumes.granularity)
         spec = spec_of(content_type, filled)
         row = await self.provision(
             pool,
@@ -192,6 +166,61 @@ class VolumeService:
                 await self._forget(row.id)
                 raise
         return row
+
+    async def provision_copy(
+        self,
+        pool: st.Pool,
+        project: str,
+        name: str,
+        content_type: str,
+        config: dict[str, str],
+        description: str,
+        snapshots: list[st.Snapshot],
+        copy: Callable[[list[uuid.UUID]], Awaitable[tuple[InstanceIds, list[InstanceIds]]]],
+        *,
+        volume_type: str = CUSTOM,
+    ) -> st.Volume:
+        """:meth:`provision` for a copy: ``copy(uuids)`` makes the new volume and the
+        copies of ``snapshots`` (named after ``uuids``) and returns their IDs; the
+        snapshots' rows are recorded with the volume, and a failure leaves none of it."""
+        uuids = [uuid.uuid4() for _ in snapshots]
+        made: list[InstanceIds] = []
+
+        async def build() -> InstanceIds:
+            ids, snapshot_ids = await copy(uuids)
+            made.extend(snapshot_ids)
+            return ids
+
+        async def record(conn: Conn, row_id: int) -> None:
+            for snap, snap_uuid, ids in zip(snapshots, uuids, made, strict=True):
+                row = await st.create_snapshot(
+                    conn,
+                    row_id,
+                    snap.name,
+                    {**snap.config, "volatile.uuid": str(snap_uuid)},
+                    description=snap.description,
+                    status="created",
+                )
+                await st.update_snapshot(conn, row.id, array_id=ids.root, fs_array_id=ids.fs)
+
+        try:
+            return await self.provision(
+                pool,
+                project,
+                name,
+                content_type,
+                config,
+                description,
+                build,
+                volume_type=volume_type,
+                on_created=record,
+            )
+        except BaseException:
+            if made:  # copied, but not recorded: the volume went in provision
+                runtime = await self.pools.runtime(pool)
+                for array_id in [i for ids in reversed(made) for i in ids.all()]:
+                    await runtime.volumes.remove_quietly(array_id)
+            raise
 
     async def _forget(self, vol_id: int) -> None:
         try:
@@ -505,85 +534,36 @@ class VolumeService:
             async with self.db.read() as conn:
                 snaps = [s for s in await st.list_snapshots(conn, vol.id) if s.status == "created"]
             snaps = snaps if with_snapshots and snap_source is None else []
-            try:
-                async with self.db.write() as conn:
-                    row = await st.create_volume(
-                        conn,
-                        dst_pool.id,
-                        dest_project,
-                        target,
-                        CUSTOM,
-                        vol.content_type,
-                        filled,
-                        description=vol.description,
-                    )
-            except NameTaken:
-                raise Conflict(
-                    f"storage volume {target!r} already exists in pool {target_pool!r}"
-                ) from None
-            snap_uuids = [uuid.uuid4() for _ in snaps]
-            plan = CopyPlan(
-                source=spec_of(vol.content_type, source_config),
-                source_id=array_of(snap_source or vol),
-                target=spec_of(vol.content_type, filled),
-                snapshot_ids=[array_of(s) for s in snaps],
-                target_snapshot_uuids=snap_uuids,
-            )
-            try:
+            source_spec = spec_of(vol.content_type, source_config)
+            target_spec = spec_of(vol.content_type, filled)
+
+            async def copy(uuids: list[uuid.UUID]) -> tuple[InstanceIds, list[InstanceIds]]:
+                plan = CopyPlan(
+                    source_spec,
+                    array_of(snap_source or vol),
+                    target_spec,
+                    [array_of(s) for s in snaps],
+                    uuids,
+                )
                 result = await runtime.volumes.copy(plan, progress)
-            except BaseException:
-                await self._forget(row.id)
-                raise
-            try:
-                async with self.db.write() as conn:
-                    await st.update_volume(
-                        conn, row.id, status="created", array_id=result.volume_id
-                    )
-                    for snap, snap_uuid, snap_id in zip(
-                        snaps, snap_uuids, result.snapshot_ids, strict=True
-                    ):
-                        made = await st.create_snapshot(
-                            conn,
-                            row.id,
-                            snap.name,
-                            {**snap.config, "volatile.uuid": str(snap_uuid)},
-                            description=snap.description,
-                            status="created",
-                        )
-                        await st.update_snapshot(conn, made.id, array_id=snap_id)
-            except BaseException:
-                for snap_id in [*result.snapshot_ids, result.volume_id]:
-                    await runtime.volumes.delete(snap_id)
-                await self._forget(row.id)
-                raise
+                return InstanceIds(result.volume_id), [InstanceIds(i) for i in result.snapshot_ids]
+
+            await self.provision_copy(
+                dst_pool,
+                dest_project,
+                target,
+                vol.content_type,
+                filled,
+                vol.description,
+                snaps,
+                copy,
+            )
         return await self.get(target_pool, target, project=dest_project)
 
     async def recover(self, pool_name: str) -> int:
-        """Undo creates and finish deletes that a crash cut short (rows left ``creating``
-        or ``deleting``); array objects they may have made are found by their names."""
-        pool = await self.pools.record(pool_name)
-        async with self.db.read() as conn:
-            vols = await st.list_volumes(conn, pool.id)
-            snaps = await st.list_pool_snapshots(conn, pool.id)
-        pending = [
-            v
-            for v in vols
-            if v.status != "created" or any(s.status != "created" for s in snaps.get(v.id, []))
-        ]
-        if not pending:
-            return 0
-        runtime = await self.pools.runtime(pool)
-        repaired = 0
-        for vol in pending:
-            async with self._locked(pool_name, vol.project, vol.name):
-                repaired += await recover_volume(self.db, runtime, vol, snaps.get(vol.id, []))
-        if repaired:
-            log.warning(
-                "pool %s: repaired %d record(s) left by an interrupted operation",
-                pool_name,
-                repaired,
-            )
-        return repaired
+        """Undo creates and finish deletes (and VM restores) that a crash cut short, in
+        one pool; see :func:`lxflex.service.recovery.recover_pool`."""
+        return await recover_pool(self.db, self.pools, self.lock, pool_name)
 
     async def move(
         self,
