@@ -241,12 +241,8 @@ class InstanceVolumes:
     async def drop(self, *vol_ids: str | None) -> None:
         """Remove array volumes or snapshots, quietly: what cannot be removed is logged."""
         for vol_id in vol_ids:
-            if vol_id is None:
-                continue
-            try:
-                await self.volumes.delete(vol_id)
-            except Exception:
-                log.exception("cleanup: cannot remove array volume %s", vol_id)
+            if vol_id is not None:
+                await self.volumes.remove_quietly(vol_id)
 
     # --- copy -------------------------------------------------------------------------
 
