@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ..powerflex.policy import parse_gateway
+from ..powerflex.transport import DEFAULT_CONNECTIONS
 from .units import GIB, parse_size
 
 __all__ = [
@@ -60,6 +61,14 @@ def _nonempty(value: str) -> None:
 
 def _gateway(value: str) -> None:
     parse_gateway(value)
+
+
+_MAX_CONNECTIONS = 1024
+
+
+def _connections(value: str) -> None:
+    if not value.isdigit() or not 1 <= int(value) <= _MAX_CONNECTIONS:
+        raise ValueError(f"must be a whole number from 1 to {_MAX_CONNECTIONS}")
 
 
 def _one_of(*choices: str) -> Callable[[str], None]:
@@ -146,6 +155,11 @@ POOL_KEYS: dict[str, Key] = {
     ),
     "powerflex.gateway.verify": Key(
         "true", _bool, "Whether to verify the gateway's TLS certificate."
+    ),
+    "powerflex.gateway.connections": Key(
+        str(DEFAULT_CONNECTIONS),
+        _connections,
+        "Most requests this host has in flight to the gateway at once; more wait their turn.",
     ),
     "powerflex.user.name": Key("admin", _nonempty, "Gateway user; needs the SystemAdmin role."),
     "powerflex.user.password": Key(None, _nonempty, "Gateway password; never shown back."),

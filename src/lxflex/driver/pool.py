@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..host.discovery import ModeUnavailable, check_mode, discover_mode
 from ..powerflex import (
+    DEFAULT_CONNECTIONS,
     AuthenticationError,
     NotFoundError,
     PowerFlexClient,
@@ -48,6 +49,7 @@ def client_for(config: dict[str, str], retry: RetryPolicy | None = None) -> Powe
         Secret(config["powerflex.user.password"]),
         tls=TlsPolicy(verify=bool_value(config.get("powerflex.gateway.verify"), True)),
         retry=retry,
+        connections=int(config.get("powerflex.gateway.connections") or DEFAULT_CONNECTIONS),
     )
 
 

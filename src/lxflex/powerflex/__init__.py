@@ -46,9 +46,10 @@ from .models import (
     VolumeType,
 )
 from .policy import Gateway, RetryPolicy, Timeouts, TlsPolicy, parse_gateway
-from .transport import AiohttpTransport, HttpRequest, HttpResponse, Transport
+from .transport import DEFAULT_CONNECTIONS, AiohttpTransport, HttpRequest, HttpResponse, Transport
 
 __all__ = [
+    "DEFAULT_CONNECTIONS",
     "AiohttpTransport",
     "AlreadyMappedError",
     "AuthenticationError",

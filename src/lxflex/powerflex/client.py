@@ -65,7 +65,7 @@ from .models import (
     Volume,
 )
 from .policy import RetryPolicy, Timeouts, TlsPolicy, parse_gateway
-from .transport import AiohttpTransport, HttpRequest, HttpResponse, Transport
+from .transport import DEFAULT_CONNECTIONS, AiohttpTransport, HttpRequest, HttpResponse, Transport
 
 __all__ = ["PowerFlexClient"]
 
@@ -92,6 +92,7 @@ class PowerFlexClient:
         tls: certificate verification; on by default.
         retry: how idempotent calls are retried.
         timeouts: connection and request timeouts.
+        connections: the most requests in flight at once; more wait their turn.
         transport: replaces the aiohttp transport (tests).
     """
 
@@ -104,13 +105,14 @@ class PowerFlexClient:
         tls: TlsPolicy | None = None,
         retry: RetryPolicy | None = None,
         timeouts: Timeouts | None = None,
+        connections: int = DEFAULT_CONNECTIONS,
         transport: Transport | None = None,
     ) -> None:
         self._gateway = parse_gateway(gateway)
         self._creds = Credentials(username, password)
         self._retry = retry or RetryPolicy()
         self._transport: Transport = transport or AiohttpTransport(
-            self._gateway, tls=tls, timeouts=timeouts
+            self._gateway, tls=tls, timeouts=timeouts, limit=connections
         )
         self._token: Token | None = None
         self._version: str | None = None

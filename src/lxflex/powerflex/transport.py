@@ -21,7 +21,11 @@ import aiohttp
 from .errors import GatewayTimeoutError, TransportError
 from .policy import Gateway, Timeouts, TlsPolicy
 
-__all__ = ["AiohttpTransport", "HttpRequest", "HttpResponse", "Transport"]
+__all__ = ["DEFAULT_CONNECTIONS", "AiohttpTransport", "HttpRequest", "HttpResponse", "Transport"]
+
+# Requests in flight to one gateway at once; more wait for a free connection. A burst of
+# 100 volume creates (a host bringing up its instances) fits in one round trip.
+DEFAULT_CONNECTIONS = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +56,8 @@ class AiohttpTransport:
     """Send requests to one gateway over a shared keep-alive connection pool.
 
     The session is created on first use, inside the running event loop, and closed by
-    :meth:`close`. ``limit`` caps the number of simultaneous connections.
+    :meth:`close`. ``limit`` caps the number of simultaneous connections, hence of
+    requests in flight.
     """
 
     def __init__(
@@ -61,7 +66,7 @@ class AiohttpTransport:
         *,
         tls: TlsPolicy | None = None,
         timeouts: Timeouts | None = None,
-        limit: int = 64,
+        limit: int = DEFAULT_CONNECTIONS,
     ) -> None:
         self._gateway = gateway
         self._tls = tls or TlsPolicy()

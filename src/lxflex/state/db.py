@@ -18,15 +18,18 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from . import direct
 
 __all__ = ["Conn", "Database", "DatabaseBusy", "normalize_url"]
 
@@ -101,7 +104,9 @@ class _SyncConn:
         self._conn = conn
 
     async def execute(self, statement: Any, parameters: Any = None) -> Any:
-        return self._conn.execute(statement, parameters)
+        driver = cast(sqlite3.Connection, self._conn.connection.driver_connection)
+        rows = direct.run(driver, self._conn.dialect, statement, parameters)
+        return rows if rows is not None else self._conn.execute(statement, parameters)
 
     @asynccontextmanager
     async def begin_nested(self) -> AsyncIterator[None]:
