@@ -8,6 +8,7 @@ import shutil
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import yaml
@@ -109,6 +110,15 @@ def test_snapshots_restore_copy_move(daemon: Daemon) -> None:
     daemon.lxc("storage", "volume", "snapshot", POOL, "s1", "--no-expiry")
     listed = [v["name"] for v in _volumes(daemon)]
     assert listed == ["s1", "s1/snap0", "s1/named", "s1/snap1"]
+
+    def filtered(expression: str) -> list[str]:
+        path = f"/1.0/storage-pools/{POOL}/volumes?recursion=1&filter={quote(expression)}"
+        return [v["name"] for v in json.loads(daemon.lxc("query", path).stdout)]
+
+    assert filtered("snapshot eq false") == ["s1"]
+    assert filtered("snapshot eq true and not name eq s1/named") == ["s1/snap0", "s1/snap1"]
+    assert filtered("config.user.state eq first or name eq s1/named") == ["s1/snap0", "s1/named"]
+    assert filtered("created_at eq '20[0-9][0-9]-.*Z'") == listed  # times filter as text
     snap = yaml.safe_load(daemon.lxc("storage", "volume", "show", POOL, "s1/snap0").stdout)
     assert (
         "expires_at: 0001-01-01T00:00:00Z"

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from lxflex.state import Database, NameTaken
 from lxflex.state import store as s
-from lxflex.state.schema import volume_config, volumes
+from lxflex.state.schema import volumes
 
 WHEN = datetime.datetime(2026, 11, 25, 21, 31, 44, 123456, tzinfo=datetime.UTC)
 
@@ -29,6 +29,7 @@ def _row(name: str, pool_id: int) -> dict[str, object]:
         "status": "creating",
         "array_id": None,
         "created_at": WHEN,
+        "config": "{}",
     }
 
 
@@ -53,26 +54,19 @@ async def test_prepared_and_plain_writes_store_the_same(tmp_path: Path) -> None:
             plain = sa.insert(volumes).returning(volumes.c.id)
             slow = (await conn.execute(plain, _row("slow", pool.id))).scalar_one()
             assert through_engine == ["INSERT"]
-            rows = [{"volume_id": v, "key": k, "value": "1"} for v in (fast,) for k in "ab"]
-            await conn.execute(s._CONFIG_ADD["volume_config"], rows)
-            await conn.execute(sa.insert(volume_config), [{**r, "volume_id": slow} for r in rows])
-            await conn.execute(s._UPDATE["volumes"], {"status": "created", "row_id": fast})
-            await conn.execute(
-                sa.update(volumes).where(volumes.c.id == slow), {"status": "created"}
-            )
-            assert through_engine == ["INSERT", "INSERT", "UPDATE"]
+            done = {"status": "created", "config": '{"a":"1"}'}
+            await conn.execute(s._UPDATE["volumes"], {**done, "row_id": fast})
+            await conn.execute(sa.update(volumes).where(volumes.c.id == slow), done)
+            assert through_engine == ["INSERT", "UPDATE"]
     finally:
         await db.close()
     fast_row, slow_row = _raw(
         tmp_path / "x.db",
-        "SELECT project, type, content_type, description, status, array_id, created_at "
-        "FROM volumes ORDER BY name",
+        "SELECT project, type, content_type, description, status, array_id, config, "
+        "created_at FROM volumes ORDER BY name",
     )
     assert fast_row == slow_row
-    assert fast_row[-1] == "2026-11-25 21:31:44.123456"  # SQLAlchemy's text for the time
-    configs = _raw(tmp_path / "x.db", "SELECT volume_id, key, value FROM volume_config")
-    assert sorted((k, v) for vid, k, v in configs if vid == fast) == [("a", "1"), ("b", "1")]
-    assert sorted((k, v) for vid, k, v in configs if vid == slow) == [("a", "1"), ("b", "1")]
+    assert fast_row[-2:] == ('{"a":"1"}', "2026-11-25 21:31:44.123456")  # SQLAlchemy's time
 
 
 async def test_a_clash_is_sqlalchemys_integrity_error_and_the_transaction_goes_on(
@@ -93,3 +87,29 @@ async def test_a_clash_is_sqlalchemys_integrity_error_and_the_transaction_goes_o
     finally:
         await db.close()
     assert names == ["v", "w"]
+
+
+@pytest.mark.parametrize("through_sqlalchemy", [False, True])
+async def test_a_failed_write_leaves_nothing(tmp_path: Path, through_sqlalchemy: bool) -> None:
+    db = await Database.open(f"sqlite:///{tmp_path}/x.db")
+    try:
+        async with db.write() as conn:
+            pool = await s.create_pool(conn, "p", "powerflex", {})
+
+        async def failing() -> None:
+            async with db.write() as conn:
+                await conn.execute(s._INSERT["volumes"], _row("direct", pool.id))
+                if through_sqlalchemy:  # SQLAlchemy joins the transaction, then rolls it back
+                    await conn.execute(sa.insert(volumes), _row("engine", pool.id))
+                raise RuntimeError("boom")
+
+        with pytest.raises(RuntimeError):
+            await failing()
+        async with db.write() as conn:  # the next transaction starts clean
+            await conn.execute(sa.insert(volumes), _row("after", pool.id))
+            await conn.execute(s._INSERT["volumes"], _row("later", pool.id))
+        async with db.read() as conn:
+            names = [v.name for v in await s.list_volumes(conn, pool.id)]
+    finally:
+        await db.close()
+    assert names == ["after", "later"]

@@ -8,9 +8,12 @@ The ETag hashes what a PUT can change: pool ``[name, driver, config]``, volume
 
 from __future__ import annotations
 
+import datetime
 import re
 from typing import Any
 from urllib.parse import quote
+
+import msgspec
 
 from ..service import PoolView, VolumeView
 from ..state import Snapshot
@@ -55,18 +58,35 @@ def pool_etag(view: PoolView) -> str:
     return etag(view.name, view.driver, view.config)
 
 
-def volume(view: VolumeView) -> dict[str, Any]:
-    return {
-        "name": view.name,
-        "type": view.type,
-        "description": view.description,
-        "config": view.config,  # the view's own copy
-        "content_type": view.content_type,
-        "location": "none",
-        "project": view.project,
-        "used_by": [],
-        "created_at": rfc3339(view.created_at),
-    }
+class VolumeDoc(msgspec.Struct):
+    """A volume as LXD renders it (in lists, a snapshot too, named ``volume/snapshot``).
+
+    A struct, not a dict: lists render 10,000 of them, and msgspec builds and writes
+    structs, times included (RFC 3339, Z for UTC), about three times faster."""
+
+    name: str
+    type: str
+    description: str
+    config: dict[str, str]
+    content_type: str
+    location: str
+    project: str
+    used_by: list[str]
+    created_at: datetime.datetime
+
+
+def volume(view: VolumeView) -> VolumeDoc:
+    return VolumeDoc(
+        view.name,
+        view.type,
+        view.description,
+        view.config,  # the view's own copy
+        view.content_type,
+        "none",
+        view.project,
+        [],
+        view.created_at.astimezone(datetime.UTC),
+    )
 
 
 def volume_etag(view: VolumeView) -> str:
@@ -86,19 +106,19 @@ def snapshot(snap: Snapshot, content_type: str) -> dict[str, Any]:
 
 def snapshot_as_volume(
     volume_name: str, snap: Snapshot, content_type: str, project: str
-) -> dict[str, Any]:
+) -> VolumeDoc:
     """A snapshot as it appears in a volume list: a volume named ``vol/snap``."""
-    return {
-        "name": f"{volume_name}/{snap.name}",
-        "type": "custom",
-        "description": snap.description,
-        "config": dict(snap.config),
-        "content_type": content_type,
-        "location": "none",
-        "project": project,
-        "used_by": [],
-        "created_at": rfc3339(snap.created_at),
-    }
+    return VolumeDoc(
+        f"{volume_name}/{snap.name}",
+        "custom",
+        snap.description,
+        dict(snap.config),
+        content_type,
+        "none",
+        project,
+        [],
+        snap.created_at.astimezone(datetime.UTC),
+    )
 
 
 def snapshot_etag(snap: Snapshot) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
 from ..service import Storage, VolumeView
@@ -130,7 +131,7 @@ async def volumes_get(request: web.Request) -> web.Response:
     )
     # (volume, snapshot or None, document): URLs are made only for the answer that
     # lists them (recursion=0), documents for every answer (filters read them).
-    entries: list[tuple[VolumeView, Snapshot | None, dict[str, Any]]] = []
+    entries: list[tuple[VolumeView, Snapshot | None, render.VolumeDoc]] = []
     for view in views:
         entries.append((view, None, render.volume(view)))
         for snap in view.snapshot_records:
@@ -138,7 +139,7 @@ async def volumes_get(request: web.Request) -> web.Response:
             entries.append((view, snap, doc))
     expression = parse_filter(request.query.get("filter", ""))
     if expression is not None:
-        entries = [e for e in entries if matches(expression, e[2])]
+        entries = [e for e in entries if matches(expression, msgspec.to_builtins(e[2]))]
     if recursion_of(request) == 0:
         return sync(
             [

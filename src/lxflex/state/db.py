@@ -39,7 +39,7 @@ _MIGRATIONS = Path(__file__).parent / "migrations"
 _READ = "lxflex_read"
 # The newest migration; a test pins it to Alembic's head. Knowing it lets a database
 # that is already current open without importing Alembic (time and memory at start-up).
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 _IDLE_MAX = 4  # idle SQLite connections kept per kind
 
 
@@ -171,7 +171,7 @@ class Database:
         """A read-write transaction, committed on success and rolled back on error."""
         if self._writer is not None:
             async with self._writer:
-                with self._sqlite(read_only=False) as sync_conn, sync_conn.begin():
+                with self._sqlite(read_only=False) as sync_conn, _sqlite_write(sync_conn):
                     yield _SyncConn(sync_conn)
             return
         assert self.engine is not None  # noqa: S101 - one of the two engines is set
@@ -222,6 +222,28 @@ class Database:
             self._lock_fd = None
 
 
+@contextmanager
+def _sqlite_write(conn: Connection) -> Iterator[None]:
+    """A write transaction begun and ended on the driver: prepared writes (direct.py) need
+    no more, and SQLAlchemy's transaction around them cost as much as they do. A
+    statement that goes through SQLAlchemy makes it begin its own transaction, which
+    joins this one (the begin hook sees it open) and then ends it."""
+    driver = cast(sqlite3.Connection, conn.connection.driver_connection)
+    driver.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction():
+            conn.rollback()
+        elif driver.in_transaction:
+            driver.rollback()
+        raise
+    if conn.in_transaction():
+        conn.commit()
+    else:
+        driver.commit()
+
+
 def _lock(path: Path) -> int:
     """Hold ``<path>.lock`` exclusively for as long as the returned descriptor is open."""
     lock_path = path.with_name(path.name + ".lock")
@@ -255,4 +277,5 @@ def _setup_sqlite(engine: Engine) -> None:
         # Straight to the driver: SQLAlchemy's statement path would cost more than BEGIN.
         driver = conn.connection.driver_connection
         assert driver is not None  # noqa: S101 - a connection in use has its driver's
-        driver.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        if not driver.in_transaction:  # else a write transaction began it (_sqlite_write)
+            driver.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")

@@ -1,13 +1,13 @@
 """The per-request writes, run by SQLite's driver directly.
 
 SQLAlchemy spends 40-80 µs around each statement it executes (cache key, execution
-context, result object) for 5-10 µs of work in SQLite; a volume create runs three writes
-in two transactions, on the one thread that serves every request. A statement marked with
+context, result object) for 5-10 µs of work in SQLite; a volume create runs two writes in
+two transactions, on the one thread that serves every request. A statement marked with
 :func:`prepared` is compiled by SQLAlchemy once per set of parameter names (the same SQL
 it would send), and its parameters go through SQLAlchemy's own bind processors (a time
 becomes the same text); only the execution skips the engine. Plain INSERT, UPDATE and
-DELETE statements qualify; one that needs Python-side defaults, or RETURNING over many
-rows, is left to SQLAlchemy, as is every statement on PostgreSQL.
+DELETE statements with one set of parameters qualify; one that needs Python-side defaults
+is left to SQLAlchemy, as are many sets at once and every statement on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -86,26 +86,18 @@ def run(
     statement: Any,
     parameters: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None,
 ) -> Rows | None:
-    """Execute a prepared statement on ``driver``; None when it is not one (or cannot be
-    run directly), for SQLAlchemy to execute instead."""
-    if id(statement) not in _PREPARED or not parameters:
+    """Execute a prepared statement with one set of parameters on ``driver``; None when
+    it is not one (or cannot be run directly), for SQLAlchemy to execute instead."""
+    if id(statement) not in _PREPARED or not isinstance(parameters, Mapping):
         return None
-    rows: list[Mapping[str, Any]]
-    if isinstance(parameters, Mapping):
-        many, rows = False, [parameters]
-    else:
-        many, rows = True, list(parameters)
-    key = (id(statement), tuple(rows[0]))
+    key = (id(statement), tuple(parameters))
     if key in _PLANS:
         plan = _PLANS[key]
     else:
         plan = _PLANS[key] = _plan(statement, key[1], dialect)
-    if plan is None or (many and plan.returning):
+    if plan is None:
         return None
     try:
-        if many:
-            driver.executemany(plan.sql, [plan.bind(r) for r in rows])
-            return Rows([])
-        return Rows(driver.execute(plan.sql, plan.bind(rows[0])).fetchall())
+        return Rows(driver.execute(plan.sql, plan.bind(parameters)).fetchall())
     except sqlite3.Error as exc:  # as SQLAlchemy would raise it (IntegrityError: a clash)
         raise DBAPIError.instance(plan.sql, None, exc, sqlite3.Error) from None

@@ -3,16 +3,19 @@
 The migrations under ``migrations/`` create exactly this (a test compares the two).
 
 * ``servers``: each lxflex server of a cluster, by the UUID in its ``server.uuid`` file.
-* ``pools`` and ``pool_config``: storage pools and their keys (the gateway password among
-  them: the SQLite file is readable by root only).
-* ``volumes`` and ``volume_config``: volumes per pool, project, type and name; the array's
-  volume ID is cached in ``array_id`` so no call needs a lookup by name (a virtual
-  machine's root disk; its filesystem twin's ID is ``fs_array_id``).
-* ``snapshots`` and ``snapshot_config``: snapshots of a volume, with their array IDs.
+* ``pools``: storage pools and their keys (the gateway password among them: the SQLite
+  file is readable by root only).
+* ``volumes``: volumes per pool, project, type and name; the array's volume ID is cached
+  in ``array_id`` so no call needs a lookup by name (a virtual machine's root disk; its
+  filesystem twin's ID is ``fs_array_id``).
+* ``snapshots``: snapshots of a volume, with their array IDs.
 * ``backups``: backups of custom volumes (the tarballs are files in the state directory).
 * ``certificates``: the HTTPS trust store (client certificates by SHA-256 fingerprint).
 * ``server_config``: server keys (``core.https_address``) of one server or all of them
   (an empty ``server`` UUID).
+
+Pools, volumes and snapshots keep their config as a JSON object in ``config``: it is
+read and written whole, never by key.
 
 ``status`` marks rows whose array work is under way (``creating``, ``deleting``): a row
 left in such a state by a crash tells the service what to clean up.
@@ -51,14 +54,7 @@ pools = sa.Table(
     sa.Column("description", sa.Text, nullable=False, server_default=""),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("created_at", _TS, nullable=False),
-)
-
-pool_config = sa.Table(
-    "pool_config",
-    metadata,
-    sa.Column("pool_id", sa.ForeignKey("pools.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("key", sa.String(255), primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("config", sa.Text, nullable=False, server_default="{}"),
 )
 
 volumes = sa.Table(
@@ -75,15 +71,8 @@ volumes = sa.Table(
     sa.Column("array_id", sa.String(32), nullable=True),
     sa.Column("created_at", _TS, nullable=False),
     sa.Column("fs_array_id", sa.String(32), nullable=True),
+    sa.Column("config", sa.Text, nullable=False, server_default="{}"),
     sa.UniqueConstraint("pool_id", "project", "type", "name"),
-)
-
-volume_config = sa.Table(
-    "volume_config",
-    metadata,
-    sa.Column("volume_id", sa.ForeignKey("volumes.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("key", sa.String(255), primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
 )
 
 snapshots = sa.Table(
@@ -98,15 +87,8 @@ snapshots = sa.Table(
     sa.Column("created_at", _TS, nullable=False),
     sa.Column("expires_at", _TS, nullable=True),
     sa.Column("fs_array_id", sa.String(32), nullable=True),
+    sa.Column("config", sa.Text, nullable=False, server_default="{}"),
     sa.UniqueConstraint("volume_id", "name"),
-)
-
-snapshot_config = sa.Table(
-    "snapshot_config",
-    metadata,
-    sa.Column("snapshot_id", sa.ForeignKey("snapshots.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("key", sa.String(255), primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
 )
 
 certificates = sa.Table(

@@ -1,26 +1,24 @@
 """Reading and writing lxflex's records inside a transaction.
 
 Every function takes the connection of a transaction opened by
-:class:`~lxflex.state.db.Database` and returns plain frozen records; configs are loaded
-with one extra query per call, never one per row. A unique-name clash raises
-:class:`NameTaken`.
+:class:`~lxflex.state.db.Database` and returns plain frozen records; a config comes in
+its owner's row (a JSON object). A unique-name clash raises :class:`NameTaken`.
 """
 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
 import msgspec
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.compiler import compiles
 
 from .db import Conn
 from .direct import prepared
-from .schema import pool_config, pools, servers, snapshot_config, snapshots, volume_config, volumes
+from .schema import pools, servers, snapshots, volumes
 
 __all__ = [
     "NameTaken",
@@ -31,28 +29,15 @@ __all__ = [
 ]
 
 
-_BATCH = 900  # IDs per IN (...) list: under SQLite's oldest bound-parameter limit
-
 # The statements of the per-request paths are built once, with bound parameters, and
 # executed with parameter dicts: SQLAlchemy builds and keys a statement in about four
 # times the time it takes to execute a cached one, and every request runs several. The
 # writes among them run on SQLite's driver directly (see direct.py).
 _ROW: sa.BindParameter[int] = sa.bindparam("row_id")
-_OWNER: sa.BindParameter[int] = sa.bindparam("owner_id")
 _TABLES = (pools, volumes, snapshots, servers)
 _INSERT = {t.name: prepared(sa.insert(t).returning(t.c.id)) for t in _TABLES}
 _UPDATE = {t.name: prepared(sa.update(t).where(t.c.id == _ROW)) for t in _TABLES}
 _DELETE = {t.name: prepared(sa.delete(t).where(t.c.id == _ROW)) for t in _TABLES}
-_CONFIG_TABLES = (
-    (pool_config, "pool_id"),
-    (volume_config, "volume_id"),
-    (snapshot_config, "snapshot_id"),
-)
-_CONFIG_OF = {
-    t.name: sa.select(t.c.key, t.c.value).where(t.c[o] == _OWNER) for t, o in _CONFIG_TABLES
-}
-_CONFIG_CLEAR = {t.name: prepared(sa.delete(t).where(t.c[o] == _OWNER)) for t, o in _CONFIG_TABLES}
-_CONFIG_ADD = {t.name: prepared(sa.insert(t)) for t, _ in _CONFIG_TABLES}
 _POOL_BY_NAME = sa.select(pools).where(pools.c.name == sa.bindparam("name"))
 _VOLUME_BY_NAME = sa.select(volumes).where(
     volumes.c.pool_id == sa.bindparam("pool_id"),
@@ -66,39 +51,17 @@ _SNAPSHOT_BY_NAME = sa.select(snapshots).where(
 )
 
 
-class _ConfigObject(sa.sql.functions.GenericFunction[str]):
-    """``key``/``value`` rows aggregated into one JSON object, as text: the configs of a
-    list come in the rows of their owners (SQLite builds the objects in C far faster than
-    Python folds one row per key)."""
-
-    type = sa.Text()
-    inherit_cache = True
-
-
-@compiles(_ConfigObject, "sqlite")
-def _config_object_sqlite(element: _ConfigObject, compiler: Any, **kw: Any) -> str:
-    return f"json_group_object({compiler.process(element.clauses, **kw)})"
-
-
-@compiles(_ConfigObject, "postgresql")
-def _config_object_postgresql(element: _ConfigObject, compiler: Any, **kw: Any) -> str:
-    return f"CAST(json_object_agg({compiler.process(element.clauses, **kw)}) AS TEXT)"
-
-
-def _config_of_row(table: sa.Table, owner: str, owner_column: sa.Column[int]) -> Any:
-    """A scalar subquery: the config of the row ``owner_column`` names, as JSON text."""
-    return (
-        sa.select(_ConfigObject(table.c.key, table.c.value))
-        .where(table.c[owner] == owner_column)
-        .scalar_subquery()
-    )
-
-
 _decode_config = msgspec.json.Decoder(dict[str, str])
+_encode_config = msgspec.json.Encoder()
 
 
-def _config_from(doc: str | None) -> dict[str, str]:
-    return _decode_config.decode(doc) if doc else {}  # PostgreSQL aggregates none as NULL
+def _config_from(doc: str) -> dict[str, str]:
+    """A config from its column: a JSON object, as text."""
+    return _decode_config.decode(doc)
+
+
+def _config_text(config: Mapping[str, str]) -> str:
+    return _encode_config.encode(dict(config)).decode()
 
 
 def _timestamp(value: datetime.datetime | str | None) -> datetime.datetime:
@@ -110,13 +73,10 @@ def _timestamp(value: datetime.datetime | str | None) -> datetime.datetime:
     return _aware(value) or now()
 
 
-# Lists read a volume's columns in the table's order, the time as the driver gives it, and
-# the config in the same row.
+# Lists read a volume's columns in the table's order, the time as the driver gives it.
 _VOLUME_LIST_COLUMNS = [
     sa.type_coerce(c, sa.String) if c.name == "created_at" else c for c in volumes.c
 ]
-_VOLUME_CONFIG = _config_of_row(volume_config, "volume_id", volumes.c.id)
-_SNAPSHOT_CONFIG = _config_of_row(snapshot_config, "snapshot_id", snapshots.c.id)
 
 
 class NameTaken(Exception):
@@ -172,40 +132,7 @@ class Snapshot(msgspec.Struct, frozen=True):
     fs_array_id: str | None = None  # a virtual machine's filesystem twin
 
 
-# --- config tables -------------------------------------------------------------------
-
-
-async def _config(conn: Conn, table: sa.Table, owner_id: int) -> dict[str, str]:
-    """The config of one pool, volume or snapshot."""
-    rows = await conn.execute(_CONFIG_OF[table.name], {"owner_id": owner_id})
-    return {key: value for key, value in rows}
-
-
-async def _configs(
-    conn: Conn, table: sa.Table, owner: str, ids: Sequence[int]
-) -> dict[int, dict[str, str]]:
-    found: dict[int, dict[str, str]] = {i: {} for i in ids}
-    if not ids:
-        return found
-    column = table.c[owner]
-    for start in range(0, len(ids), _BATCH):
-        query = sa.select(column, table.c.key, table.c.value).where(
-            column.in_(ids[start : start + _BATCH])
-        )
-        for owner_id, key, value in await conn.execute(query):
-            found[owner_id][key] = value
-    return found
-
-
-async def _replace_config(
-    conn: Conn, table: sa.Table, owner: str, owner_id: int, config: Mapping[str, str]
-) -> None:
-    await conn.execute(_CONFIG_CLEAR[table.name], {"owner_id": owner_id})
-    if config:
-        await conn.execute(
-            _CONFIG_ADD[table.name],
-            [{owner: owner_id, "key": k, "value": v} for k, v in config.items()],
-        )
+# --- rows ------------------------------------------------------------------------------
 
 
 async def _guarded(conn: Conn, statement: Any, params: Mapping[str, Any]) -> Any:
@@ -245,7 +172,7 @@ async def ensure_server(conn: Conn, server_uuid: str, name: str) -> int:
 # --- pools ---------------------------------------------------------------------------
 
 
-def _pool(row: Any, config: Mapping[str, str]) -> Pool:
+def _pool(row: Any) -> Pool:
     return Pool(
         row.id,
         row.name,
@@ -253,7 +180,8 @@ def _pool(row: Any, config: Mapping[str, str]) -> Pool:
         row.description,
         row.status,
         _aware(row.created_at) or now(),
-        MappingProxyType(dict(config)),  # read-only: the service may cache pool records
+        # Read-only: the service may cache pool records.
+        MappingProxyType(_config_from(row.config)),
     )
 
 
@@ -266,7 +194,7 @@ async def create_pool(
     description: str = "",
     status: str = "created",
 ) -> Pool:
-    pool_id = await _insert(
+    await _insert(
         conn,
         pools,
         {
@@ -275,9 +203,9 @@ async def create_pool(
             "description": description,
             "status": status,
             "created_at": now(),
+            "config": _config_text(config),
         },
     )
-    await _replace_config(conn, pool_config, "pool_id", pool_id, config)
     found = await get_pool(conn, name)
     assert found is not None  # noqa: S101 - inserted in this transaction
     return found
@@ -290,13 +218,11 @@ async def get_pool(conn: Conn, name: str, *, for_update: bool = False) -> Pool |
     row = (await conn.execute(query, {"name": name})).first()
     if row is None:
         return None
-    return _pool(row, await _config(conn, pool_config, row.id))
+    return _pool(row)
 
 
 async def list_pools(conn: Conn) -> list[Pool]:
-    rows = (await conn.execute(sa.select(pools).order_by(pools.c.name))).all()
-    configs = await _configs(conn, pool_config, "pool_id", [r.id for r in rows])
-    return [_pool(r, configs[r.id]) for r in rows]
+    return [_pool(r) for r in await conn.execute(sa.select(pools).order_by(pools.c.name))]
 
 
 async def update_pool(
@@ -308,10 +234,10 @@ async def update_pool(
     status: str | None = None,
 ) -> None:
     values = {k: v for k, v in (("description", description), ("status", status)) if v is not None}
+    if config is not None:
+        values["config"] = _config_text(config)
     if values:
         await _update(conn, pools, pool_id, values)
-    if config is not None:
-        await _replace_config(conn, pool_config, "pool_id", pool_id, config)
 
 
 async def delete_pool(conn: Conn, pool_id: int) -> None:
@@ -321,12 +247,23 @@ async def delete_pool(conn: Conn, pool_id: int) -> None:
 # --- volumes -------------------------------------------------------------------------
 
 
-def _volume(row: Any, config: Mapping[str, str]) -> Volume:
+def _volume(row: Any) -> Volume:
     # Positional: the table's columns are the record's fields, in order. Attribute access
     # by name on 10,000 rows costs more than the query itself.
-    (vol_id, pool_id, project, name, vtype, content, description, status, array_id, created, fs) = (
-        row
-    )
+    (
+        vol_id,
+        pool_id,
+        project,
+        name,
+        vtype,
+        content,
+        description,
+        status,
+        array_id,
+        created,
+        fs,
+        config,
+    ) = row
     return Volume(
         vol_id,
         pool_id,
@@ -338,7 +275,7 @@ def _volume(row: Any, config: Mapping[str, str]) -> Volume:
         status,
         array_id,
         _timestamp(created),
-        config,
+        _config_from(config),
         fs,
     )
 
@@ -369,13 +306,9 @@ async def create_volume(
             "status": status,
             "array_id": None,
             "created_at": created,
+            "config": _config_text(config),
         },
     )
-    if config:  # a new row has no config to replace
-        await conn.execute(
-            _CONFIG_ADD[volume_config.name],
-            [{"volume_id": vol_id, "key": k, "value": v} for k, v in config.items()],
-        )
     return Volume(
         vol_id,
         pool_id,
@@ -398,7 +331,7 @@ async def get_volume(
     row = (await conn.execute(_VOLUME_BY_NAME, params)).first()
     if row is None:
         return None
-    return _volume(row, await _config(conn, volume_config, row.id))
+    return _volume(row)
 
 
 async def list_volumes(
@@ -414,12 +347,8 @@ async def list_volumes(
         where.append(volumes.c.project == project)
     if volume_type is not None:
         where.append(volumes.c.type == volume_type)
-    query = (
-        sa.select(*_VOLUME_LIST_COLUMNS, _VOLUME_CONFIG)
-        .where(*where)
-        .order_by(volumes.c.type, volumes.c.name)
-    )
-    return [_volume(row[:-1], _config_from(row[-1])) for row in (await conn.execute(query)).all()]
+    query = sa.select(*_VOLUME_LIST_COLUMNS).where(*where).order_by(volumes.c.type, volumes.c.name)
+    return [_volume(row) for row in (await conn.execute(query)).all()]
 
 
 async def volume_names(conn: Conn, pool_id: int) -> list[tuple[str, str]]:
@@ -446,10 +375,10 @@ async def update_volume(
     config: Mapping[str, str] | None = None,
     **values: Any,
 ) -> None:
+    if config is not None:
+        values["config"] = _config_text(config)
     if values:
         await _update(conn, volumes, vol_id, values)
-    if config is not None:
-        await _replace_config(conn, volume_config, "volume_id", vol_id, config)
 
 
 async def delete_volume(conn: Conn, vol_id: int) -> None:
@@ -459,7 +388,7 @@ async def delete_volume(conn: Conn, vol_id: int) -> None:
 # --- snapshots -----------------------------------------------------------------------
 
 
-def _snapshot(row: Any, config: Mapping[str, str]) -> Snapshot:
+def _snapshot(row: Any) -> Snapshot:
     return Snapshot(
         row.id,
         row.volume_id,
@@ -469,7 +398,7 @@ def _snapshot(row: Any, config: Mapping[str, str]) -> Snapshot:
         row.array_id,
         _aware(row.created_at) or now(),
         _aware(row.expires_at),
-        dict(config),
+        _config_from(row.config),
         row.fs_array_id,
     )
 
@@ -495,15 +424,15 @@ async def create_snapshot(
             "array_id": None,
             "created_at": now(),
             "expires_at": expires_at,
+            "config": _config_text(config),
         },
     )
-    await _replace_config(conn, snapshot_config, "snapshot_id", snap_id, config)
     return await snapshot_by_id(conn, snap_id)
 
 
 async def snapshot_by_id(conn: Conn, snap_id: int) -> Snapshot:
     row = (await conn.execute(_SNAPSHOT_BY_ID, {"row_id": snap_id})).one()
-    return _snapshot(row, await _config(conn, snapshot_config, snap_id))
+    return _snapshot(row)
 
 
 async def list_snapshots(conn: Conn, volume_id: int) -> list[Snapshot]:
@@ -513,22 +442,20 @@ async def list_snapshots(conn: Conn, volume_id: int) -> list[Snapshot]:
         .where(snapshots.c.volume_id == volume_id)
         .order_by(snapshots.c.created_at, snapshots.c.id)
     )
-    rows = (await conn.execute(query)).all()
-    configs = await _configs(conn, snapshot_config, "snapshot_id", [r.id for r in rows])
-    return [_snapshot(r, configs[r.id]) for r in rows]
+    return [_snapshot(r) for r in await conn.execute(query)]
 
 
 async def list_pool_snapshots(conn: Conn, pool_id: int) -> dict[int, list[Snapshot]]:
     """Every snapshot of a pool's volumes, by volume ID, oldest first: one query."""
     query = (
-        sa.select(snapshots, _SNAPSHOT_CONFIG)
+        sa.select(snapshots)
         .join(volumes, volumes.c.id == snapshots.c.volume_id)
         .where(volumes.c.pool_id == pool_id)
         .order_by(snapshots.c.created_at, snapshots.c.id)
     )
     found: dict[int, list[Snapshot]] = {}
     for row in (await conn.execute(query)).all():
-        found.setdefault(row.volume_id, []).append(_snapshot(row, _config_from(row[-1])))
+        found.setdefault(row.volume_id, []).append(_snapshot(row))
     return found
 
 
@@ -537,7 +464,7 @@ async def get_snapshot(conn: Conn, volume_id: int, name: str) -> Snapshot | None
     row = (await conn.execute(_SNAPSHOT_BY_NAME, params)).first()
     if row is None:
         return None
-    return _snapshot(row, await _config(conn, snapshot_config, row.id))
+    return _snapshot(row)
 
 
 async def update_snapshot(conn: Conn, snap_id: int, **values: Any) -> None:
