@@ -78,7 +78,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=100)
     parser.add_argument("--latency-ms", type=float, default=20.0)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--serial", type=int, default=5, help="serial creates per round")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="lxflex-bench-") as tmp, simulator() as sim:

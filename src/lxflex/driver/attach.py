@@ -30,6 +30,7 @@ from ..host.nvme import NvmeHost
 from ..host.runner import CommandError
 from ..host.sdc import SdcHost
 from ..host.watch import wait_for_path
+from ..locks import KeyedLocks
 from ..powerflex import AlreadyMappedError, NameInUseError, NotMappedError, PowerFlexClient
 from .errors import Unavailable
 
@@ -58,7 +59,7 @@ class Attacher(abc.ABC):
         self._host_id: str | None = None
         self._host_lock = asyncio.Lock()
         self._refs: dict[str, int] = defaultdict(int)
-        self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._locks: KeyedLocks[str] = KeyedLocks()
         self._connect_lock = asyncio.Lock()
 
     # --- what a transport provides ----------------------------------------------------
@@ -99,7 +100,7 @@ class Attacher(abc.ABC):
 
     async def attach(self, volume_id: str) -> Path:
         """Make the volume's block device available; return its by-id path."""
-        async with self._locks[volume_id]:
+        async with self._locks.hold(volume_id):
             if self._refs[volume_id] > 0:
                 self._refs[volume_id] += 1
                 return self.device(volume_id)
@@ -130,7 +131,7 @@ class Attacher(abc.ABC):
 
     async def detach(self, volume_id: str, *, force: bool = False) -> None:
         """Let go of one reference; unmap when none is left (or at once with ``force``)."""
-        async with self._locks[volume_id]:
+        async with self._locks.hold(volume_id):
             if not force and self._refs[volume_id] > 1:
                 self._refs[volume_id] -= 1
                 return

@@ -10,15 +10,13 @@ volume's ``volatile.uuid``, so renames touch only the state.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime
 import logging
 import os
 import uuid
-from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Literal
 
@@ -29,6 +27,7 @@ from ..driver.naming import Content, VolumeType
 from ..driver.units import format_size, parse_size
 from ..driver.volumes import CopyPlan, Progress
 from ..host.fs import is_mounted
+from ..locks import KeyedLocks
 from ..state import Conn, Database, NameTaken
 from ..state import store as st
 from .pools import PoolService
@@ -48,12 +47,10 @@ class VolumeService:
     def __init__(self, db: Database, pools: PoolService) -> None:
         self.db = db
         self.pools = pools
-        self._locks: dict[tuple[str, str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._locks: KeyedLocks[tuple[str, str, str]] = KeyedLocks()
 
-    @asynccontextmanager
-    async def _locked(self, pool: str, project: str, name: str) -> AsyncIterator[None]:
-        async with self._locks[(pool, project, name)]:
-            yield
+    def _locked(self, pool: str, project: str, name: str) -> AbstractAsyncContextManager[None]:
+        return self._locks.hold((pool, project, name))
 
     def lock(self, pool: str, project: str, name: str) -> AbstractAsyncContextManager[None]:
         """Serialize work on one volume (backups take the volume's lock too)."""
