@@ -201,3 +201,22 @@ def test_restricted_trust_is_refused(daemon: Daemon) -> None:
     )
     assert refused.returncode != 0
     assert "restricted certificates are not supported" in refused.stderr
+
+
+def test_certificate_edits_check_what_they_are_sent(daemon: Daemon, tmp_path: Path) -> None:
+    crt, _ = make_client_cert(tmp_path)
+    body = {"type": "client", "name": "edit-me", "certificate": crt.read_text()}
+    daemon.lxc("query", "-X", "POST", "-d", json.dumps(body), "/1.0/certificates")
+    listed = json.loads(daemon.lxc("query", "/1.0/certificates?recursion=1").stdout)
+    fingerprint = next(c["fingerprint"] for c in listed if c["name"] == "edit-me")
+    url = f"/1.0/certificates/{fingerprint}"
+    try:
+        for method in ("PUT", "PATCH"):
+            sent = {"name": "renamed", "type": "client", "certificate": [None, None]}
+            res = daemon.lxc("query", "-X", method, "-d", json.dumps(sent), url, check=False)
+            assert res.returncode != 0
+            assert "certificate must be PEM or base64 DER" in res.stderr
+        daemon.lxc("query", "-X", "PATCH", "-d", json.dumps({"name": "renamed"}), url)
+        assert json.loads(daemon.lxc("query", url).stdout)["name"] == "renamed"
+    finally:
+        daemon.lxc("query", "-X", "DELETE", url)

@@ -138,8 +138,10 @@ def _render(cert: Certificate) -> dict[str, Any]:
     }
 
 
-def _pem(value: str) -> str:
+def _pem(value: object) -> str:
     """A certificate sent as PEM (pylxd) or as base64 of its DER form (lxc)."""
+    if not isinstance(value, str):
+        raise ApiError(400, "certificate must be PEM or base64 DER, as a string")
     if "BEGIN CERTIFICATE" in value:
         return value
     from cryptography import x509
