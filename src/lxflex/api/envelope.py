@@ -74,14 +74,8 @@ def etag(*parts: Any) -> str:
     return hashlib.sha256(_dumps(parts).encode()).hexdigest()
 
 
-def sync(
-    metadata: Any = None,
-    *,
-    status: int = 200,
-    etag_value: str | None = None,
-    location: str | None = None,
-) -> web.Response:
-    body = {
+def _sync_body(metadata: Any) -> dict[str, Any]:
+    return {
         "type": "sync",
         "status": "Success",
         "status_code": 200,
@@ -90,6 +84,19 @@ def sync(
         "error": "",
         "metadata": metadata,
     }
+
+
+_EMPTY = _encode(_sync_body({}))  # the answer of most changes, made once
+
+
+def sync(
+    metadata: Any = None,
+    *,
+    status: int = 200,
+    etag_value: str | None = None,
+    location: str | None = None,
+) -> web.Response:
+    body = _sync_body(metadata)
     headers = {}
     if etag_value is not None:
         headers["ETag"] = f'"{etag_value}"'
@@ -101,7 +108,7 @@ def sync(
 
 
 def empty() -> web.Response:
-    return sync({})
+    return web.Response(body=_EMPTY, content_type="application/json")
 
 
 def created(location: str) -> web.Response:
@@ -149,9 +156,9 @@ async def json_body(request: web.Request) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        doc = json.loads(raw)
-    except ValueError:
-        raise ApiError(400, "request body is not valid JSON") from None
+        doc = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        raise ApiError(400, "request body is not valid JSON (UTF-8)") from None
     if not isinstance(doc, dict):
         raise ApiError(400, "request body must be a JSON object")
     return doc

@@ -90,6 +90,14 @@ class Conn(Protocol):
     async def run_sync(self, fn: Callable[[Connection], _T]) -> _T: ...
 
 
+class _NoSavepoint(AbstractAsyncContextManager[None]):
+    async def __aexit__(self, *_: object) -> None:
+        return None
+
+
+_NO_SAVEPOINT = _NoSavepoint()
+
+
 class _SyncConn:
     """An async face on a synchronous SQLite connection.
 
@@ -108,12 +116,11 @@ class _SyncConn:
         rows = direct.run(driver, self._conn.dialect, statement, parameters)
         return rows if rows is not None else self._conn.execute(statement, parameters)
 
-    @asynccontextmanager
-    async def begin_nested(self) -> AsyncIterator[None]:
+    def begin_nested(self) -> AbstractAsyncContextManager[None]:
         """No savepoint: the store guards single statements with it, and SQLite undoes a
         failed statement by itself while the transaction goes on (PostgreSQL aborts the
         whole transaction, hence the savepoint there)."""
-        yield
+        return _NO_SAVEPOINT
 
     async def run_sync(self, fn: Callable[[Connection], _T]) -> _T:
         return fn(self._conn)

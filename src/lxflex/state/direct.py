@@ -41,7 +41,6 @@ class _Plan:
     sql: str
     names: tuple[str, ...]
     processors: tuple[Callable[[Any], Any] | None, ...]
-    returning: bool
 
     def bind(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
         return tuple(
@@ -77,7 +76,7 @@ def _plan(
     processors = tuple(
         compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in order
     )
-    return _Plan(compiled.string, order, processors, bool(compiled.effective_returning))
+    return _Plan(compiled.string, order, processors)
 
 
 def run(

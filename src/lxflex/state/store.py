@@ -248,35 +248,11 @@ async def delete_pool(conn: Conn, pool_id: int) -> None:
 
 
 def _volume(row: Any) -> Volume:
-    # Positional: the table's columns are the record's fields, in order. Attribute access
-    # by name on 10,000 rows costs more than the query itself.
-    (
-        vol_id,
-        pool_id,
-        project,
-        name,
-        vtype,
-        content,
-        description,
-        status,
-        array_id,
-        created,
-        fs,
-        config,
-    ) = row
+    # Positional: attribute access by name on 10,000 rows costs more than the query itself.
+    vid, pool, project, name, vtype, content, about, status, array, created, fs, config = row
+    when, settings = _timestamp(created), _config_from(config)
     return Volume(
-        vol_id,
-        pool_id,
-        project,
-        name,
-        vtype,
-        content,
-        description,
-        status,
-        array_id,
-        _timestamp(created),
-        _config_from(config),
-        fs,
+        vid, pool, project, name, vtype, content, about, status, array, when, settings, fs
     )
 
 
