@@ -108,7 +108,8 @@ async def main() -> None:
                 await create(conns[0], "warm-up")  # builds the pool's runtime: not timed
                 first = await concurrent(conns, "warm")  # opens the gateway connections
                 singles, walls, ratios = [], [], []
-                cpu = {"lxflexd": 0.0, "gateway": 0.0, "client": 0.0}
+                pids = {"lxflexd": d.proc.pid, "gateway": sim.pid, "client": os.getpid()}
+                cpu = dict.fromkeys(pids, 0.0)
                 for round_ in range(args.rounds):
                     # Each round pairs a serial baseline with a concurrent burst, so a change
                     # in the machine's speed (VMs here vary by half within minutes) moves both.
@@ -117,15 +118,10 @@ async def main() -> None:
                         started = time.perf_counter()
                         await create(conns[0], f"r{round_}s{i}")
                         serial.append(time.perf_counter() - started)
-                    before = {
-                        "lxflexd": cpu_seconds(d.proc.pid),
-                        "gateway": cpu_seconds(sim.pid),
-                        "client": cpu_seconds(os.getpid()),
-                    }
+                    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
                     wall = await concurrent(conns, f"r{round_}")
-                    cpu["lxflexd"] += cpu_seconds(d.proc.pid) - before["lxflexd"]
-                    cpu["gateway"] += cpu_seconds(sim.pid) - before["gateway"]
-                    cpu["client"] += cpu_seconds(os.getpid()) - before["client"]
+                    for name, pid in pids.items():
+                        cpu[name] += cpu_seconds(pid) - before[name]
                     single = statistics.mean(serial)
                     singles.append(single)
                     walls.append(wall)

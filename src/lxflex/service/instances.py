@@ -34,7 +34,7 @@ from .pools import PoolService
 from .rules import check_name, fill_config, lock_name, next_name
 from .specs import spec_of
 from .views import VolumeView, array_of, make_view
-from .volumes import VolumeService
+from .volumes import NewVolume, VolumeService
 
 __all__ = ["KINDS", "InstanceService"]
 
@@ -124,15 +124,9 @@ class InstanceService:
                 opened = await stack.enter_async_context(runtime.instances.open_image(image))
             filled = self._config(pool, content, config or {}, step, opened)
             spec = spec_of(content, filled, kind)
+            new = NewVolume(pool, project, name, content, filled, description, kind)
             row = await self.volumes.provision(
-                pool,
-                project,
-                name,
-                content,
-                filled,
-                description,
-                lambda: runtime.instances.create(spec, opened, progress),
-                volume_type=kind,
+                new, lambda: runtime.instances.create(spec, opened, progress)
             )
         return make_view(pool, row, [])
 
@@ -422,15 +416,6 @@ class InstanceService:
                 )
                 return result.ids, result.snapshots
 
-            await self.volumes.provision_copy(
-                pool,
-                project,
-                target,
-                vol.content_type,
-                filled,
-                vol.description,
-                snaps,
-                copy,
-                volume_type=kind,
-            )
+            new = NewVolume(pool, project, target, vol.content_type, filled, vol.description, kind)
+            await self.volumes.provision_copy(new, snaps, copy)
         return await self.get(pool_name, kind, target, project=project)

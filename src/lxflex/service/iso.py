@@ -20,7 +20,7 @@ from .pools import PoolService
 from .rules import check_name, fill_config
 from .specs import spec_of
 from .views import VolumeView
-from .volumes import VolumeService
+from .volumes import NewVolume, VolumeService
 
 __all__ = ["IsoService"]
 
@@ -60,13 +60,8 @@ class IsoService:
         size = format_size(image.stat().st_size)
         filled = fill_config(pool, Content.ISO, {"size": size}, runtime.volumes.granularity)
         spec = spec_of(Content.ISO, filled)
+        new = NewVolume(pool, project, name, Content.ISO, filled, description)
         await self.volumes.provision(
-            pool,
-            project,
-            name,
-            Content.ISO,
-            filled,
-            description,
-            lambda: runtime.volumes.create_from_image(spec, image, progress),
+            new, lambda: runtime.volumes.create_from_image(spec, image, progress)
         )
         return await self.volumes.get(pool_name, name, project=project)

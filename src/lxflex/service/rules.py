@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from ..driver.config import ConfigError, validate_volume_config
 from ..driver.errors import InvalidRequest
 from ..driver.naming import Content
-from ..driver.units import format_size, parse_size
+from ..driver.units import format_size, parse_size, round_up
 from ..state import store as st
 
 __all__ = ["add_expiry", "check_name", "fill_config", "lock_name", "next_name"]
@@ -79,7 +79,7 @@ def fill_config(
     if "volatile.uuid" in filled:
         raise ConfigError("volatile.uuid", "is set by lxflex")
     size = parse_size(filled.get("size") or pool.config.get("volume.size", "8GiB"))
-    filled["size"] = format_size(max(step, -(-size // step) * step))
+    filled["size"] = format_size(round_up(size, step))
     filled.setdefault("block.type", pool.config.get("volume.block.type", "thin"))
     if content == Content.FILESYSTEM:
         filled.setdefault("block.filesystem", pool.config.get("volume.block.filesystem", "ext4"))

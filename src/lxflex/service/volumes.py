@@ -17,6 +17,7 @@ import os
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -36,11 +37,24 @@ from .rules import add_expiry, check_name, fill_config, lock_name, next_name
 from .specs import spec_of
 from .views import VolumeView, array_of, make_view
 
-__all__ = ["VolumeService", "VolumeView"]
+__all__ = ["NewVolume", "VolumeService", "VolumeView"]
 
 log = logging.getLogger("lxflex.service")
 
 CUSTOM = VolumeType.CUSTOM.value
+
+
+@dataclass(frozen=True)
+class NewVolume:
+    """A volume about to be made: what its row is created with."""
+
+    pool: st.Pool
+    project: str
+    name: str
+    content_type: str
+    config: dict[str, str]
+    description: str = ""
+    volume_type: str = CUSTOM
 
 
 class VolumeService:
@@ -97,28 +111,15 @@ class VolumeService:
         runtime = await self.pools.runtime(pool)
         filled = fill_config(pool, content_type, config or {}, runtime.volumes.granularity)
         spec = spec_of(content_type, filled)
-        row = await self.provision(
-            pool,
-            project,
-            name,
-            content_type,
-            filled,
-            description,
-            lambda: runtime.volumes.create(spec),
-        )
+        new = NewVolume(pool, project, name, content_type, filled, description)
+        row = await self.provision(new, lambda: runtime.volumes.create(spec))
         return make_view(pool, row, [])
 
     async def provision(
         self,
-        pool: st.Pool,
-        project: str,
-        name: str,
-        content_type: str,
-        config: dict[str, str],
-        description: str,
+        new: NewVolume,
         build: Callable[[], Awaitable[str | InstanceIds]],
         *,
-        volume_type: str = CUSTOM,
         on_created: Callable[[Conn, int], Awaitable[None]] | None = None,
     ) -> st.Volume:
         """Record a new volume, run ``build`` (which makes it on the array and returns
@@ -126,22 +127,23 @@ class VolumeService:
         transaction (to record what else the build made); a failure at any step leaves
         neither row nor array volume. The name is claimed first, so a clash costs no
         array work."""
-        async with self._locked(pool.name, project, lock_name(volume_type, name)):
+        pool = new.pool
+        async with self._locked(pool.name, new.project, lock_name(new.volume_type, new.name)):
             try:
                 async with self.db.write() as conn:
                     row = await st.create_volume(
                         conn,
                         pool.id,
-                        project,
-                        name,
-                        volume_type,
-                        content_type,
-                        config,
-                        description=description,
+                        new.project,
+                        new.name,
+                        new.volume_type,
+                        new.content_type,
+                        new.config,
+                        description=new.description,
                     )
             except NameTaken:
                 raise Conflict(
-                    f"storage volume {name!r} already exists in pool {pool.name!r}"
+                    f"storage volume {new.name!r} already exists in pool {pool.name!r}"
                 ) from None
             try:
                 built = await build()
@@ -166,16 +168,9 @@ class VolumeService:
 
     async def provision_copy(
         self,
-        pool: st.Pool,
-        project: str,
-        name: str,
-        content_type: str,
-        config: dict[str, str],
-        description: str,
+        new: NewVolume,
         snapshots: list[st.Snapshot],
         copy: Callable[[list[uuid.UUID]], Awaitable[tuple[InstanceIds, list[InstanceIds]]]],
-        *,
-        volume_type: str = CUSTOM,
     ) -> st.Volume:
         """:meth:`provision` for a copy: ``copy(uuids)`` makes the new volume and the
         copies of ``snapshots`` (named after ``uuids``) and returns their IDs; the
@@ -201,20 +196,10 @@ class VolumeService:
                 await st.update_snapshot(conn, row.id, array_id=ids.root, fs_array_id=ids.fs)
 
         try:
-            return await self.provision(
-                pool,
-                project,
-                name,
-                content_type,
-                config,
-                description,
-                build,
-                volume_type=volume_type,
-                on_created=record,
-            )
+            return await self.provision(new, build, on_created=record)
         except BaseException:
             if made:  # copied, but not recorded: the volume went in provision
-                runtime = await self.pools.runtime(pool)
+                runtime = await self.pools.runtime(new.pool)
                 for array_id in [i for ids in reversed(made) for i in ids.all()]:
                     await runtime.volumes.remove_quietly(array_id)
             raise
@@ -545,16 +530,10 @@ class VolumeService:
                 result = await runtime.volumes.copy(plan, progress)
                 return InstanceIds(result.volume_id), [InstanceIds(i) for i in result.snapshot_ids]
 
-            await self.provision_copy(
-                dst_pool,
-                dest_project,
-                target,
-                vol.content_type,
-                filled,
-                vol.description,
-                snaps,
-                copy,
+            new = NewVolume(
+                dst_pool, dest_project, target, vol.content_type, filled, vol.description
             )
+            await self.provision_copy(new, snaps, copy)
         return await self.get(target_pool, target, project=dest_project)
 
     async def recover(self, pool_name: str) -> int:
