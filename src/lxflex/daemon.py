@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import grp
 import logging
 import os
@@ -29,6 +30,10 @@ from .state import DatabaseBusy
 log = logging.getLogger("lxflex.daemon")
 
 SIM_POOL = "powerflex"
+
+# Young objects a collection waits for (CPython's default is 700), and the collections of
+# one generation that trigger one of the next (10 by default).
+GC_THRESHOLDS = (20_000, 50, 50)
 
 
 def _socket_in_use(path: Path) -> bool:
@@ -105,6 +110,21 @@ async def _open_storage(
     return env.storage
 
 
+def tune_gc() -> None:
+    """Keep the cyclic garbage collector out of request bursts; called once start-up is done.
+
+    What start-up built (modules, the app, SQLAlchemy's metadata, caches) lives as long as
+    the daemon, yet every full collection walked it: 80 ms of pause, inside a burst that
+    should take 130. Freezing it takes it out of all later collections. Requests leave
+    almost no cycles behind (collections found next to nothing to free), so collecting
+    young objects every 20,000 instead of every 700 saves about a tenth of the daemon's
+    CPU per request; the garbage a collection waits for stays a few MB at most.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 async def serve(
     state_dir: Path,
     *,
@@ -150,6 +170,7 @@ async def serve(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        tune_gc()
         await stop.wait()
         log.info("stopping")
     with contextlib.suppress(FileNotFoundError):
