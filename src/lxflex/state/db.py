@@ -2,9 +2,10 @@
 
 SQLite (the embedded default) runs in WAL mode with foreign keys on; writers of one
 process queue on a lock, and their transactions start with ``BEGIN IMMEDIATE``, so a
-read-then-write cannot be overtaken by another
-writer between its read and its write (SQLite would otherwise fail it with "database is
-locked" at the upgrade). Read transactions are deferred and never block writers. The
+read-then-write cannot be overtaken by another writer between its read and its write
+(SQLite would otherwise fail it with "database is locked" at the upgrade). The writers
+of one event-loop turn share a transaction, each in its own savepoint (group commit, see
+:meth:`Database.write`). Read transactions are deferred and never block writers. The
 database file is created readable by its owner only, since pool configs hold the
 gateway password, and one process at a time has it open (an exclusive lock on
 ``<file>.lock``): SQLite serves one server, so that process may cache what it wrote.
@@ -16,6 +17,7 @@ Transactions are short: callers never hold one across a gateway or host call.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
 import sqlite3
@@ -27,6 +29,7 @@ from typing import Any, Protocol, TypeVar, cast
 import sqlalchemy as sa
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from . import direct
@@ -126,6 +129,20 @@ class _SyncConn:
         return fn(self._conn)
 
 
+class _Batch:
+    """A SQLite write transaction, shared by the writers of one event-loop turn."""
+
+    __slots__ = ("conn", "driver", "face", "loop", "scheduled", "waiters")
+
+    def __init__(self, conn: Connection, loop: asyncio.AbstractEventLoop) -> None:
+        self.conn = conn
+        self.driver = cast(sqlite3.Connection, conn.connection.driver_connection)
+        self.face = _SyncConn(conn)
+        self.loop = loop
+        self.scheduled = False  # its COMMIT is due at the next loop turn
+        self.waiters: list[asyncio.Future[None]] = []  # writers done, awaiting the COMMIT
+
+
 class Database:
     """An open lxflex database. Use :meth:`open`, then :meth:`read` and :meth:`write`."""
 
@@ -146,6 +163,8 @@ class Database:
         # SQLite has one writer at a time: writers queue here, never in BEGIN IMMEDIATE's
         # busy-wait. PostgreSQL needs no such queue.
         self._writer = asyncio.Lock() if sync_engine is not None else None
+        # The SQLite write transaction open for this loop turn's writers, if any.
+        self._batch: _Batch | None = None
         # SQLite connections between transactions, read-only ones and writers apart:
         # reusing one costs a third of checking it out of SQLAlchemy's pool each time.
         self._idle: dict[bool, list[Connection]] = {True: [], False: []}
@@ -175,15 +194,97 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Conn]:
-        """A read-write transaction, committed on success and rolled back on error."""
-        if self._writer is not None:
-            async with self._writer:
-                with self._sqlite(read_only=False) as sync_conn, _sqlite_write(sync_conn):
-                    yield _SyncConn(sync_conn)
+        """A read-write transaction, committed on success and rolled back on error.
+
+        On SQLite the writers of one event-loop turn share a transaction (group commit):
+        each runs in a savepoint of its own, so a failure takes back its changes alone,
+        and none returns before the shared COMMIT is done; if that fails, all of them
+        raise. A burst of requests pays for one BEGIN and one COMMIT, not one per write.
+        """
+        if self._writer is None:
+            assert self.engine is not None  # noqa: S101 - one of the two engines is set
+            async with self.engine.begin() as conn:
+                yield conn
             return
-        assert self.engine is not None  # noqa: S101 - one of the two engines is set
-        async with self.engine.begin() as conn:
-            yield conn
+        async with self._writer:
+            batch = self._batch or self._open_batch()
+            batch.driver.execute("SAVEPOINT writer")
+            try:
+                yield batch.face
+                batch.driver.execute("RELEASE writer")
+            except BaseException as exc:
+                self._undo(batch, exc)
+                raise
+            done = batch.loop.create_future()
+            batch.waiters.append(done)
+            self._schedule(batch)
+        await done
+
+    def _open_batch(self) -> _Batch:
+        conn = self._checkout(read_only=False)
+        batch = _Batch(conn, asyncio.get_running_loop())
+        try:
+            batch.driver.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._checkin(conn, read_only=False, ok=False)
+            raise
+        self._batch = batch
+        return batch
+
+    def _schedule(self, batch: _Batch) -> None:
+        """Commit ``batch`` once the writers queued in this loop turn have joined it."""
+        if not batch.scheduled:
+            batch.scheduled = True
+            batch.loop.call_soon(self._commit, batch)
+
+    def _commit(self, batch: _Batch) -> None:
+        batch.scheduled = False
+        if self._batch is not batch:  # ended already (closed, or lost with a failed writer)
+            return
+        assert self._writer is not None  # noqa: S101 - batches are SQLite's
+        if self._writer.locked():  # a writer is inside (awaiting): it reschedules on leaving
+            return
+        self._batch = None
+        try:
+            if batch.conn.in_transaction():  # a statement went through SQLAlchemy
+                batch.conn.commit()
+            else:
+                batch.driver.commit()
+        except Exception as exc:
+            self._end_lost(batch, exc)
+            return
+        self._checkin(batch.conn, read_only=False, ok=True)
+        for waiter in batch.waiters:
+            if not waiter.done():  # else its writer was cancelled while it waited
+                waiter.set_result(None)
+
+    def _undo(self, batch: _Batch, error: BaseException) -> None:
+        """Take back a failed writer's changes, leaving those of the writers before it."""
+        if batch.driver.in_transaction:
+            try:
+                batch.driver.execute("ROLLBACK TO writer")
+                batch.driver.execute("RELEASE writer")
+            except sqlite3.Error as exc:
+                self._end_lost(batch, exc)
+            else:
+                self._schedule(batch)  # the writers before it still wait for the COMMIT
+        else:  # SQLite rolled the whole transaction back (a full disk, an I/O error)
+            self._end_lost(batch, error)
+
+    def _end_lost(self, batch: _Batch, error: BaseException) -> None:
+        """Roll ``batch`` back and fail every writer waiting for it with ``error``."""
+        if self._batch is batch:
+            self._batch = None
+        with contextlib.suppress(Exception):
+            if batch.conn.in_transaction():
+                batch.conn.rollback()
+            elif batch.driver.in_transaction:
+                batch.driver.rollback()
+        self._checkin(batch.conn, read_only=False, ok=False)
+        orig = getattr(error, "orig", None) or error
+        for waiter in batch.waiters:
+            if not waiter.done():  # one exception each, so no traceback mixes two tasks'
+                waiter.set_exception(_commit_error(orig))
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Conn]:
@@ -200,23 +301,35 @@ class Database:
 
     @contextmanager
     def _sqlite(self, *, read_only: bool) -> Iterator[Connection]:
+        conn = self._checkout(read_only=read_only)
+        try:
+            yield conn
+        except BaseException:
+            self._checkin(conn, read_only=read_only, ok=False)
+            raise
+        self._checkin(conn, read_only=read_only, ok=True)
+
+    def _checkout(self, *, read_only: bool) -> Connection:
         """An idle SQLite connection of the kind asked for, or a new one."""
         assert self.sync_engine is not None  # noqa: S101 - only called on SQLite
         idle = self._idle[read_only]
         conn = idle.pop() if idle else self.sync_engine.connect()
         if read_only:
             conn.execution_options(**{_READ: True})  # the begin hook reads it
-        try:
-            yield conn
-        except BaseException:
-            conn.close()  # back to the engine's pool, which resets it
-            raise
-        if conn.invalidated or len(idle) >= _IDLE_MAX:
+        return conn
+
+    def _checkin(self, conn: Connection, *, read_only: bool, ok: bool) -> None:
+        """Keep ``conn`` for reuse; after a failure, give it back to the engine's pool,
+        which resets it."""
+        idle = self._idle[read_only]
+        if not ok or conn.invalidated or len(idle) >= _IDLE_MAX:
             conn.close()
         else:
             idle.append(conn)
 
     async def close(self) -> None:
+        if self._batch is not None:  # writers waiting for their commit get it now
+            self._commit(self._batch)
         if self.engine is not None:
             await self.engine.dispose()
         for idle in self._idle.values():
@@ -229,26 +342,13 @@ class Database:
             self._lock_fd = None
 
 
-@contextmanager
-def _sqlite_write(conn: Connection) -> Iterator[None]:
-    """A write transaction begun and ended on the driver: prepared writes (direct.py) need
-    no more, and SQLAlchemy's transaction around them cost as much as they do. A
-    statement that goes through SQLAlchemy makes it begin its own transaction, which
-    joins this one (the begin hook sees it open) and then ends it."""
-    driver = cast(sqlite3.Connection, conn.connection.driver_connection)
-    driver.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        if conn.in_transaction():
-            conn.rollback()
-        elif driver.in_transaction:
-            driver.rollback()
-        raise
-    if conn.in_transaction():
-        conn.commit()
-    else:
-        driver.commit()
+def _commit_error(orig: BaseException) -> sa.exc.StatementError:
+    """What a writer raises when its transaction did not commit: SQLAlchemy's class for
+    SQLite's error (IntegrityError for a constraint checked at COMMIT), else an
+    OperationalError naming what took the transaction down."""
+    if isinstance(orig, sqlite3.Error):
+        return DBAPIError.instance("COMMIT", None, orig, sqlite3.Error)
+    return sa.exc.OperationalError("COMMIT", None, orig)
 
 
 def _lock(path: Path) -> int:
@@ -284,5 +384,5 @@ def _setup_sqlite(engine: Engine) -> None:
         # Straight to the driver: SQLAlchemy's statement path would cost more than BEGIN.
         driver = conn.connection.driver_connection
         assert driver is not None  # noqa: S101 - a connection in use has its driver's
-        if not driver.in_transaction:  # else a write transaction began it (_sqlite_write)
+        if not driver.in_transaction:  # else a write batch began it (Database.write)
             driver.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")
