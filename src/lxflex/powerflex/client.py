@@ -25,7 +25,6 @@ out and closes the connection pool; the client is also an async context manager.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -79,7 +78,7 @@ _JSON = "application/json"
 def _decode_json(response: HttpResponse) -> Any:
     if not response.body.strip():
         return None
-    return json.loads(response.body)
+    return msgspec.json.decode(response.body)
 
 
 class PowerFlexClient:
@@ -157,7 +156,7 @@ class PowerFlexClient:
         data: bytes | None = None
         if body is not None:
             headers["Content-Type"] = _JSON
-            data = json.dumps(body).encode()
+            data = msgspec.json.encode(body)
         elif method == "POST":
             headers["Content-Type"] = _JSON
             data = b"{}"
