@@ -130,7 +130,13 @@ class _SyncConn:
 
 
 class _Batch:
-    """A SQLite write transaction, shared by the writers of one event-loop turn."""
+    """A SQLite write transaction, shared by the writers of one event-loop turn.
+
+    It is begun and ended on the driver: prepared writes (direct.py) need no more, and
+    SQLAlchemy's transaction around them cost as much as they do. A statement that goes
+    through SQLAlchemy makes it begin its own transaction, which joins this one (the begin
+    hook sees it open) and is committed with it.
+    """
 
     __slots__ = ("conn", "driver", "face", "loop", "scheduled", "waiters")
 
