@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError
 
-from lxflex.state import Database
+from lxflex.state import Database, NameTaken
 from lxflex.state import store as s
 
 
@@ -92,6 +92,18 @@ async def test_a_failed_writer_takes_back_its_own_changes_only(db: Database) -> 
     assert pool_names(db) == {"a", "c"}
     assert trace.count("COMMIT") == 1  # the three shared one transaction
     assert trace.count("ROLLBACK") == 1  # ROLLBACK TO its savepoint
+
+
+async def test_a_name_clash_inside_a_batch_fails_only_the_second_claim(db: Database) -> None:
+    trace = Statements(db)
+    results = await asyncio.gather(
+        add_pool(db, "same"), add_pool(db, "same"), add_pool(db, "other"), return_exceptions=True
+    )
+    assert results[0] is None
+    assert isinstance(results[1], NameTaken)
+    assert results[2] is None
+    assert pool_names(db) == {"same", "other"}
+    assert trace.count("COMMIT") == 1
 
 
 async def test_a_failed_commit_fails_every_writer_that_shared_it(db: Database) -> None:
