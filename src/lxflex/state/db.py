@@ -113,10 +113,10 @@ class _SyncConn:
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+        self.driver = cast(sqlite3.Connection, conn.connection.driver_connection)
 
     async def execute(self, statement: Any, parameters: Any = None) -> Any:
-        driver = cast(sqlite3.Connection, self._conn.connection.driver_connection)
-        rows = direct.run(driver, self._conn.dialect, statement, parameters)
+        rows = direct.run(self.driver, self._conn.dialect, statement, parameters)
         return rows if rows is not None else self._conn.execute(statement, parameters)
 
     def begin_nested(self) -> AbstractAsyncContextManager[None]:
@@ -142,8 +142,8 @@ class _Batch:
 
     def __init__(self, conn: Connection, loop: asyncio.AbstractEventLoop) -> None:
         self.conn = conn
-        self.driver = cast(sqlite3.Connection, conn.connection.driver_connection)
         self.face = _SyncConn(conn)
+        self.driver = self.face.driver
         self.loop = loop
         self.scheduled = False  # its COMMIT is due at the next loop turn
         self.waiters: list[asyncio.Future[None]] = []  # writers done, awaiting the COMMIT
