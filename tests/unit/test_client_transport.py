@@ -14,6 +14,7 @@ from lxflex.powerflex import (
     PowerFlexClient,
     ProtocolError,
     RetryPolicy,
+    SnapshotDef,
     TransportError,
     VolumeNotFoundError,
 )
@@ -188,14 +189,68 @@ async def test_mutations_are_not_retried(gw: FakeGateway, client: PowerFlexClien
     assert gw.paths().count("/api/types/Volume/instances") == 1
 
     def boom(r: HttpRequest) -> HttpResponse | None:
-        if r.path.endswith("removeVolume"):
+        if r.path.endswith("snapshotVolumes"):
             raise TransportError(r.method, r.path, "reset")
         return None
 
     gw.hook = boom
     with pytest.raises(TransportError):
+        await client.snapshot_volumes([SnapshotDef("v", "s")])
+    assert gw.paths().count("/api/instances/System/action/snapshotVolumes") == 1
+
+
+def _mdm_error(code: int, status: int = 500) -> HttpResponse:
+    body = {"message": "m", "httpStatusCode": status, "errorCode": code}
+    return HttpResponse(status, "application/json", json.dumps(body).encode())
+
+
+async def test_safe_actions_retry_and_a_lost_success_counts(
+    gw: FakeGateway, client: PowerFlexClient
+) -> None:
+    """An unmap or removal whose answer was lost is retried; "not mapped" or "no such
+    volume" answered to the retry means the first attempt did it."""
+    await client.volume_id("a")
+    for action, settled, call in (
+        ("removeMappedHost", 4039, lambda: client.unmap_host("v", "h")),
+        ("removeVolume", 79, lambda: client.remove_volume("v")),
+        ("setVolumeSize", 133, lambda: client.set_volume_size("v", 16 * 1024**3)),
+    ):
+        answers = iter(["reset", _mdm_error(settled)])
+
+        def hook(r: HttpRequest, action: str = action, answers=answers) -> HttpResponse | None:  # type: ignore[no-untyped-def]
+            if not r.path.endswith(action):
+                return None
+            nxt = next(answers, None)
+            if nxt == "reset":
+                raise TransportError(r.method, r.path, "reset")
+            return nxt  # type: ignore[return-value]
+
+        gw.hook = hook
+        assert await call() is None
+        assert gw.paths().count(f"/api/instances/Volume::v/action/{action}") == 2, action
+
+
+async def test_a_first_not_found_is_not_a_success(gw: FakeGateway, client: PowerFlexClient) -> None:
+    await client.volume_id("a")
+    gw.hook = lambda r: _mdm_error(79) if r.path.endswith("removeVolume") else None
+    with pytest.raises(VolumeNotFoundError):
         await client.remove_volume("v")
     assert gw.paths().count("/api/instances/Volume::v/action/removeVolume") == 1
+
+
+async def test_generic_500_is_transient_but_mdm_codes_are_firm(
+    gw: FakeGateway, client: PowerFlexClient
+) -> None:
+    await client.volume_id("a")
+    generic = iter([_mdm_error(0), _mdm_error(0)])
+    gw.hook = lambda r: next(generic, None) if r.path.endswith("removeMappedHost") else None
+    await client.unmap_host("v", "h")
+    assert gw.paths().count("/api/instances/Volume::v/action/removeMappedHost") == 3
+    gw.hook = lambda r: _mdm_error(104) if r.path.endswith("removeVolume") else None
+    with pytest.raises(GatewayError) as info:
+        await client.remove_volume("w")
+    assert info.value.error_code == 104
+    assert gw.paths().count("/api/instances/Volume::w/action/removeVolume") == 1
 
 
 async def test_typed_errors_and_protocol_errors(gw: FakeGateway, client: PowerFlexClient) -> None:

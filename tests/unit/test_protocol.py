@@ -36,7 +36,20 @@ def test_paths_quote_ids_and_reads_are_idempotent() -> None:
     assert call.path == "/api/instances/Volume::..%2F..%2Fx"
     assert call.idempotent
     assert p.volume_id("n").idempotent
-    assert not p.remove_volume("v").idempotent
+    assert not p.create_volume("sp", 8 * GIB).idempotent
+    assert not p.snapshot_volumes([SnapshotDef("a", "s")]).idempotent
+    assert not p.add_mapped_host("v", "h").idempotent
+    assert not p.rename_volume("v", "n").idempotent
+
+
+def test_safe_actions_are_idempotent_with_their_done_codes() -> None:
+    assert p.remove_volume("v").idempotent
+    assert p.remove_volume("v").settled == {79}
+    assert p.remove_mapped_host("v").settled == {84, 4039}
+    assert p.remove_mapped_sdc("v", sdc_id="s").settled == {84, 4039}
+    assert p.set_volume_size("v", 8 * GIB).settled == {133}
+    assert p.overwrite_volume_content("v", "s").idempotent
+    assert p.refresh_volume("v", "s").idempotent
     assert p.remove_volume("v", RemoveMode.WHOLE_VTREE).body == {"removeMode": "WHOLE_VTREE"}
 
 

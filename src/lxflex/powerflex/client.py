@@ -12,9 +12,12 @@ Theory of operation
   (again shared: callers whose token was already replaced just retry) and one retry of
   the call; a second 401 is an :class:`AuthenticationError`. The body of a 401 is never
   trusted to be JSON.
-* **Retries.** Idempotent calls are retried after transport failures and 502/503/504, with
-  the delays of the :class:`RetryPolicy` given at construction. Other calls are sent once:
-  a create that timed out may have happened, and only the caller can check.
+* **Retries.** Idempotent calls (reads, and actions such as unmap and remove whose repetition
+  changes nothing) are retried after transport failures and transient error answers (see
+  :meth:`RetryPolicy.transient`), with the delays of the :class:`RetryPolicy` given at
+  construction; an action's "already done" answer to a retry (not mapped, no such volume)
+  is its success. Other calls are sent once: a create that timed out may have happened,
+  and only the caller can check.
 * **Errors.** Non-2xx answers become the typed errors of :mod:`.errors`; answers that do
   not parse become :class:`ProtocolError`.
 
@@ -252,6 +255,7 @@ class PowerFlexClient:
         token = await self._ensure_token()
         delays = self._retry.delays() if call.idempotent else iter(())
         relogged = False
+        retried = False  # an earlier attempt may have done the work unseen
         while True:
             request = self._request(call.method, call.path, call.body, token)
             try:
@@ -261,6 +265,7 @@ class PowerFlexClient:
                 if delay is None:
                     raise
                 await asyncio.sleep(delay)
+                retried = True
                 continue
             if response.status == 401:
                 if relogged:
@@ -268,14 +273,22 @@ class PowerFlexClient:
                 token = await self._relogin(token)
                 relogged = True
                 continue
-            if response.status in self._retry.statuses:
-                delay = next(delays, None)
-                if delay is not None:
-                    log.debug("%s %s: HTTP %d, retrying", call.method, call.path, response.status)
-                    await asyncio.sleep(delay)
-                    continue
             if not 200 <= response.status < 300:
-                raise self._error(call.method, call.path, response)
+                error = self._error(call.method, call.path, response)
+                if retried and error.error_code in call.settled:
+                    log.debug("%s %s: done by an earlier attempt", call.method, call.path)
+                    return call.parse(None)
+                delay = (
+                    next(delays, None)
+                    if self._retry.transient(error.http_status, error.error_code)
+                    else None
+                )
+                if delay is None:
+                    raise error
+                log.debug("%s %s: HTTP %d, retrying", call.method, call.path, response.status)
+                await asyncio.sleep(delay)
+                retried = True
+                continue
             try:
                 return call.parse(_decode_json(response))
             except (ValueError, TypeError, msgspec.ValidationError) as exc:

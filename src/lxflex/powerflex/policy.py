@@ -82,7 +82,9 @@ class RetryPolicy:
 
     ``attempts`` counts the first try. The delay before retry *n* (1-based) is
     ``min(max_backoff, initial_backoff * multiplier**(n-1))``, scaled by a random factor in
-    ``[1 - jitter, 1]`` so that many clients do not retry in step.
+    ``[1 - jitter, 1]`` so that many clients do not retry in step. Transient answers are
+    the ``statuses`` and, with ``generic_500``, an HTTP 500 whose ``errorCode`` is 0: the
+    gateway failed itself, where an MDM error code is a firm answer about the objects.
     """
 
     attempts: int = 4
@@ -91,12 +93,19 @@ class RetryPolicy:
     max_backoff: float = 3.0
     jitter: float = 0.25
     statuses: frozenset[int] = field(default_factory=lambda: frozenset({502, 503, 504}))
+    generic_500: bool = True
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
             raise ValueError("attempts must be at least 1")
         if not 0 <= self.jitter <= 1:
             raise ValueError("jitter must be within [0, 1]")
+
+    def transient(self, http_status: int, error_code: int) -> bool:
+        """Whether an error answer to an idempotent call is worth a retry."""
+        if http_status in self.statuses:
+            return True
+        return self.generic_500 and http_status == 500 and error_code == 0
 
     def delays(self) -> Iterator[float]:
         """The sleeps between attempts: ``attempts - 1`` values."""

@@ -41,8 +41,11 @@ KIB = 1024
 class Call(Generic[T]):
     """One gateway request and the parser of its answer.
 
-    ``idempotent`` calls (reads and read-only queries) may be retried after a transport
-    failure or a 502/503/504; others are sent once.
+    ``idempotent`` calls (reads, and actions whose repetition changes nothing: unmap,
+    remove, grow to a size, overwrite or refresh from a source) may be retried after a
+    transport failure or a transient error answer; others are sent once. ``settled``
+    holds the error codes that, answered to a retry, mean an earlier attempt whose answer
+    was lost did the work (an unmap answered "not mapped", a removal "no such volume").
     """
 
     method: str
@@ -50,6 +53,13 @@ class Call(Generic[T]):
     parse: Callable[[Any], T]
     body: Mapping[str, Any] | None = None
     idempotent: bool = False
+    settled: frozenset[int] = frozenset()
+
+
+# Answers to a retried action that mean the lost first attempt did the work.
+_VOLUME_GONE = frozenset({79})
+_NOT_MAPPED = frozenset({84, 4039})
+_NOT_LARGER = frozenset({133})
 
 
 def _seg(value: str) -> str:
@@ -242,6 +252,8 @@ def set_volume_size(volume_id: str, size_bytes: int) -> Call[None]:
         _action("Volume", volume_id, "setVolumeSize"),
         _ignore,
         body={"sizeInGB": str(size_bytes // GIB)},
+        idempotent=True,
+        settled=_NOT_LARGER,  # on a retry: the lost first attempt grew it
     )
 
 
@@ -251,6 +263,8 @@ def remove_volume(volume_id: str, mode: RemoveMode = RemoveMode.ONLY_ME) -> Call
         _action("Volume", volume_id, "removeVolume"),
         _ignore,
         body={"removeMode": mode.value},
+        idempotent=True,
+        settled=_VOLUME_GONE,
     )
 
 
@@ -306,6 +320,7 @@ def refresh_volume(target_id: str, source_id: str) -> Call[None]:
         _action("Volume", target_id, "refresh"),
         _ignore,
         body={"srcVolumeId": source_id},
+        idempotent=True,
     )
 
 
@@ -315,6 +330,7 @@ def overwrite_volume_content(target_id: str, source_id: str) -> Call[None]:
         _action("Volume", target_id, "overwriteVolumeContent"),
         _ignore,
         body={"srcVolumeId": source_id},
+        idempotent=True,
     )
 
 
@@ -339,7 +355,14 @@ def add_mapped_host(
 def remove_mapped_host(volume_id: str, host_id: str | None = None) -> Call[None]:
     """Unmap one host, or every host when ``host_id`` is None."""
     body = {"hostId": host_id} if host_id is not None else {"allHosts": ""}
-    return Call("POST", _action("Volume", volume_id, "removeMappedHost"), _ignore, body=body)
+    return Call(
+        "POST",
+        _action("Volume", volume_id, "removeMappedHost"),
+        _ignore,
+        body=body,
+        idempotent=True,
+        settled=_NOT_MAPPED,
+    )
 
 
 def add_mapped_sdc(
@@ -376,7 +399,14 @@ def remove_mapped_sdc(
         body = {"guid": guid}
     else:
         body = {"allSdcs": ""}
-    return Call("POST", _action("Volume", volume_id, "removeMappedSdc"), _ignore, body=body)
+    return Call(
+        "POST",
+        _action("Volume", volume_id, "removeMappedSdc"),
+        _ignore,
+        body=body,
+        idempotent=True,
+        settled=_NOT_MAPPED,
+    )
 
 
 # --- hosts, SDCs ----------------------------------------------------------------------
