@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,8 +32,16 @@ from ..host.runner import CommandError
 from ..host.sdc import SdcHost
 from ..host.watch import wait_for_path
 from ..locks import KeyedLocks
-from ..powerflex import AlreadyMappedError, NameInUseError, NotMappedError, PowerFlexClient
+from ..revert import Reverter
+from ..powerflex import (
+    AlreadyMappedError,
+    NameInUseError,
+    NotMappedError,
+    PowerFlexClient,
+    VolumeNotFoundError,
+)
 from .errors import Unavailable
+from .leftovers import Leftover, Leftovers, LoggedLeftovers
 
 __all__ = ["AttachPolicy", "Attacher", "NvmeAttacher", "SdcAttacher"]
 
@@ -51,11 +60,16 @@ class Attacher(abc.ABC):
     """Reference-counted mapping of volumes to this host; subclasses are the transports."""
 
     def __init__(
-        self, client: PowerFlexClient, system_id: str, policy: AttachPolicy | None = None
+        self,
+        client: PowerFlexClient,
+        system_id: str,
+        policy: AttachPolicy | None = None,
+        leftovers: Leftovers | None = None,
     ) -> None:
         self.client = client
         self.system_id = system_id
         self.policy = policy or AttachPolicy()
+        self.leftovers: Leftovers = leftovers or LoggedLeftovers()
         self._host_id: str | None = None
         self._host_lock = asyncio.Lock()
         self._refs: dict[str, int] = defaultdict(int)
@@ -105,11 +119,14 @@ class Attacher(abc.ABC):
                 self._refs[volume_id] += 1
                 return self.device(volume_id)
             host_id = await self.host_id()
-            mapped = False
-            try:
+            async with Reverter() as revert:
                 try:
                     await self.client.map_host(volume_id, host_id)
-                    mapped = True
+                    revert.add(
+                        lambda: self._unmap(volume_id, host_id),
+                        f"mapping of volume {volume_id}",
+                        kept=self._keeper(volume_id),
+                    )
                 except AlreadyMappedError:
                     pass  # left mapped by an earlier run: reuse it
                 await self._ensure_connected()
@@ -121,22 +138,51 @@ class Attacher(abc.ABC):
                         f"volume {volume_id} was mapped but {device} did not appear within "
                         f"{self.policy.appear:g} s"
                     ) from None
-            except BaseException:
-                if mapped:
-                    with contextlib.suppress(Exception):
-                        await self._unmap(volume_id, host_id)
-                raise
+                revert.success()
             self._refs[volume_id] = 1
             return device
 
     async def detach(self, volume_id: str, *, force: bool = False) -> None:
-        """Let go of one reference; unmap when none is left (or at once with ``force``)."""
+        """Let go of one reference; unmap when none is left (or at once with ``force``).
+        Raises if the unmap fails (the reference is gone all the same)."""
         async with self._locks.hold(volume_id):
             if not force and self._refs[volume_id] > 1:
                 self._refs[volume_id] -= 1
                 return
             self._refs.pop(volume_id, None)
             await self._unmap(volume_id, await self.host_id())
+
+    async def release(self, volume_id: str) -> None:
+        """:meth:`detach` after work that is done: a failed unmap does not undo the work,
+        it is logged and kept as a leftover (repaired later), and this never raises."""
+        try:
+            await self.detach(volume_id)
+        except Exception as exc:
+            log.warning("cannot unmap volume %s after use: %s", volume_id, exc)
+            try:
+                await self._keeper(volume_id)(exc)
+            except Exception:
+                log.exception("cannot record the mapping of volume %s for repair", volume_id)
+
+    async def unmap_unused(self, volume_id: str) -> None:
+        """Unmap a volume from this host unless this process uses it now (a leftover
+        mapping); a volume gone from the array is not an error."""
+        async with self._locks.hold(volume_id):
+            if self._refs.get(volume_id, 0) > 0:
+                return  # in use again: its last user unmaps it
+            with contextlib.suppress(VolumeNotFoundError):
+                await self._unmap(volume_id, await self.host_id())
+
+    def adopt(self, volume_id: str) -> None:
+        """Count a mapping an earlier run of this server left in use (a volume still
+        mounted after a restart) as one reference."""
+        self._refs[volume_id] = max(self._refs.get(volume_id, 0), 1)
+
+    def _keeper(self, volume_id: str) -> Callable[[BaseException], Awaitable[None]]:
+        async def keep(exc: BaseException) -> None:
+            await self.leftovers.keep(Leftover("unmap", volume_id, reason=f"unmap failed: {exc}"))
+
+        return keep
 
     async def _unmap(self, volume_id: str, host_id: str) -> None:
         with contextlib.suppress(NotMappedError):
@@ -162,8 +208,9 @@ class NvmeAttacher(Attacher):
         subsystem_nqn: str,
         targets: list[str],
         policy: AttachPolicy | None = None,
+        leftovers: Leftovers | None = None,
     ) -> None:
-        super().__init__(client, system_id, policy)
+        super().__init__(client, system_id, policy, leftovers)
         self.nvme = nvme
         self.hostnqn = hostnqn
         self.host_name = host_name
@@ -213,8 +260,9 @@ class SdcAttacher(Attacher):
         *,
         system_id: str,
         policy: AttachPolicy | None = None,
+        leftovers: Leftovers | None = None,
     ) -> None:
-        super().__init__(client, system_id, policy)
+        super().__init__(client, system_id, policy, leftovers)
         self.sdc = sdc
 
     def device(self, volume_id: str) -> Path:

@@ -4,8 +4,9 @@ Theory of operation: a :class:`PowerFlexVolumes` holds the pool's client, its re
 settings, the host attacher and the filesystem tools. Each operation takes the array IDs
 the caller keeps in its state (no lookup by name) and a :class:`VolumeSpec` describing the
 volume. Every multi-step operation undoes its finished steps when a later one fails, so a
-failure leaves no array volume, mapping or mount behind; cleanup errors are logged and
-never hide the original error.
+failure leaves no array volume, mapping or mount behind; a cleanup that fails is logged
+and kept as a :class:`~.leftovers.Leftover` for repair, and never hides the original
+error. Work that is done is not failed by a cleanup after it (an unmap after a copy).
 
 Copies are :mod:`lxflex.driver.copies`; the vocabulary shared with it (specs, plans, the
 wrapping of lower errors) is :mod:`lxflex.driver.spec`.
@@ -36,9 +37,11 @@ from ..powerflex import (
     SnapshotDef,
     VolumeNotFoundError,
 )
+from ..powerflex import Volume as ArrayVolume
 from .attach import Attacher
 from .copies import copy_volume
 from .errors import Conflict, InvalidRequest
+from .leftovers import Leftover, Leftovers, LoggedLeftovers
 from .naming import VolumeType, volume_name
 from .pool import ResolvedPool
 from .spec import CopyPlan, CopyResult, Progress, VolumeSpec, wrap
@@ -60,6 +63,7 @@ class PowerFlexVolumes:
         granularity: int,
         clone_copy: bool = True,
         scratch: Path,
+        leftovers: Leftovers | None = None,
     ) -> None:
         self.client = client
         self.pool = pool
@@ -68,6 +72,7 @@ class PowerFlexVolumes:
         self.granularity = granularity
         self.clone_copy = clone_copy
         self.scratch = scratch  # temporary mount points for grow/copy
+        self.leftovers: Leftovers = leftovers or LoggedLeftovers()
 
     @property
     def gen2(self) -> bool:
@@ -250,21 +255,76 @@ class PowerFlexVolumes:
         finally:
             await self.attacher.disconnect_if_unused()
 
+    async def delete_with_snapshots(self, vol_id: str, snapshot_ids: Sequence[str]) -> None:
+        """Remove a volume and its snapshots. When nothing else descends from the volume
+        in its VTree (no clone made from it), this is one array call, all or nothing;
+        otherwise the snapshots go one by one, newest first, then the volume, and a
+        failure leaves the volume with the snapshots not yet removed."""
+        try:
+            vol = await self.client.volume(vol_id)
+            tree = await self.client.vtree_volumes(vol.vtree_id)
+        except VolumeNotFoundError:
+            vol = None
+        except PowerFlexError as exc:
+            raise wrap("delete volume", exc) from exc
+        if vol is not None and set(_descendants(vol_id, tree)) <= set(snapshot_ids):
+            members = [vol_id, *_descendants(vol_id, tree)]
+            try:
+                for member in members:
+                    if self.attacher.attached(member):
+                        await self.attacher.detach(member, force=True)
+                    with contextlib.suppress(NotMappedError):
+                        await self.client.unmap_host(member)
+                await self.client.remove_volume(vol_id, RemoveMode.INCLUDING_DESCENDANTS)
+            except VolumeNotFoundError:
+                pass
+            except PowerFlexError as exc:
+                raise wrap("delete volume", exc) from exc
+            finally:
+                await self.attacher.disconnect_if_unused()
+            snapshot_ids = [i for i in snapshot_ids if i not in members]
+        for snap_id in reversed(snapshot_ids):
+            await self.delete(snap_id)
+        if vol is not None:
+            await self.delete(vol_id)
+
     async def find(self, spec: VolumeSpec, *, snapshot: bool = False) -> str | None:
         """The array ID of the volume named after ``spec``, or None: how an operation cut
         short by a crash finds what it may have created before it recorded the ID."""
+        return await self.lookup(self.array_name(spec, snapshot=snapshot))
+
+    async def exists(self, vol_id: str) -> bool:
+        """Whether the array still has the volume (a failure to ask counts as yes)."""
         try:
-            return await self.client.volume_id(self.array_name(spec, snapshot=snapshot))
+            await self.client.volume(vol_id)
+        except VolumeNotFoundError:
+            return False
+        except PowerFlexError:
+            return True
+        return True
+
+    async def lookup(self, name: str) -> str | None:
+        """The array ID of the volume of this array name, or None."""
+        try:
+            return await self.client.volume_id(name)
         except VolumeNotFoundError:
             return None
         except PowerFlexError as exc:
             raise wrap("look up volume", exc) from exc
 
     async def remove_quietly(self, vol_id: str) -> None:
+        """Remove a volume as a cleanup: never raises; a removal that fails is logged
+        and kept as a leftover, which repair removes later."""
         try:
             await self.delete(vol_id)
-        except Exception:
-            log.exception("cleanup: cannot remove volume %s", vol_id)
+        except Exception as exc:
+            log.warning("cleanup: cannot remove volume %s: %s", vol_id, exc)
+            try:
+                await self.leftovers.keep(
+                    Leftover("volume", vol_id, reason=f"cleanup failed: {exc}")
+                )
+            except Exception:
+                log.exception("cleanup: cannot record volume %s for repair", vol_id)
 
     # --- attach and mount -------------------------------------------------------------
 
@@ -275,7 +335,7 @@ class PowerFlexVolumes:
         try:
             yield device
         finally:
-            await self.attacher.detach(vol_id)
+            await self.attacher.release(vol_id)
 
     async def mount(
         self, spec: VolumeSpec, vol_id: str, target: Path, *, read_only: bool = False
@@ -287,7 +347,7 @@ class PowerFlexVolumes:
         try:
             await self.fs.mount(device, target, spec.filesystem, options)
         except BaseException as exc:
-            await self.attacher.detach(vol_id)
+            await self.attacher.release(vol_id)
             if isinstance(exc, Exception):
                 raise wrap("mount", exc) from exc
             raise
@@ -298,7 +358,7 @@ class PowerFlexVolumes:
                 await self.fs.unmount(target)
             except CommandError as exc:
                 raise wrap("unmount", exc) from exc
-            await self.attacher.detach(vol_id)
+            await self.attacher.release(vol_id)
 
     @asynccontextmanager
     async def _frozen(self, mounted_at: Path | None) -> AsyncIterator[None]:
@@ -451,6 +511,21 @@ class PowerFlexVolumes:
         except PowerFlexError as exc:
             raise wrap("pool resources", exc) from exc
         return stats.used_bytes, stats.total_bytes
+
+
+def _descendants(vol_id: str, tree: Sequence[ArrayVolume]) -> list[str]:
+    """The IDs of the volumes descending from ``vol_id`` in its VTree, nearest first."""
+    children: dict[str, list[str]] = {}
+    for member in tree:
+        if member.ancestor_volume_id:
+            children.setdefault(member.ancestor_volume_id, []).append(member.id)
+    found: list[str] = []
+    frontier = [vol_id]
+    while frontier:
+        nxt = [c for parent in frontier for c in children.get(parent, [])]
+        found.extend(nxt)
+        frontier = nxt
+    return found
 
 
 async def _wait_size(device: Path, size: int, timeout: float = 30.0) -> None:

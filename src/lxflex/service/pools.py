@@ -16,7 +16,9 @@ from ..driver.config import POOL_KEYS, ConfigError, validate_pool_config
 from ..driver.errors import Conflict, InvalidRequest, NotFound, Unavailable
 from ..driver.units import granularity, parse_size
 from ..state import Database, NameTaken
+from ..state import journal as jn
 from ..state import store as st
+from .journal import Journal
 from .runtime import PoolRuntime, Runtimes
 
 __all__ = ["PASSWORD_KEY", "PoolService", "PoolView"]
@@ -58,6 +60,7 @@ class PoolService:
     def __init__(self, db: Database, runtimes: Runtimes) -> None:
         self.db = db
         self.runtimes = runtimes
+        self.journal = Journal(db, runtimes.uuid)
         # Every request reads its pool. When this process is the database's only writer
         # (SQLite), the records are kept here and dropped when this service changes one;
         # with a shared database (PostgreSQL: other servers change pools) each is read.
@@ -79,7 +82,9 @@ class PoolService:
             self._records.pop(name, None)
 
     async def runtime(self, pool: st.Pool) -> PoolRuntime:
-        return await self.runtimes.get(pool.name, dict(pool.config))
+        return await self.runtimes.get(
+            pool.name, dict(pool.config), self.journal.leftovers(pool.id)
+        )
 
     async def create(
         self, name: str, driver: str, config: Mapping[str, str], description: str = ""
@@ -163,12 +168,24 @@ class PoolService:
         return await self.get(name)
 
     async def delete(self, name: str) -> None:
+        """Delete a pool without volumes; the leftovers of failed cleanups on its array
+        are removed first (and one that cannot be removed keeps the pool)."""
         pool = await self.record(name)
+        reason = "unknown"
+        if await self.journal.entries(pool.id):
+            repairs = await self.journal.repair(pool.id, (await self.runtime(pool)).volumes)
+            reason = repairs.failed[0][1] if repairs.failed else reason
         try:
             async with self.db.write() as conn:
                 count = await st.count_volumes(conn, pool.id)
                 if count:
                     raise Conflict(f"storage pool {name!r} still has {count} volume(s)")
+                left = await jn.count_entries(conn, pool.id)
+                if left:
+                    raise Conflict(
+                        f"storage pool {name!r} still has {left} leftover(s) of failed "
+                        f"cleanups on the array that cannot be removed now ({reason})"
+                    )
                 await st.delete_pool(conn, pool.id)
         finally:
             self._changed(name)

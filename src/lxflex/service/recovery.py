@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 
 from ..driver.instances import InstanceIds
@@ -15,7 +15,7 @@ from .rules import lock_name
 from .runtime import PoolRuntime
 from .specs import spec_of
 
-__all__ = ["recover_pool", "recover_volume"]
+__all__ = ["array_names", "recover_pool", "recover_volume"]
 
 log = logging.getLogger("lxflex.service")
 
@@ -49,6 +49,23 @@ async def recover_pool(db: Database, pools: PoolService, lock: Lock, pool_name: 
     return repaired
 
 
+def array_names(
+    runtime: PoolRuntime,
+    volume_type: str,
+    content: str,
+    config: Mapping[str, str],
+    *,
+    snapshot: bool = True,
+) -> list[str]:
+    """The array names of a volume's (or, with ``snapshot``, a snapshot's) array
+    volumes: one, or a virtual machine's root disk and filesystem twin."""
+    spec = spec_of(content, config, volume_type)
+    specs = [spec]
+    if spec.volume_type is VolumeType.VIRTUAL_MACHINE:
+        specs.append(runtime.instances.twin(spec))
+    return [runtime.volumes.array_name(s, snapshot=snapshot) for s in specs]
+
+
 async def _array_ids(
     runtime: PoolRuntime, vol: st.Volume, record: st.Volume | st.Snapshot, *, snapshot: bool
 ) -> list[str]:
@@ -57,11 +74,8 @@ async def _array_ids(
     known = [i for i in (record.array_id, record.fs_array_id) if i]
     if known:
         return known
-    spec = spec_of(vol.content_type, record.config, vol.type)
-    specs = [spec]
-    if spec.volume_type is VolumeType.VIRTUAL_MACHINE:
-        specs.append(runtime.instances.twin(spec))
-    found = [await runtime.volumes.find(s, snapshot=snapshot) for s in specs]
+    names = array_names(runtime, vol.type, vol.content_type, record.config, snapshot=snapshot)
+    found = [await runtime.volumes.lookup(name) for name in names]
     return [i for i in found if i]
 
 

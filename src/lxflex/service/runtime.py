@@ -19,6 +19,7 @@ from ..driver.backup import Backups
 from ..driver.config import MODE_SDC, bool_value
 from ..driver.errors import Unavailable
 from ..driver.instances import InstanceVolumes
+from ..driver.leftovers import Leftovers
 from ..driver.pool import ResolvedPool, client_for, resolve
 from ..driver.units import granularity
 from ..driver.volumes import PowerFlexVolumes
@@ -83,18 +84,22 @@ class Runtimes:
         async with client_for(config, self.host.retry) as client:
             return await resolve(client, config, self.host.host_root)
 
-    async def get(self, name: str, config: dict[str, str]) -> PoolRuntime:
+    async def get(
+        self, name: str, config: dict[str, str], leftovers: Leftovers | None = None
+    ) -> PoolRuntime:
+        """The pool's runtime, built on first use; its driver hands the leftovers of
+        failed cleanups to ``leftovers``."""
         runtime = self._pools.get(name)
         if runtime is not None:
             return runtime
         async with self._lock:
             runtime = self._pools.get(name)
             if runtime is None:
-                runtime = await self._build(config)
+                runtime = await self._build(config, leftovers)
                 self._pools[name] = runtime
             return runtime
 
-    async def _build(self, config: dict[str, str]) -> PoolRuntime:
+    async def _build(self, config: dict[str, str], leftovers: Leftovers | None) -> PoolRuntime:
         client = client_for(config, self.host.retry)
         try:
             resolved = await resolve(client, config, self.host.host_root)
@@ -104,17 +109,20 @@ class Runtimes:
         volumes = PowerFlexVolumes(
             client,
             resolved,
-            self._attacher(client, resolved),
+            self._attacher(client, resolved, leftovers),
             self.fs,
             granularity=granularity(resolved.version),
             clone_copy=_clone_copy(config),
             scratch=self.host.scratch,
+            leftovers=leftovers,
         )
         return PoolRuntime(
             client, resolved, volumes, Backups(volumes, self.archives), InstanceVolumes(volumes)
         )
 
-    def _attacher(self, client: PowerFlexClient, resolved: ResolvedPool) -> Attacher:
+    def _attacher(
+        self, client: PowerFlexClient, resolved: ResolvedPool, leftovers: Leftovers | None
+    ) -> Attacher:
         if resolved.mode == MODE_SDC:
             drv_cfg = find_drv_cfg(self.host.host_root)
             if drv_cfg is None:
@@ -124,6 +132,7 @@ class Runtimes:
                 SdcHost(self.runner, drv_cfg, self.host.nvme.by_id),
                 system_id=resolved.system_id,
                 policy=self.host.attach,
+                leftovers=leftovers,
             )
         return NvmeAttacher(
             client,
@@ -134,6 +143,7 @@ class Runtimes:
             subsystem_nqn=resolved.system_nqn or "",
             targets=list(resolved.sdts),
             policy=self.host.attach,
+            leftovers=leftovers,
         )
 
     async def drop(self, name: str) -> None:

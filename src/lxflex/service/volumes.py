@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import logging
 import os
 import uuid
@@ -22,17 +23,19 @@ from pathlib import Path
 from typing import Literal
 
 from ..driver.config import validate_volume_config
-from ..driver.errors import Conflict, InvalidRequest, NotFound
+from ..driver.errors import Conflict, DriverError, InvalidRequest, NotFound
 from ..driver.instances import InstanceIds
 from ..driver.naming import Content, VolumeType
 from ..driver.units import format_size, parse_size
 from ..driver.volumes import CopyPlan, Progress
 from ..host.fs import is_mounted
 from ..locks import KeyedLocks
+from ..revert import Reverter
 from ..state import Conn, Database, NameTaken
 from ..state import store as st
 from .pools import PoolService
-from .recovery import recover_pool
+from .recovery import array_names, recover_pool
+from .runtime import PoolRuntime
 from .rules import add_expiry, check_name, fill_config, lock_name, next_name
 from .specs import spec_of
 from .views import VolumeView, array_of, make_view
@@ -145,25 +148,23 @@ class VolumeService:
                 raise Conflict(
                     f"storage volume {new.name!r} already exists in pool {pool.name!r}"
                 ) from None
-            try:
+            async with Reverter() as revert:
+                revert.add(lambda: self._forget(row.id), f"the record of volume {new.name!r}")
                 built = await build()
-            except BaseException:
-                await self._forget(row.id)
-                raise
-            ids = built if isinstance(built, InstanceIds) else InstanceIds(built)
-            try:
+                ids = built if isinstance(built, InstanceIds) else InstanceIds(built)
+                runtime = await self.pools.runtime(pool)
+                for array_id in ids.all():
+                    revert.add(
+                        functools.partial(runtime.volumes.remove_quietly, array_id),
+                        f"array volume {array_id}",
+                    )
                 async with self.db.write() as conn:
                     await st.update_volume(
                         conn, row.id, status="created", array_id=ids.root, fs_array_id=ids.fs
                     )
                     if on_created is not None:
                         await on_created(conn, row.id)
-            except BaseException:
-                runtime = await self.pools.runtime(pool)
-                for array_id in ids.all():
-                    await runtime.volumes.delete(array_id)
-                await self._forget(row.id)
-                raise
+                revert.success()
         return row
 
     async def provision_copy(
@@ -174,9 +175,21 @@ class VolumeService:
     ) -> st.Volume:
         """:meth:`provision` for a copy: ``copy(uuids)`` makes the new volume and the
         copies of ``snapshots`` (named after ``uuids``) and returns their IDs; the
-        snapshots' rows are recorded with the volume, and a failure leaves none of it."""
+        snapshots' rows are recorded with the volume, and a failure leaves none of it.
+        The snapshots' array names are journaled before the copy starts, so that a crash
+        or a refused cleanup cannot orphan them."""
         uuids = [uuid.uuid4() for _ in snapshots]
         made: list[InstanceIds] = []
+        runtime = await self.pools.runtime(new.pool)
+        names = [
+            name
+            for snap_uuid in uuids
+            for name in array_names(
+                runtime, new.volume_type, new.content_type, {"volatile.uuid": str(snap_uuid)}
+            )
+        ]
+        journal = self.pools.journal
+        intents = await journal.intend(new.pool.id, names, f"a snapshot of copy {new.name!r}")
 
         async def build() -> InstanceIds:
             ids, snapshot_ids = await copy(uuids)
@@ -194,22 +207,30 @@ class VolumeService:
                     status="created",
                 )
                 await st.update_snapshot(conn, row.id, array_id=ids.root, fs_array_id=ids.fs)
+            await journal.settle(conn, intents)
 
         try:
             return await self.provision(new, build, on_created=record)
         except BaseException:
-            if made:  # copied, but not recorded: the volume went in provision
-                runtime = await self.pools.runtime(new.pool)
-                for array_id in [i for ids in reversed(made) for i in ids.all()]:
-                    await runtime.volumes.remove_quietly(array_id)
+            # What the copy made of the snapshots and could not remove, found by name.
+            await journal.repair(new.pool.id, runtime.volumes, intents)
             raise
 
     async def _forget(self, vol_id: int) -> None:
+        """Drop a reserved row; if that fails, it stays ``creating`` and start-up
+        recovery removes it (with any array volume its name finds)."""
         try:
             async with self.db.write() as conn:
                 await st.delete_volume(conn, vol_id)
         except Exception:
             log.exception("cleanup: cannot remove the row of volume %d", vol_id)
+
+    async def _forget_snapshot(self, snap_id: int) -> None:
+        try:
+            async with self.db.write() as conn:
+                await st.delete_snapshot(conn, snap_id)
+        except Exception:
+            log.exception("cleanup: cannot remove the row of snapshot %d", snap_id)
 
     async def get(self, pool_name: str, name: str, *, project: str = "default") -> VolumeView:
         pool, vol = await self._load(pool_name, project, name)
@@ -286,7 +307,13 @@ class VolumeService:
         return await self.get(pool_name, new_name, project=project)
 
     async def delete(self, pool_name: str, name: str, *, project: str = "default") -> None:
-        """Delete the volume's snapshots, then the volume, on the array and in the state."""
+        """Delete the volume's snapshots, then the volume, on the array and in the state.
+
+        All or nothing where the array allows it (one removal of the volume with its
+        snapshots). When the array refuses, the volume stays as it was, usable; only the
+        snapshots the array did remove (a volume with clones goes one by one) lose their
+        records, and the error says so. A crash midway leaves the row ``deleting``, which
+        start-up recovery finishes: the client was never told the delete failed."""
         async with self._locked(pool_name, project, name):
             pool, vol = await self._load(pool_name, project, name)
             runtime = await self.pools.runtime(pool)
@@ -294,17 +321,39 @@ class VolumeService:
             async with self.db.write() as conn:
                 await st.update_volume(conn, vol.id, status="deleting")
                 snaps = await st.list_snapshots(conn, vol.id)
-            for snap in reversed(snaps):
-                if snap.array_id:
-                    await runtime.volumes.delete(snap.array_id)
-                async with self.db.write() as conn:
-                    await st.delete_snapshot(conn, snap.id)
-            if vol.array_id:
-                await runtime.volumes.delete(vol.array_id)
+            snapshot_ids = [s.array_id for s in snaps if s.array_id]
+            try:
+                if vol.array_id:
+                    await runtime.volumes.delete_with_snapshots(vol.array_id, snapshot_ids)
+                else:
+                    for snap_id in reversed(snapshot_ids):
+                        await runtime.volumes.delete(snap_id)
+            except BaseException as exc:
+                lost = await self._keep_after_failed_delete(runtime, vol, snaps)
+                if isinstance(exc, DriverError):
+                    kept = f"storage volume {name!r} is kept"
+                    if lost:
+                        kept += f" without {lost} of its {len(snaps)} snapshot(s), removed already"
+                    raise type(exc)(f"{exc}; {kept}") from exc
+                raise
             async with self.db.write() as conn:
+                for snap in snaps:
+                    await st.delete_snapshot(conn, snap.id)
                 await st.delete_volume(conn, vol.id)
             with contextlib.suppress(OSError):
                 self.mount_path(pool_name, project, name).rmdir()
+
+    async def _keep_after_failed_delete(
+        self, runtime: PoolRuntime, vol: st.Volume, snaps: list[st.Snapshot]
+    ) -> int:
+        """After the array refused a delete: the volume is ``created`` again, and the
+        snapshots the array removed lose their rows. Return how many did."""
+        gone = [s for s in snaps if s.array_id and not await runtime.volumes.exists(s.array_id)]
+        async with self.db.write() as conn:
+            for snap in gone:
+                await st.delete_snapshot(conn, snap.id)
+            await st.update_volume(conn, vol.id, status="created")
+        return len(gone)
 
     async def usage(self, pool_name: str, name: str, *, project: str = "default") -> dict[str, int]:
         """``total`` bytes, and ``used`` bytes when the filesystem is mounted here."""
@@ -379,23 +428,23 @@ class VolumeService:
                     )
             except NameTaken:
                 raise Conflict(f"snapshot {snapshot!r} of {name!r} already exists") from None
-            try:
+            async with Reverter() as revert:
+                revert.add(
+                    lambda: self._forget_snapshot(row.id), f"the record of snapshot {snapshot!r}"
+                )
                 array_id = await runtime.volumes.snapshot(
                     spec_of(vol.content_type, vol.config),
                     array_of(vol),
                     uuid.UUID(config["volatile.uuid"]),
                     self.mount_path(pool_name, project, name),
                 )
-            except BaseException:
-                async with self.db.write() as conn:
-                    await st.delete_snapshot(conn, row.id)
-                raise
-            try:
+                revert.add(
+                    functools.partial(runtime.volumes.remove_quietly, array_id),
+                    f"array snapshot {array_id}",
+                )
                 async with self.db.write() as conn:
                     await st.update_snapshot(conn, row.id, status="created", array_id=array_id)
-            except BaseException:
-                await runtime.volumes.delete(array_id)
-                raise
+                revert.success()
         return snapshot
 
     async def snapshot_record(

@@ -11,6 +11,11 @@ The migrations under ``migrations/`` create exactly this (a test compares the tw
 * ``snapshots``: snapshots of a volume, with their array IDs.
 * ``backups``: backups of custom volumes (the tarballs are files in the state directory).
 * ``certificates``: the HTTPS trust store (client certificates by SHA-256 fingerprint).
+* ``journal``: the intent journal: array objects an operation is about to make before a
+  row records them (a copy's snapshots, an export's temporary snapshot), and what a
+  failed cleanup left (a volume to remove, a mapping of a volume to one server's host to
+  undo). An entry goes when a row adopts its object or the object is removed; start-up
+  repair and ``storage check --repair`` finish the rest.
 * ``server_config``: server keys (``core.https_address``) of one server or all of them
   (an empty ``server`` UUID).
 
@@ -124,4 +129,18 @@ backups = sa.Table(
     sa.Column("compression", sa.String(16), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.UniqueConstraint("volume_id", "name"),
+)
+
+journal = sa.Table(
+    "journal",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("pool_id", sa.ForeignKey("pools.id", ondelete="RESTRICT"), nullable=False),
+    # The server whose host holds the object (an unmap), or that made it.
+    sa.Column("server", sa.String(36), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # volume, unmap
+    sa.Column("array_id", sa.String(32), nullable=True),
+    sa.Column("name", sa.String(64), nullable=True),  # the array name, when no ID is known
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", _TS, nullable=False),
 )
