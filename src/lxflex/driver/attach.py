@@ -32,7 +32,6 @@ from ..host.runner import CommandError
 from ..host.sdc import SdcHost
 from ..host.watch import wait_for_path
 from ..locks import KeyedLocks
-from ..revert import Reverter
 from ..powerflex import (
     AlreadyMappedError,
     NameInUseError,
@@ -40,6 +39,7 @@ from ..powerflex import (
     PowerFlexClient,
     VolumeNotFoundError,
 )
+from ..revert import Reverter
 from .errors import Unavailable
 from .leftovers import Leftover, Leftovers, LoggedLeftovers
 

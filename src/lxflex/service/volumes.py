@@ -35,8 +35,8 @@ from ..state import Conn, Database, NameTaken
 from ..state import store as st
 from .pools import PoolService
 from .recovery import array_names, recover_pool
-from .runtime import PoolRuntime
 from .rules import add_expiry, check_name, fill_config, lock_name, next_name
+from .runtime import PoolRuntime
 from .specs import spec_of
 from .views import VolumeView, array_of, make_view
 
