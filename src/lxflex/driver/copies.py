@@ -63,27 +63,35 @@ async def _undone_on_failure(volumes: PowerFlexVolumes, made: list[str]) -> Asyn
 async def _copy_on_host(
     volumes: PowerFlexVolumes, plan: CopyPlan, progress: Progress | None
 ) -> CopyResult:
-    total = plan.source.size * (len(plan.snapshot_ids) + 1)
+    steps = plan.steps()
+    total = sum(size for _, _, size in steps)
     done = 0
 
     def step(offset: int, _: int) -> None:
         if progress is not None:
             progress(done + offset, total)
 
-    target_id = await volumes.new_volume(plan.target, max(plan.target.size, plan.source.size))
+    target_id = await volumes.new_volume(plan.target, steps[0][2])
     made = [target_id]
     written = 0
     async with _undone_on_failure(volumes, made):
-        sources = list(zip(plan.snapshot_ids, plan.target_snapshot_uuids, strict=True))
         fresh = True
-        for snap_id, snap_uuid in sources:
-            written += await _copy_content(volumes, plan, snap_id, target_id, fresh, step)
+        for source_id, snap_uuid, size in steps:
+            await _grow_array(volumes, target_id, size)
+            written += await _copy_content(volumes, plan, source_id, target_id, fresh, step)
             fresh = False
-            done += plan.source.size
-            made.append(await volumes.snapshot(plan.target, target_id, snap_uuid))
-        written += await _copy_content(volumes, plan, plan.source_id, target_id, fresh, step)
+            done += size
+            if snap_uuid is not None:
+                made.append(await volumes.snapshot(plan.target, target_id, snap_uuid))
         await _grow_to_target(volumes, plan, target_id)
     return CopyResult(target_id, made[1:], written)
+
+
+async def _grow_array(volumes: PowerFlexVolumes, vol_id: str, size: int) -> None:
+    """Grow the array volume (not its filesystem) to at least ``size``, rounded up."""
+    wanted = volumes.rounded(size)
+    if (await volumes.client.volume(vol_id)).size_bytes < wanted:
+        await volumes.client.set_volume_size(vol_id, wanted)
 
 
 async def _copy_content(
@@ -110,11 +118,13 @@ async def _new_identity(volumes: PowerFlexVolumes, plan: CopyPlan, target_id: st
 
 
 async def _grow_to_target(volumes: PowerFlexVolumes, plan: CopyPlan, target_id: str) -> None:
-    """A filesystem copy asked larger than its source grows its filesystem to the volume."""
-    if plan.target.is_filesystem and plan.target.size > plan.source.size:
-        await volumes.grow_filesystem(
-            plan.target, target_id, volumes.rounded(plan.target.size), None
-        )
+    """A copy asked larger than its source grows to its size (and its filesystem too)."""
+    if volumes.rounded(plan.target.size) > volumes.rounded(plan.source.size):
+        await _grow_array(volumes, target_id, plan.target.size)
+        if plan.target.is_filesystem:
+            await volumes.grow_filesystem(
+                plan.target, target_id, volumes.rounded(plan.target.size), None
+            )
 
 
 async def _copy_by_snapshot(volumes: PowerFlexVolumes, plan: CopyPlan) -> CopyResult:
@@ -134,22 +144,17 @@ async def _copy_by_snapshot(volumes: PowerFlexVolumes, plan: CopyPlan) -> CopyRe
 
 async def _copy_on_array(volumes: PowerFlexVolumes, plan: CopyPlan) -> CopyResult:
     client, system_id = volumes.client, volumes.pool.system_id
-    snapshot_uuids = [*plan.target_snapshot_uuids, None]  # the volume itself comes last
     made: list[str] = []
     async with _undone_on_failure(volumes, made):
-        for source_id, snap_uuid in zip(
-            [*plan.snapshot_ids, plan.source_id], snapshot_uuids, strict=True
-        ):
+        for source_id, snap_uuid, size in plan.steps():
             if not made:
                 name = volumes.array_name(plan.target)
                 result = await client.create_thin_clone(system_id, [SnapshotDef(source_id, name)])
                 made.append(result.volume_id_list[0])
-                # Later sources may be larger than the first (a volume only grows): the
-                # target takes the largest size at once.
-                size = volumes.rounded(max(plan.target.size, plan.source.size))
-                if (await client.volume(made[0])).size_bytes < size:
-                    await client.set_volume_size(made[0], size)
             else:
+                # A later source may be larger (a volume only grows): the target first
+                # takes its size, so each snapshot of it has its source's size.
+                await _grow_array(volumes, made[0], size)
                 await client.refresh_volume(made[0], source_id)
             await _new_identity(volumes, plan, made[0])
             if snap_uuid is not None:

@@ -59,13 +59,26 @@ def wrap(action: str, exc: Exception) -> DriverError:
 
 @dataclass(frozen=True)
 class CopyPlan:
-    """A copy: the source's array IDs (snapshots oldest first) and the target's UUIDs."""
+    """A copy: the source's array IDs (snapshots oldest first) and the target's UUIDs.
+
+    ``snapshot_sizes`` are the snapshots' sizes (a volume grows, so an older snapshot may
+    be smaller than the volume); each copy of a snapshot gets its source's size. Without
+    them, every snapshot is taken to be as large as the source volume.
+    """
 
     source: VolumeSpec
     source_id: str
     target: VolumeSpec
     snapshot_ids: list[str] = field(default_factory=list)
     target_snapshot_uuids: list[uuid.UUID] = field(default_factory=list)
+    snapshot_sizes: list[int] = field(default_factory=list)
+
+    def steps(self) -> list[tuple[str, uuid.UUID | None, int]]:
+        """(source ID, target snapshot UUID or None for the volume itself, source size)
+        of each step of the copy, oldest first."""
+        sizes = self.snapshot_sizes or [self.source.size] * len(self.snapshot_ids)
+        snaps = zip(self.snapshot_ids, self.target_snapshot_uuids, sizes, strict=True)
+        return [*((i, u, size) for i, u, size in snaps), (self.source_id, None, self.source.size)]
 
 
 @dataclass(frozen=True)

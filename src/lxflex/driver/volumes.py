@@ -434,7 +434,11 @@ class PowerFlexVolumes:
         self, spec: VolumeSpec, vol_id: str, size: int, mounted_at: Path | None = None
     ) -> int:
         """Grow to ``size`` rounded up; grow the filesystem too (or, on a virtual
-        machine's disk, move its GPT's backup header to the end). Return the new size."""
+        machine's disk, move its GPT's backup header to the end). Return the new size.
+
+        Converges: an array volume that is already that large (a grow whose filesystem
+        step failed) is not grown again, but its filesystem still is, so the caller can
+        retry a failed resize with the same size."""
         try:
             current = (await self.client.volume(vol_id)).size_bytes
         except PowerFlexError as exc:
@@ -445,24 +449,28 @@ class PowerFlexVolumes:
                 f"volumes can only grow: {format_size(size)} is less than the current "
                 f"{format_size(current)}"
             )
-        if new == current:
-            return current
+        if new > current:
+            try:
+                await self.client.set_volume_size(vol_id, new)
+            except PowerFlexError as exc:
+                raise wrap("resize", exc) from exc
         try:
-            await self.client.set_volume_size(vol_id, new)
-        except PowerFlexError as exc:
-            raise wrap("resize", exc) from exc
-        if self.attacher.attached(vol_id):
-            await self.attacher.refresh()  # the SDC sees the new size after a rescan
-        if spec.is_filesystem:
-            await self.grow_filesystem(spec, vol_id, new, mounted_at)
-        elif spec.volume_type is VolumeType.VIRTUAL_MACHINE:
-            # A VM's disk: its GPT's backup header moves to the new end, as LXD does.
-            async with self.attached(vol_id) as device:
-                await _wait_size(device, new)
-                try:
+            if self.attacher.attached(vol_id):
+                await self.attacher.refresh()  # the SDC sees the new size after a rescan
+            if spec.is_filesystem:
+                await self.grow_filesystem(spec, vol_id, new, mounted_at)
+            elif spec.volume_type is VolumeType.VIRTUAL_MACHINE:
+                # A VM's disk: its GPT's backup header moves to the new end, as LXD does.
+                async with self.attached(vol_id) as device:
+                    await _wait_size(device, new)
                     await DiskImages(self.fs.runner).fit_partition_table(device)
-                except (CommandError, OSError) as exc:
-                    raise wrap("move the partition table's backup header", exc) from exc
+        except Exception as exc:
+            step = "grow the filesystem" if spec.is_filesystem else "move the GPT backup header"
+            raise wrap(
+                f"the volume grew to {format_size(new)} but could not {step} (retry the "
+                "resize with the same size to finish it)",
+                exc,
+            ) from exc
         return new
 
     async def grow_filesystem(

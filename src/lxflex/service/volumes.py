@@ -575,6 +575,7 @@ class VolumeService:
                     target_spec,
                     [array_of(s) for s in snaps],
                     uuids,
+                    [parse_size(s.config["size"]) for s in snaps],
                 )
                 result = await runtime.volumes.copy(plan, progress)
                 return InstanceIds(result.volume_id), [InstanceIds(i) for i in result.snapshot_ids]

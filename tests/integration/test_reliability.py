@@ -1,0 +1,188 @@
+"""All or nothing under gateway faults: each case a defect found by injecting faults
+into the simulator, with what must hold afterwards (no leak, nothing lost)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from lxflex.driver.errors import DriverError
+from lxflex.service import Storage
+from lxflex.sim.control import Fault
+
+from ..conftest import GIB
+from .conftest import StorageFactory, read_chunks, volumes_of, write_chunks
+
+pytestmark = pytest.mark.root
+
+UNMAP = "POST /api/instances/Volume::{id}/action/removeMappedHost"
+REMOVE = "POST /api/instances/Volume::{id}/action/removeVolume"
+SNAPSHOT = "POST /api/instances/System/action/snapshotVolumes"
+MAP = "POST /api/instances/Volume::{id}/action/addMappedHost"
+
+
+def _fault(storage: Storage, route: str, count: int, code: int = 0) -> None:
+    sim = storage.sim  # type: ignore[attr-defined]
+    sim.faults.append(Fault(route=route, http_status=500, error_code=code, count=count))
+
+
+def _array(storage: Storage) -> dict[str, object]:
+    sim = storage.sim  # type: ignore[attr-defined]
+    return {
+        "volumes": sorted(v.name or v.id for v in sim.array.volumes.values()),
+        "mapped": sorted(v.id for v in sim.array.volumes.values() if v.mappings),
+        "devices": sorted(p.name for p in sim.fabric.hosts["local"].by_id.iterdir()),
+    }
+
+
+def _mapped(storage: Storage) -> list[str]:
+    sim = storage.sim  # type: ignore[attr-defined]
+    return sorted(v.id for v in sim.array.volumes.values() if v.mappings)
+
+
+async def _journal(storage: Storage) -> list[tuple[str, str | None]]:
+    return [(e.kind, e.array_id or e.name) for e in await storage.pools.journal.entries()]
+
+
+async def _repair(storage: Storage) -> None:
+    pool = await storage.pools.record("pf")
+    await storage.pools.journal.repair(pool.id, await volumes_of(storage))
+
+
+async def test_transient_unmap_failures_are_retried(make_storage: StorageFactory) -> None:
+    storage = await make_storage()
+    await storage.volumes.create("pf", "src", content_type="block")
+    _fault(storage, UNMAP, count=2)
+    await storage.volumes.copy("pf", "src", "pf", "dst")
+    assert _mapped(storage) == []
+    assert await _journal(storage) == []
+
+
+async def test_a_failed_unmap_does_not_fail_a_finished_copy(make_storage: StorageFactory) -> None:
+    """The unmap after a copy fails for good: the copy stands, the mapping is journaled,
+    and repair unmaps it."""
+    storage = await make_storage()
+    await storage.volumes.create("pf", "src", content_type="block")
+    _fault(storage, UNMAP, count=8, code=65)  # firm answers: not retried
+    await storage.volumes.copy("pf", "src", "pf", "dst")
+    assert {v.name for v in await storage.volumes.all("pf")} == {"src", "dst"}
+    left = await _journal(storage)
+    assert left
+    assert {kind for kind, _ in left} == {"unmap"}
+    assert _mapped(storage)
+    storage.sim.faults.clear()  # type: ignore[attr-defined]
+    await _repair(storage)
+    assert _mapped(storage) == []
+    assert await _journal(storage) == []
+    assert sorted(p.name for p in storage.sim.fabric.hosts["local"].by_id.iterdir()) == []  # type: ignore[attr-defined]
+
+
+async def test_a_refused_cleanup_is_journaled_then_repaired(
+    make_storage: StorageFactory,
+) -> None:
+    """A copy fails; the gateway refuses to remove the half-made target: no row, but a
+    journal entry that repair finishes."""
+    storage = await make_storage()
+    await storage.volumes.create("pf", "src", content_type="block")
+    await storage.volumes.snapshot("pf", "src", "s0")
+    before = _array(storage)
+    _fault(storage, SNAPSHOT, count=1, code=65)  # the copy's snapshot of its target
+    _fault(storage, REMOVE, count=1, code=65)  # and the removal of that target
+    with pytest.raises(DriverError):
+        await storage.volumes.copy("pf", "src", "pf", "dst")
+    assert {v.name for v in await storage.volumes.all("pf")} == {"src"}
+    assert [kind for kind, _ in await _journal(storage)] == ["volume"]
+    assert len(_array(storage)["volumes"]) == len(before["volumes"]) + 1  # type: ignore[arg-type]
+    await _repair(storage)
+    assert _array(storage) == before
+    assert await _journal(storage) == []
+
+
+async def test_a_failed_copy_removes_its_snapshot_copies(make_storage: StorageFactory) -> None:
+    storage = await make_storage()
+    await storage.volumes.create("pf", "src", content_type="block")
+    for name in ("s0", "s1"):
+        await storage.volumes.snapshot("pf", "src", name)
+    before = _array(storage)
+    # The second snapshot of the target fails: the first is made and must go again.
+    storage.sim.faults.append(  # type: ignore[attr-defined]
+        Fault(route=SNAPSHOT, http_status=500, error_code=65, count=1, after=1)
+    )
+    with pytest.raises(DriverError):
+        await storage.volumes.copy("pf", "src", "pf", "dst")
+    assert _array(storage) == before
+    assert await _journal(storage) == []
+
+
+async def test_a_refused_delete_keeps_the_volume_as_it_was(make_storage: StorageFactory) -> None:
+    storage = await make_storage()
+    await storage.volumes.create("pf", "v", content_type="block")
+    await storage.volumes.snapshot("pf", "v", "s0")
+    before = _array(storage)
+    _fault(storage, REMOVE, count=1, code=65)
+    with pytest.raises(DriverError, match="'v' is kept"):
+        await storage.volumes.delete("pf", "v")
+    view = await storage.volumes.get("pf", "v")
+    assert [s.name for s in await storage.volumes.snapshots("pf", "v")] == ["s0"]
+    assert _array(storage) == before
+    record = await storage.volumes.record("pf", "v")
+    assert record.status == "created"
+    assert view.name == "v"
+    await storage.volumes.snapshot("pf", "v", "s1")  # usable
+    await storage.volumes.delete("pf", "v")
+    assert _array(storage)["volumes"] == []
+
+
+async def test_copies_of_a_grown_volume_keep_each_snapshots_size(
+    make_storage: StorageFactory,
+) -> None:
+    """8 GiB volume, snapshot, grown to 16 GiB, copied: the copy's snapshot is 8 GiB on the
+    array and in its record, holds the snapshot's data, and copies again."""
+    storage = await make_storage()
+    await storage.volumes.create("pf", "v", content_type="block", config={"size": "8GiB"})
+    volumes = await volumes_of(storage)
+    data = {0: b"old" * 1000, 9 * GIB: b"new" * 1000}
+    await write_chunks(
+        volumes, (await storage.volumes.record("pf", "v")).array_id or "", {0: data[0]}
+    )
+    await storage.volumes.snapshot("pf", "v", "s0")
+    await storage.volumes.update("pf", "v", {"size": "16GiB"})
+    vol = await storage.volumes.record("pf", "v")
+    await write_chunks(volumes, vol.array_id or "", data)
+    await storage.volumes.copy("pf", "v", "pf", "c")
+    snap = await storage.volumes.snapshot_record("pf", "c", "s0")
+    sim = storage.sim  # type: ignore[attr-defined]
+    assert snap.config["size"] == "8GiB"
+    assert sim.array.volumes[snap.array_id].size_kb * 1024 == 8 * GIB
+    copied = await storage.volumes.record("pf", "c")
+    assert sim.array.volumes[copied.array_id].size_kb * 1024 == 16 * GIB
+    assert await read_chunks(volumes, snap.array_id or "", {0: data[0]}) == {0: data[0]}
+    assert await read_chunks(volumes, copied.array_id or "", data) == data
+    await storage.volumes.copy("pf", "c", "pf", "c2", source_snapshot="s0")
+    c2 = await storage.volumes.record("pf", "c2")
+    assert c2.config["size"] == "8GiB"
+    assert await read_chunks(volumes, c2.array_id or "", {0: data[0]}) == {0: data[0]}
+
+
+async def test_a_failed_filesystem_grow_converges_on_retry(
+    make_storage: StorageFactory,
+) -> None:
+    """The array grows but attaching for the filesystem grow fails: the error says so, the
+    state keeps the size the filesystem has, and the same request again finishes it."""
+    storage = await make_storage()
+    await storage.volumes.create("pf", "fs", config={"size": "8GiB"})
+    _fault(storage, MAP, count=1, code=65)
+    with pytest.raises(DriverError, match="grew to 16GiB but could not grow the filesystem"):
+        await storage.volumes.update("pf", "fs", {"size": "16GiB"})
+    assert (await storage.volumes.record("pf", "fs")).config["size"] == "8GiB"
+    await storage.volumes.update("pf", "fs", {"size": "16GiB"})
+    assert (await storage.volumes.record("pf", "fs")).config["size"] == "16GiB"
+    path = await storage.volumes.mount("pf", "fs")
+    try:
+        stats = os.statvfs(path)
+        assert stats.f_blocks * stats.f_frsize > 12 * GIB
+    finally:
+        await storage.volumes.unmount("pf", "fs")
+    assert not Path(path).is_mount()
