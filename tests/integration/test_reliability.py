@@ -4,13 +4,18 @@ into the simulator, with what must hold afterwards (no leak, nothing lost)."""
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import pytest
 
 from lxflex.driver.errors import DriverError
+from lxflex.embedded import host_settings
+from lxflex.host.fs import mounted_under
 from lxflex.service import Storage
+from lxflex.service.specs import spec_of
 from lxflex.sim.control import Fault
+from lxflex.state import backups as bk
 
 from ..conftest import GIB
 from .conftest import StorageFactory, read_chunks, volumes_of, write_chunks
@@ -186,3 +191,62 @@ async def test_a_failed_filesystem_grow_converges_on_retry(
     finally:
         await storage.volumes.unmount("pf", "fs")
     assert not Path(path).is_mount()
+
+
+async def test_start_up_repairs_what_a_crash_left(
+    make_storage: StorageFactory, tmp_path: Path
+) -> None:
+    """A daemon killed midway leaves: a copy source mapped, an import's filesystem
+    mounted in scratch, an export's temporary snapshot (journaled, no row), a backup row
+    ``creating`` with its partial tarball. The next start removes all of it and keeps
+    the volumes, and a volume mounted by the user stays mounted and usable."""
+    storage = await make_storage()
+    sim = storage.sim  # type: ignore[attr-defined]
+    await storage.volumes.create("pf", "fs")
+    await storage.volumes.create("pf", "kept")
+    await storage.volumes.create("pf", "blk", content_type="block")
+    user_mount = await storage.volumes.mount("pf", "kept")
+    volumes = await volumes_of(storage)
+    pool = await storage.pools.record("pf")
+    fs_rec = await storage.volumes.record("pf", "fs")
+    blk_rec = await storage.volumes.record("pf", "blk")
+    assert fs_rec.array_id
+    assert blk_rec.array_id
+    await volumes.attacher.attach(blk_rec.array_id)  # a copy source, never released
+    scratch = storage.runtimes.host.scratch
+    await volumes.mount(
+        spec_of("filesystem", fs_rec.config), fs_rec.array_id, scratch / "restore-1" / "mnt"
+    )
+    view = uuid.uuid4()
+    blk_spec = spec_of("block", {**blk_rec.config, "volatile.uuid": str(view)})
+    await storage.pools.journal.intend(
+        pool.id, [volumes.array_name(blk_spec, snapshot=True)], "export"
+    )
+    await volumes.snapshot(spec_of("block", blk_rec.config), blk_rec.array_id, view)
+    async with storage.db.write() as conn:
+        await bk.create_backup(
+            conn, blk_rec.id, "b0", expires_at=None, volume_only=True, compression="gzip"
+        )
+    partial = storage.backups.root / str(blk_rec.id) / ".b0.partial"
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(b"half a tarball")
+    await storage.runtimes.close()  # the crash: this process's references are gone
+    await storage.db.close()
+
+    restarted = await Storage.open(host_settings(sim, tmp_path / "lxflex0"))
+    try:
+        assert await restarted.recover() >= 4
+        assert list(scratch.iterdir()) == []
+        assert mounted_under(scratch) == []
+        assert await restarted.pools.journal.entries() == []
+        assert sorted(v.name for v in await restarted.volumes.all("pf")) == ["blk", "fs", "kept"]
+        assert len(sim.array.volumes) == 3  # the temporary snapshot is gone
+        kept = (await restarted.volumes.record("pf", "kept")).array_id
+        assert _mapped(storage) == [kept]  # the user's mount keeps its mapping
+        assert Path(user_mount).is_mount()
+        assert not partial.exists()
+        await restarted.backups.create("pf", "blk", "b0", volume_only=True)  # the name is free
+        await restarted.volumes.unmount("pf", "kept")
+        assert _mapped(storage) == []
+    finally:
+        await restarted.close()

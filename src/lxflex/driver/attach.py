@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..host.fs import device_in_use
 from ..host.nvme import NvmeHost
 from ..host.runner import CommandError
 from ..host.sdc import SdcHost
@@ -164,6 +165,33 @@ class Attacher(abc.ABC):
             except Exception:
                 log.exception("cannot record the mapping of volume %s for repair", volume_id)
 
+    async def sweep(self, ours: set[str]) -> list[str]:
+        """At start: unmap this host's mappings of the volumes in ``ours`` that nothing
+        uses (left by work a crash cut short); a mapping whose device is mounted (a
+        volume mounted before the restart) is adopted as one reference instead. Return
+        the IDs unmapped. Mappings of other volumes are not touched: on a shared SDC
+        they may belong to other software."""
+        host_id = await self._existing_host()
+        if host_id is None:
+            return []  # this host was never on the array: nothing can be mapped to it
+        mapped = {v.id for v in await self.client.host_volumes(host_id)}
+        unmapped = []
+        for volume_id in sorted(mapped & ours):
+            async with self._locks.hold(volume_id):
+                if self._refs.get(volume_id, 0) > 0:
+                    continue
+                if device_in_use(self.device(volume_id)):
+                    self.adopt(volume_id)
+                    continue
+                with contextlib.suppress(VolumeNotFoundError):
+                    await self._unmap(volume_id, host_id)
+                unmapped.append(volume_id)
+        return unmapped
+
+    async def _existing_host(self) -> str | None:
+        """This host's ID on the array if it has one; never creates it."""
+        return await self.host_id()
+
     async def unmap_unused(self, volume_id: str) -> None:
         """Unmap a volume from this host unless this process uses it now (a leftover
         mapping); a volume gone from the array is not an error."""
@@ -230,6 +258,14 @@ class NvmeAttacher(Attacher):
             made = await self.client.create_nvme_host(self.hostnqn)
         log.info("created NVMe host %s for %s", made, self.hostnqn)
         return made
+
+    async def _existing_host(self) -> str | None:
+        if self._host_id is None:
+            found = await self.client.nvme_host_by_nqn(self.hostnqn)
+            if found is None:
+                return None
+            self._host_id = found.id
+        return self._host_id
 
     async def _ensure_connected(self) -> None:
         async with self._connect_lock:

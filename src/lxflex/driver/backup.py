@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import os
 import shutil
 import stat
@@ -34,7 +35,8 @@ from pathlib import Path
 from ..host.archive import Archives
 from ..host.copy import copy_blocks
 from ..host.runner import CommandError
-from .errors import DriverError, InvalidRequest
+from ..revert import Reverter
+from .errors import Conflict, DriverError, InvalidRequest
 from .volumes import PowerFlexVolumes, VolumeSpec
 
 __all__ = ["BackupSource", "Backups", "member_of"]
@@ -77,11 +79,13 @@ class Backups:
         out: Path,
         compression: str,
         progress: Progress | None = None,
+        *,
+        view_uuid: uuid.UUID | None = None,
     ) -> None:
-        """Write the backup tarball of ``source`` to ``out``."""
-        top = staging / "backup"
-        (top / "volume-snapshots").mkdir(parents=True)
-        (top / "index.yaml").write_bytes(index)
+        """Write the backup tarball of ``source`` to ``out``. A block volume is read from
+        a temporary snapshot named after ``view_uuid`` (the caller journals that name
+        first); a failure to remove it afterwards leaves it for repair, and does not fail
+        the backup."""
         mounted: list[tuple[str, Path]] = []
         temporary: str | None = None
         total = source.spec.size * (len(source.snapshots) + 1)
@@ -92,6 +96,9 @@ class Backups:
                 progress(done + offset, total)
 
         try:
+            top = staging / "backup"
+            (top / "volume-snapshots").mkdir(parents=True)
+            (top / "index.yaml").write_bytes(index)
             for name, spec, array_id in source.snapshots:
                 where = top / "volume-snapshots" / name
                 if spec.is_filesystem:
@@ -104,7 +111,7 @@ class Backups:
                 await self.volumes.mount(source.spec, source.array_id, top / "volume")
                 mounted.append((source.array_id, top / "volume"))
             else:
-                temporary = await self._consistent_view(source)
+                temporary = await self._consistent_view(source, view_uuid or uuid.uuid4())
                 await self._stage_image(temporary or source.array_id, top / "volume.img", step)
             await self.archives.create(staging, "backup", out, compression)
             step(source.spec.size, total)
@@ -115,15 +122,15 @@ class Backups:
                 with contextlib.suppress(Exception):
                     await self.volumes.unmount(array_id, where)
             if temporary is not None:
-                await self.volumes.delete(temporary)
+                await self.volumes.remove_quietly(temporary)
             shutil.rmtree(staging, ignore_errors=True)
 
-    async def _consistent_view(self, source: BackupSource) -> str | None:
+    async def _consistent_view(self, source: BackupSource, view_uuid: uuid.UUID) -> str | None:
         """A temporary snapshot of a block volume to read from; None when the VTree has
         no room for one (then the volume itself is read)."""
         try:
-            return await self.volumes.snapshot(source.spec, source.array_id, uuid.uuid4())
-        except DriverError:
+            return await self.volumes.snapshot(source.spec, source.array_id, view_uuid)
+        except Conflict:
             return None
 
     async def _stage_image(self, array_id: str, image: Path, step: Progress) -> None:
@@ -159,7 +166,6 @@ class Backups:
         for name in [*(n for n, _ in snapshots), None]:
             if member_of(name) + suffix not in members:
                 raise InvalidRequest(f"the backup has no {member_of(name) + suffix}")
-        staging.mkdir(parents=True)
         total = target.size * (len(snapshots) + 1)
         done = 0
 
@@ -167,23 +173,23 @@ class Backups:
             if progress is not None:
                 progress(done + offset, total)
 
-        vol_id = await self.volumes.create(target)
         made: list[str] = []
         try:
-            fresh = True
-            for name, snap_uuid in snapshots:
-                await self._fill(target, vol_id, archive, member_of(name), staging, fresh, step)
-                fresh = False
-                done += target.size
-                made.append(await self.volumes.snapshot(target, vol_id, snap_uuid))
-            await self._fill(target, vol_id, archive, member_of(None), staging, fresh, step)
-        except BaseException as exc:
-            for snap in reversed(made):
-                await self.volumes.delete(snap)
-            await self.volumes.delete(vol_id)
-            if isinstance(exc, CommandError):
-                raise DriverError(f"restore from backup failed: {exc}") from exc
-            raise
+            async with Reverter() as revert:
+                staging.mkdir(parents=True)
+                vol_id = await self.volumes.create(target)
+                revert.add(functools.partial(self.volumes.remove_quietly, vol_id), "volume")
+                fresh = True
+                for name, snap_uuid in snapshots:
+                    await self._fill(target, vol_id, archive, member_of(name), staging, fresh, step)
+                    fresh = False
+                    done += target.size
+                    made.append(await self.volumes.snapshot(target, vol_id, snap_uuid))
+                    revert.add(functools.partial(self.volumes.remove_quietly, made[-1]), "snapshot")
+                await self._fill(target, vol_id, archive, member_of(None), staging, fresh, step)
+                revert.success()
+        except CommandError as exc:
+            raise DriverError(f"restore from backup failed: {exc}") from exc
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return vol_id, made

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .runner import Runner
 
-__all__ = ["Filesystems", "is_mounted"]
+__all__ = ["Filesystems", "device_in_use", "is_mounted", "mounted_under"]
 
 _MKFS = {
     "ext4": ["mkfs.ext4", "-q", "-F", "-E", "nodiscard"],
@@ -39,6 +39,33 @@ def is_mounted(path: Path) -> bool:
             return any(_unescape(line.split()[4]) == target for line in f)
     except OSError:
         return os.path.ismount(path)
+
+
+def mounted_under(root: Path) -> list[Path]:
+    """The mount points at or below ``root``, deepest first (the order to unmount them)."""
+    top = os.path.realpath(root)
+    try:
+        with open("/proc/self/mountinfo") as f:
+            targets = {_unescape(line.split()[4]) for line in f}
+    except OSError:
+        return []
+    inside = [t for t in targets if t == top or t.startswith(top + os.sep)]
+    return [Path(t) for t in sorted(inside, key=lambda t: t.count(os.sep), reverse=True)]
+
+
+def device_in_use(device: Path) -> bool:
+    """Whether the block device a link leads to is mounted (as the source of a mount)."""
+    source = os.path.realpath(device)
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                _, _, rest = line.partition(" - ")
+                fields = rest.split()
+                if len(fields) > 1 and os.path.realpath(_unescape(fields[1])) == source:
+                    return True
+    except OSError:
+        return False
+    return False
 
 
 class Filesystems:

@@ -28,6 +28,7 @@ from ..state import Database, NameTaken
 from ..state import backups as bk
 from ..state import store as st
 from .pools import PoolService, public_config
+from .recovery import array_names
 from .rules import check_name, fill_config, next_name
 from .specs import spec_of
 from .views import VolumeView, array_of, make_view
@@ -166,6 +167,17 @@ class BackupService:
             out.parent.mkdir(parents=True, exist_ok=True)
             partial = out.with_name(f".{out.name}.partial")
             runtime = await self.pools.runtime(pool)
+            # A block volume is read from a temporary snapshot: journaled by name first.
+            view_uuid = uuid.uuid4()
+            views = array_names(
+                runtime, vol.type, vol.content_type, {"volatile.uuid": str(view_uuid)}
+            )
+            journal = self.pools.journal
+            intents = (
+                []
+                if source.spec.is_filesystem
+                else await journal.intend(pool.id, views, f"the export of {volume!r}")
+            )
             try:
                 await runtime.backups.export(
                     source,
@@ -174,6 +186,7 @@ class BackupService:
                     partial,
                     compression,
                     progress,
+                    view_uuid=view_uuid,
                 )
                 os.chmod(partial, 0o600)  # volume data: root's only
                 partial.rename(out)
@@ -185,6 +198,9 @@ class BackupService:
                 async with self.db.write() as conn:
                     await bk.delete_backup(conn, backup.id)
                 raise
+            finally:
+                if intents:  # the snapshot is gone, or left for a later repair
+                    await journal.repair(pool.id, runtime.volumes, intents)
         return await self.get(pool_name, volume, name, project=project)
 
     async def rename(
@@ -221,15 +237,25 @@ class BackupService:
         return len(expired)
 
     async def prune(self) -> int:
-        """Remove expired backups, and the tarballs of volumes that are gone (at start,
-        and when asked); return how many expired."""
+        """At start: remove expired backups, backups a crash cut short (rows left
+        ``creating``, partial tarballs), and the tarballs of volumes that are gone;
+        return how many expired. Only while no backup is being made."""
         removed = await self._expire()
         async with self.db.read() as conn:
-            known = {str(b.volume_id) for b in await bk.all_backups(conn)}
+            found = await bk.all_backups(conn)
+        for backup in found:
+            if backup.status != "created":  # cut short: its name is free again
+                partial = self._file(backup).with_name(f".{backup.name}.partial")
+                partial.unlink(missing_ok=True)
+                await self._remove(backup)
+        known = {str(b.volume_id) for b in found}
         if self.root.is_dir():
             for entry in self.root.iterdir():
                 if entry.is_dir() and entry.name not in known:
                     shutil.rmtree(entry, ignore_errors=True)
+                elif entry.is_dir():
+                    for stale in entry.glob(".*.partial"):
+                        stale.unlink(missing_ok=True)
         return removed
 
     # --- import -----------------------------------------------------------------------
@@ -286,6 +312,13 @@ class BackupService:
                     f"storage volume {name!r} already exists in pool {pool_name!r}"
                 ) from None
             snap_uuids = [uuid.uuid4() for _ in snapshots]
+            journal = self.pools.journal
+            names = [
+                n
+                for u in snap_uuids
+                for n in array_names(runtime, CUSTOM, content, {"volatile.uuid": str(u)})
+            ]
+            intents = await journal.intend(pool.id, names, f"a snapshot of import {name!r}")
             try:
                 vol_id, snap_ids = await runtime.backups.restore(
                     spec_of(content, filled),
@@ -298,9 +331,11 @@ class BackupService:
             except BaseException:
                 async with self.db.write() as conn:
                     await st.delete_volume(conn, row.id)
+                await journal.repair(pool.id, runtime.volumes, intents)
                 raise
             try:
                 async with self.db.write() as conn:
+                    await journal.settle(conn, intents)
                     await st.update_volume(conn, row.id, status="created", array_id=vol_id)
                     for snap, snap_uuid, snap_id in zip(
                         snapshots, snap_uuids, snap_ids, strict=True
@@ -316,10 +351,11 @@ class BackupService:
                         )
                         await st.update_snapshot(conn, made_snap.id, array_id=snap_id)
             except BaseException:
-                for array_id in [*snap_ids, vol_id]:
-                    await runtime.volumes.delete(array_id)
+                for array_id in [*reversed(snap_ids), vol_id]:
+                    await runtime.volumes.remove_quietly(array_id)
                 async with self.db.write() as conn:
                     await st.delete_volume(conn, row.id)
+                await journal.repair(pool.id, runtime.volumes, intents)
                 raise
         async with self.db.read() as conn:
             made = await st.get_volume(conn, pool.id, project, CUSTOM, name)

@@ -1,13 +1,17 @@
-"""Repairing what a crash cut short: rows left ``creating``, ``deleting`` or ``restoring``."""
+"""Repairing what a crash cut short: the journal, rows left ``creating``, ``deleting`` or
+``restoring``, mappings nothing uses, and the scratch directory."""
 
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 
 from ..driver.instances import InstanceIds
 from ..driver.naming import VolumeType
+from ..host.fs import Filesystems, mounted_under
 from ..state import Database
 from ..state import store as st
 from .pools import PoolService
@@ -15,7 +19,7 @@ from .rules import lock_name
 from .runtime import PoolRuntime
 from .specs import spec_of
 
-__all__ = ["array_names", "recover_pool", "recover_volume"]
+__all__ = ["array_names", "recover_pool", "recover_volume", "sweep_scratch"]
 
 log = logging.getLogger("lxflex.service")
 
@@ -23,10 +27,16 @@ Lock = Callable[[str, str, str], AbstractAsyncContextManager[None]]
 
 
 async def recover_pool(db: Database, pools: PoolService, lock: Lock, pool_name: str) -> int:
-    """Undo creates and finish deletes that a crash cut short (rows left ``creating`` or
-    ``deleting``; a VM left ``restoring`` is put back), each under its volume's ``lock``;
-    array objects they may have made are found by their names. Return the rows repaired."""
+    """At start, before serving: finish the pool's journal (array objects made without a
+    row, leftovers of failed cleanups); undo creates and finish deletes that a crash cut
+    short (rows left ``creating`` or ``deleting``; a VM left ``restoring`` is put back),
+    each under its volume's ``lock``, finding what they made by name; then unmap this
+    host's mappings of the pool's volumes that nothing uses. Return the repairs made."""
     pool = await pools.record(pool_name)
+    runtime = await pools.runtime(pool)
+    journal = await pools.journal.repair(pool.id, runtime.volumes)
+    for entry, why in journal.failed:
+        log.warning("pool %s: %s %s kept for repair: %s", pool_name, entry.kind, entry.id, why)
     async with db.read() as conn:
         vols = await st.list_volumes(conn, pool.id)
         snaps = await st.list_pool_snapshots(conn, pool.id)
@@ -35,18 +45,52 @@ async def recover_pool(db: Database, pools: PoolService, lock: Lock, pool_name: 
         for v in vols
         if v.status != "created" or any(s.status != "created" for s in snaps.get(v.id, []))
     ]
-    if not pending:
-        return 0
-    runtime = await pools.runtime(pool)
-    repaired = 0
+    repaired = len(journal.done)
     for vol in pending:
         async with lock(pool_name, vol.project, lock_name(vol.type, vol.name)):
             repaired += await recover_volume(db, runtime, vol, snaps.get(vol.id, []))
+    records: list[st.Volume | st.Snapshot] = [*vols]
+    records.extend(s for group in snaps.values() for s in group)
+    ours = {i for r in records for i in (r.array_id, r.fs_array_id) if i}
+    attacher = runtime.volumes.attacher
+    unmapped = await attacher.sweep(ours)
+    await attacher.disconnect_if_unused()
+    repaired += len(unmapped)
     if repaired:
         log.warning(
-            "pool %s: repaired %d record(s) left by an interrupted operation", pool_name, repaired
+            "pool %s: repaired %d thing(s) left by interrupted operations (%d unmapped)",
+            pool_name,
+            repaired,
+            len(unmapped),
         )
     return repaired
+
+
+async def sweep_scratch(fs: Filesystems, scratch: Path) -> int:
+    """At start, before serving: unmount what is mounted under the scratch directory and
+    remove what is in it (everything there belongs to work a crash cut short). An entry
+    that stays mounted is left alone, never removed through its mount. Return the
+    entries removed."""
+    if not scratch.is_dir():
+        return 0
+    for target in mounted_under(scratch):
+        try:
+            await fs.unmount(target)
+        except Exception as exc:
+            log.warning("cannot unmount %s left by an interrupted operation: %s", target, exc)
+    busy = mounted_under(scratch)
+    removed = 0
+    for entry in scratch.iterdir():
+        if any(b == entry or entry in b.parents for b in busy):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed += 1
+    if removed:
+        log.warning("removed %d scratch entr(ies) left by interrupted operations", removed)
+    return removed
 
 
 def array_names(

@@ -13,6 +13,7 @@ from .backups import BackupService
 from .instances import InstanceService
 from .iso import IsoService
 from .pools import PoolService
+from .recovery import sweep_scratch
 from .runtime import HostSettings, Runtimes
 from .trust import TrustService
 from .volumes import VolumeService
@@ -63,9 +64,10 @@ class Storage:
         )
 
     async def recover(self) -> int:
-        """Repair what interrupted operations left in every pool; a pool whose gateway
-        cannot be reached now is left for the next start (and logged)."""
-        repaired = 0
+        """At start, before serving: repair what interrupted operations left on this host
+        (scratch) and in every pool (see :func:`~.recovery.recover_pool`); a pool whose
+        gateway cannot be reached now is left for the next start (and logged)."""
+        repaired = await sweep_scratch(self.runtimes.fs, self.runtimes.host.scratch)
         await self.backups.prune()
         for pool in await self.pools.all():
             try:
