@@ -273,13 +273,7 @@ class BackupService:
         the name the backup carries."""
         pool = await self.pools.record(pool_name)
         runtime = await self.pools.runtime(pool)
-        try:
-            raw = await self.pools.runtimes.archives.read_member(archive, "backup/index.yaml")
-            members = set(await self.pools.runtimes.archives.members(archive))
-        except CommandError as exc:
-            detail = exc.stderr.splitlines()[0] if exc.stderr else str(exc)
-            raise InvalidRequest(f"not a readable backup tarball: {detail}") from None
-        index = _read_index(raw)
+        index, members = await self._open(archive)
         volume = index.get("config", {}).get("volume") or {}
         name = name or str(index.get("name") or volume.get("name") or "")
         check_name(name)
@@ -362,6 +356,18 @@ class BackupService:
             assert made is not None  # noqa: S101 - written above
             snaps = await st.list_snapshots(conn, made.id)
         return make_view(pool, made, snaps)
+
+
+    async def _open(self, archive: Path) -> tuple[dict[str, Any], set[str]]:
+        """A backup tarball's index and the names of its members."""
+        archives = self.pools.runtimes.archives
+        try:
+            raw = await archives.read_member(archive, "backup/index.yaml")
+            members = set(await archives.members(archive))
+        except CommandError as exc:
+            detail = exc.stderr.splitlines()[0] if exc.stderr else str(exc)
+            raise InvalidRequest(f"not a readable backup tarball: {detail}") from None
+        return _read_index(raw), members
 
 
 def _index(pool: st.Pool, vol: st.Volume, snaps: list[st.Snapshot]) -> bytes:
