@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lxflex.driver.errors import DriverError
+from lxflex.driver.errors import DriverError, InsufficientSpace
 from lxflex.embedded import host_settings
 from lxflex.host.fs import mounted_under
 from lxflex.service import Storage
@@ -250,3 +250,15 @@ async def test_start_up_repairs_what_a_crash_left(
         assert _mapped(storage) == []
     finally:
         await restarted.close()
+
+
+async def test_out_of_space_is_a_clear_error_not_a_retry(make_storage: StorageFactory) -> None:
+    storage = await make_storage()
+    with pytest.raises(InsufficientSpace) as info:
+        await storage.volumes.create(
+            "pf", "huge", content_type="block", config={"size": "8TiB", "block.type": "thick"}
+        )
+    assert info.value.status == 507
+    assert "free of 4TiB; asked for 8TiB" in str(info.value)
+    assert await storage.volumes.all("pf") == []
+    assert _array(storage)["volumes"] == []

@@ -4,7 +4,8 @@
     ├── InvalidRequest     400: a value the driver cannot honour (shrink, bad size, limit)
     ├── NotFound           404: the array lost a volume the state knows
     ├── Conflict           409: the array refuses because of other objects (limit, in use)
-    └── Unavailable        503: the gateway or the host tooling cannot do it now
+    ├── Unavailable        503: the gateway or the host tooling cannot do it now
+    └── InsufficientSpace  507: the storage pool has not the space (retrying will not help)
 
 Gateway and host errors are wrapped with the operation's context; the original is kept
 as ``__cause__``.
@@ -31,3 +32,7 @@ class Conflict(DriverError):
 
 class Unavailable(DriverError):
     status = 503
+
+
+class InsufficientSpace(DriverError):
+    status = 507

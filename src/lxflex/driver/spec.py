@@ -9,13 +9,21 @@ from dataclasses import dataclass, field
 
 from ..host.runner import CommandError
 from ..powerflex import (
+    CapacityError,
     InvalidSizeError,
     PowerFlexError,
     TooManySnapshotsError,
     VolumeMappedError,
     VolumeNotFoundError,
 )
-from .errors import Conflict, DriverError, InvalidRequest, NotFound, Unavailable
+from .errors import (
+    Conflict,
+    DriverError,
+    InsufficientSpace,
+    InvalidRequest,
+    NotFound,
+    Unavailable,
+)
 from .naming import Content, VolumeType
 
 __all__ = ["CopyPlan", "CopyResult", "Progress", "VolumeSpec", "wrap"]
@@ -50,6 +58,8 @@ def wrap(action: str, exc: Exception) -> DriverError:
         return InvalidRequest(f"{action}: {exc.message}")
     if isinstance(exc, TooManySnapshotsError | VolumeMappedError):
         return Conflict(f"{action}: {exc.message}")
+    if isinstance(exc, CapacityError):
+        return InsufficientSpace(f"{action}: the storage pool has not the space ({exc.message})")
     if isinstance(exc, PowerFlexError):
         return Unavailable(f"{action}: {exc}")
     if isinstance(exc, CommandError | TimeoutError | OSError):

@@ -30,6 +30,7 @@ from ..host.images import DiskImages, ImageError
 from ..host.runner import CommandError
 from ..host.stream import StreamError, StreamSink, stream_out
 from ..powerflex import (
+    CapacityError,
     NotMappedError,
     PowerFlexClient,
     PowerFlexError,
@@ -40,7 +41,7 @@ from ..powerflex import (
 from ..powerflex import Volume as ArrayVolume
 from .attach import Attacher
 from .copies import copy_volume
-from .errors import Conflict, InvalidRequest
+from .errors import Conflict, DriverError, InsufficientSpace, InvalidRequest
 from .leftovers import Leftover, Leftovers, LoggedLeftovers
 from .naming import VolumeType, volume_name
 from .pool import ResolvedPool
@@ -97,8 +98,23 @@ class PowerFlexVolumes:
             return await self.client.create_volume(
                 self.pool.pool_id, self.rounded(size), self.array_name(spec), thin=spec.thin
             )
+        except CapacityError as exc:
+            raise await self.out_of_space("create volume", exc, self.rounded(size)) from exc
         except PowerFlexError as exc:
             raise wrap("create volume", exc) from exc
+
+    async def out_of_space(
+        self, action: str, exc: CapacityError, wanted: int | None = None
+    ) -> InsufficientSpace:
+        """The error for an array that refused for lack of space, with the pool's figures."""
+        text = f"{action}: the storage pool has not the space ({exc.message})"
+        try:
+            used, total = await self.usage()
+        except DriverError:
+            return InsufficientSpace(text)
+        free = max(total - used, 0)
+        asked = f"; asked for {format_size(wanted)}" if wanted else ""
+        return InsufficientSpace(f"{text}: {format_size(free)} free of {format_size(total)}{asked}")
 
     @asynccontextmanager
     async def _filling(self, spec: VolumeSpec, action: str) -> AsyncIterator[str]:
@@ -409,6 +425,8 @@ class PowerFlexVolumes:
                     result = await self.client.create_snapshot(self.pool.system_id, defs)
                 else:
                     result = await self.client.snapshot_volumes(defs)
+        except CapacityError as exc:
+            raise await self.out_of_space("snapshot", exc) from exc
         except (PowerFlexError, CommandError) as exc:
             raise wrap("snapshot", exc) from exc
         return list(result.volume_id_list)
@@ -452,6 +470,8 @@ class PowerFlexVolumes:
         if new > current:
             try:
                 await self.client.set_volume_size(vol_id, new)
+            except CapacityError as exc:
+                raise await self.out_of_space("resize", exc, new - current) from exc
             except PowerFlexError as exc:
                 raise wrap("resize", exc) from exc
         try:

@@ -10,6 +10,7 @@ from .client import PowerFlexClient
 from .errors import (
     AlreadyMappedError,
     AuthenticationError,
+    CapacityError,
     DifferentVTreeError,
     GatewayError,
     GatewayTimeoutError,
@@ -53,6 +54,7 @@ __all__ = [
     "AiohttpTransport",
     "AlreadyMappedError",
     "AuthenticationError",
+    "CapacityError",
     "DifferentVTreeError",
     "Gateway",
     "GatewayError",

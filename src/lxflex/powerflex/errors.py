@@ -22,6 +22,7 @@ Every exception the client raises derives from :class:`PowerFlexError`::
         ├── NotMappedError          84 (3.x) / 4039 (4.x)
         ├── VolumeMappedError       104 (remove while mapped), 180 (host has mappings)
         ├── TooManySnapshotsError   182 (also found in ``details[].rc``)
+        ├── CapacityError           191, 300, 337 (the storage pool is out of space)
         └── DifferentVTreeError     198 (overwriteVolumeContent across VTrees)
 
 Gateway errors keep their fields (``http_status``, ``error_code``, ``message``,
@@ -39,6 +40,7 @@ from typing import Any, ClassVar
 __all__ = [
     "AlreadyMappedError",
     "AuthenticationError",
+    "CapacityError",
     "DifferentVTreeError",
     "GatewayError",
     "GatewayTimeoutError",
@@ -196,6 +198,12 @@ class DifferentVTreeError(GatewayError):
     codes = frozenset({198})
 
 
+class CapacityError(GatewayError):
+    """The storage pool has not the space (or reached its critical capacity)."""
+
+    codes = frozenset({191, 300, 337})
+
+
 _BY_CODE: dict[int, type[GatewayError]] = {
     code: cls
     for cls in (
@@ -213,6 +221,7 @@ _BY_CODE: dict[int, type[GatewayError]] = {
         VolumeMappedError,
         TooManySnapshotsError,
         DifferentVTreeError,
+        CapacityError,
     )
     for code in cls.codes
 }

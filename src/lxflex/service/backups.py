@@ -357,7 +357,6 @@ class BackupService:
             snaps = await st.list_snapshots(conn, made.id)
         return make_view(pool, made, snaps)
 
-
     async def _open(self, archive: Path) -> tuple[dict[str, Any], set[str]]:
         """A backup tarball's index and the names of its members."""
         archives = self.pools.runtimes.archives
