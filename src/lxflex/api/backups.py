@@ -20,6 +20,7 @@ from ..service.backups import Backup
 from ..service.rules import check_name
 from . import render
 from .common import (
+    bool_of,
     custom_only,
     project_of,
     recursion_of,
@@ -74,6 +75,7 @@ async def backups_post(request: web.Request) -> web.Response:
     check_name(name)  # before the operation names it
     expires_at = parse_time(doc.get("expires_at"), "expires_at")
     compression = str_of(doc, "compression_algorithm")
+    volume_only = bool_of(doc, "volume_only")
     await storage.volumes.get(pool, volume, project=project)  # errors now, not in the op
 
     async def work(op: Operation) -> None:
@@ -83,7 +85,7 @@ async def backups_post(request: web.Request) -> web.Response:
             name,
             project=project,
             expires_at=expires_at,
-            volume_only=bool(doc.get("volume_only")),
+            volume_only=volume_only,
             compression=compression,
             progress=lambda done, total: op.progress(done, total, "create_backup_progress"),
         )

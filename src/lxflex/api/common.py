@@ -59,6 +59,16 @@ def str_of(doc: dict[str, Any], key: str, default: str = "") -> str:
     return value
 
 
+def bool_of(doc: dict[str, Any], key: str, default: bool = False) -> bool:
+    """A JSON boolean field (absent or null: ``default``); anything else is a 400."""
+    value = doc.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise ApiError(400, f"{key} must be true or false")
+    return value
+
+
 def start_operation(
     request: web.Request,
     description: str,

@@ -159,6 +159,8 @@ async def json_body(request: web.Request) -> dict[str, Any]:
         doc = msgspec.json.decode(raw)
     except msgspec.DecodeError:
         raise ApiError(400, "request body is not valid JSON (UTF-8)") from None
+    except RecursionError:
+        raise ApiError(400, "request body is nested too deeply") from None
     if not isinstance(doc, dict):
         raise ApiError(400, "request body must be a JSON object")
     return doc

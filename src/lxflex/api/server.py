@@ -92,6 +92,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             return error(404, "not found")
         if exc.status == 405:
             return error(405, "method not allowed")
+        if exc.status == 413:
+            return error(413, "request body too large")
+        if exc.status >= 400:  # every error a client sees is an LXD envelope
+            return error(exc.status, exc.reason.lower())
         raise
     except (asyncio.CancelledError, ConnectionResetError):
         raise

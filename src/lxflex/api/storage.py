@@ -21,6 +21,7 @@ from .common import (
     OPS,
     SERVER_NAME,
     VOLUME_TYPES,
+    bool_of,
     config_of,
     custom_only,
     project_of,
@@ -193,13 +194,15 @@ async def volumes_post(request: web.Request) -> web.Response:
         if k in ("size",) or k.startswith("user.")
     }
 
+    volume_only = bool_of(source, "volume_only")
+
     async def work(op: Operation) -> None:
         await storage.volumes.copy(
             src_pool,
             src_volume,
             pool,
             name,
-            with_snapshots=not source.get("volume_only"),
+            with_snapshots=not volume_only,
             config=overrides,
             project=src_project,
             target_project=project,

@@ -31,7 +31,7 @@ _SUFFIXES: dict[str, int] = {
     "PiB": 1024**5,
     "EiB": 1024**6,
 }
-_SIZE = re.compile(r"^(\d+)(\D*)$")
+_SIZE = re.compile(r"^([0-9]+)([^0-9]*)$")  # ASCII digits only: "٨GiB" is no size
 _MAX = 2**63 - 1
 
 

@@ -8,6 +8,7 @@ stored config then carries what was discovered (``powerflex.mode``, ``powerflex.
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ __all__ = ["PASSWORD_KEY", "PoolService", "PoolView"]
 
 log = logging.getLogger("lxflex.service")
 
+_POOL_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}")
 PASSWORD_KEY = "powerflex.user.password"  # noqa: S105 - the key, not a value
 DRIVER = "powerflex"
 # Keys whose change needs the gateway again: the pool must still be the same pool.
@@ -91,8 +93,11 @@ class PoolService:
     ) -> PoolView:
         if driver != DRIVER:
             raise InvalidRequest(f"unsupported storage driver {driver!r}: lxflex serves {DRIVER}")
-        if not name or "/" in name or name.startswith("."):
-            raise InvalidRequest(f"invalid pool name {name!r}")
+        if not _POOL_NAME.fullmatch(name):
+            raise InvalidRequest(
+                f"invalid pool name {name!r}: ASCII letters, digits, '-', '_' and '.' (not "
+                "first), at most 64"
+            )
         user = {k: v for k, v in config.items() if v != ""}
         validate_pool_config(user, creating=True)
         async with self.db.read() as conn:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import calendar
 import datetime
 import re
+import unicodedata
 import uuid
 from collections.abc import Mapping
 
@@ -18,15 +19,25 @@ from ..state import store as st
 __all__ = ["add_expiry", "check_name", "fill_config", "lock_name", "next_name"]
 
 
+# Names become parts of file names (mount points, ``.NAME.partial`` tarballs): room left.
+NAME_BYTES = 200
+
+
 def check_name(name: str) -> None:
+    """A volume, snapshot or backup name as LXD takes it: not empty, no slash or
+    backslash, no leading dot, no space or control character; at most 200 bytes."""
     if (
         not name
         or "/" in name
+        or "\\" in name
         or name.startswith(".")
-        or len(name) > 255
-        or any(c.isspace() for c in name)
+        or len(name.encode()) > NAME_BYTES
+        or any(c.isspace() or unicodedata.category(c) in ("Cc", "Cf", "Cs") for c in name)
     ):
-        raise InvalidRequest(f"invalid name {name!r}: no slashes, spaces or leading dots")
+        raise InvalidRequest(
+            f"invalid name {name!r}: no slashes, backslashes, spaces, control characters "
+            f"or leading dots, and at most {NAME_BYTES} bytes"
+        )
 
 
 def lock_name(volume_type: str, name: str) -> str:
