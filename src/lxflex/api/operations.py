@@ -130,9 +130,18 @@ def _iec(size: int) -> str:
 
 
 class Operations:
-    def __init__(self, hub: EventHub, keep: float = 300.0) -> None:
+    """Background operations; ``describe`` turns an operation's error into the text its
+    client sees (short, no host paths: the API's own rendering of errors)."""
+
+    def __init__(
+        self,
+        hub: EventHub,
+        keep: float = 300.0,
+        describe: Callable[[BaseException], str] = str,
+    ) -> None:
         self.hub = hub
         self.keep = keep
+        self.describe = describe
         self._ops: dict[str, Operation] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -142,7 +151,6 @@ class Operations:
         work: Work,
         resources: dict[str, list[str]] | None = None,
         project: str = "default",
-        describe_error: Callable[[BaseException], str] = str,
     ) -> Operation:
         op = Operation(
             str(uuid.uuid4()),
@@ -159,7 +167,9 @@ class Operations:
             try:
                 await work(op)
             except Exception as exc:  # the error is the operation's result
-                op.finish(describe_error(exc) or type(exc).__name__)
+                text = self.describe(exc) or type(exc).__name__
+                log.warning("operation %s (%s) failed: %s", op.id, description, text)
+                op.finish(text)
             else:
                 op.finish()
             loop = asyncio.get_running_loop()

@@ -243,7 +243,7 @@ def build_app(
     app[HTTPS] = Https(state_dir, fixed_address=https_address)
     hub = EventHub()
     app[STORAGE] = storage
-    app[OPS] = Operations(hub)
+    app[OPS] = Operations(hub, describe=describe)
     r = app.router
     r.add_get("/", root)
     r.add_get("/1.0", api_get)
