@@ -257,13 +257,20 @@ class PowerFlexVolumes:
 
         The caller deletes the volume's snapshots first (each with this method).
         """
-        with contextlib.suppress(Exception):
-            if self.attacher.attached(vol_id):
-                await self.attacher.detach(vol_id, force=True)
+        await self._remove(vol_id, [vol_id], RemoveMode.ONLY_ME)
+
+    async def _remove(self, vol_id: str, members: Sequence[str], mode: RemoveMode) -> None:
+        """Unmap ``members`` from every host, then remove ``vol_id`` in ``mode`` (which
+        takes the members with it); members already gone are not an error."""
+        for member in members:
+            with contextlib.suppress(Exception):
+                if self.attacher.attached(member):
+                    await self.attacher.detach(member, force=True)
         try:
-            with contextlib.suppress(NotMappedError):
-                await self.client.unmap_host(vol_id)
-            await self.client.remove_volume(vol_id, RemoveMode.ONLY_ME)
+            for member in members:
+                with contextlib.suppress(NotMappedError, VolumeNotFoundError):
+                    await self.client.unmap_host(member)
+            await self.client.remove_volume(vol_id, mode)
         except VolumeNotFoundError:
             return
         except PowerFlexError as exc:
@@ -285,20 +292,9 @@ class PowerFlexVolumes:
             raise wrap("delete volume", exc) from exc
         if vol is not None and set(_descendants(vol_id, tree)) <= set(snapshot_ids):
             members = [vol_id, *_descendants(vol_id, tree)]
-            try:
-                for member in members:
-                    if self.attacher.attached(member):
-                        await self.attacher.detach(member, force=True)
-                    with contextlib.suppress(NotMappedError):
-                        await self.client.unmap_host(member)
-                await self.client.remove_volume(vol_id, RemoveMode.INCLUDING_DESCENDANTS)
-            except VolumeNotFoundError:
-                pass
-            except PowerFlexError as exc:
-                raise wrap("delete volume", exc) from exc
-            finally:
-                await self.attacher.disconnect_if_unused()
+            await self._remove(vol_id, members, RemoveMode.INCLUDING_DESCENDANTS)
             snapshot_ids = [i for i in snapshot_ids if i not in members]
+            vol = None  # gone with its snapshots
         for snap_id in reversed(snapshot_ids):
             await self.delete(snap_id)
         if vol is not None:

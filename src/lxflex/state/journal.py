@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from .db import Conn
 from .schema import journal
-from .store import now
+from .store import _aware, now
 
 __all__ = ["Entry", "NewEntry"]
 
@@ -38,9 +38,7 @@ class Entry(msgspec.Struct, frozen=True):
 
 
 def _entry(row: Any) -> Entry:
-    created = row.created_at
-    if created.tzinfo is None:
-        created = created.replace(tzinfo=datetime.UTC)
+    created = _aware(row.created_at) or now()
     return Entry(
         row.id, row.pool_id, row.server, row.kind, row.array_id, row.name, row.reason, created
     )
