@@ -42,7 +42,7 @@ from ..powerflex import (
 )
 from ..revert import Reverter
 from .errors import Unavailable
-from .leftovers import Leftover, Leftovers, LoggedLeftovers
+from .leftovers import Leftover, Leftovers, LoggedLeftovers, keep_quietly
 
 __all__ = ["AttachPolicy", "Attacher", "NvmeAttacher", "SdcAttacher"]
 
@@ -160,10 +160,7 @@ class Attacher(abc.ABC):
             await self.detach(volume_id)
         except Exception as exc:
             log.warning("cannot unmap volume %s after use: %s", volume_id, exc)
-            try:
-                await self._keeper(volume_id)(exc)
-            except Exception:
-                log.exception("cannot record the mapping of volume %s for repair", volume_id)
+            await keep_quietly(self.leftovers, _unmap_leftover(volume_id, exc))
 
     async def sweep(self, ours: set[str]) -> list[str]:
         """At start: unmap this host's mappings of the volumes in ``ours`` that nothing
@@ -177,14 +174,9 @@ class Attacher(abc.ABC):
         mapped = {v.id for v in await self.client.host_volumes(host_id)}
         unmapped = []
         for volume_id in sorted(mapped & ours):
-            async with self._locks.hold(volume_id):
-                if self._refs.get(volume_id, 0) > 0:
-                    continue
-                if device_in_use(self.device(volume_id)):
-                    self.adopt(volume_id)
-                    continue
-                with contextlib.suppress(VolumeNotFoundError):
-                    await self._unmap(volume_id, host_id)
+            if device_in_use(self.device(volume_id)):
+                self.adopt(volume_id)
+            elif await self._unmap_if_unused(volume_id, host_id):
                 unmapped.append(volume_id)
         return unmapped
 
@@ -195,11 +187,17 @@ class Attacher(abc.ABC):
     async def unmap_unused(self, volume_id: str) -> None:
         """Unmap a volume from this host unless this process uses it now (a leftover
         mapping); a volume gone from the array is not an error."""
+        await self._unmap_if_unused(volume_id, await self.host_id())
+
+    async def _unmap_if_unused(self, volume_id: str, host_id: str) -> bool:
+        """Unmap unless this process holds the volume (its last user unmaps it then);
+        whether it did."""
         async with self._locks.hold(volume_id):
             if self._refs.get(volume_id, 0) > 0:
-                return  # in use again: its last user unmaps it
+                return False
             with contextlib.suppress(VolumeNotFoundError):
-                await self._unmap(volume_id, await self.host_id())
+                await self._unmap(volume_id, host_id)
+            return True
 
     def adopt(self, volume_id: str) -> None:
         """Count a mapping an earlier run of this server left in use (a volume still
@@ -208,7 +206,7 @@ class Attacher(abc.ABC):
 
     def _keeper(self, volume_id: str) -> Callable[[BaseException], Awaitable[None]]:
         async def keep(exc: BaseException) -> None:
-            await self.leftovers.keep(Leftover("unmap", volume_id, reason=f"unmap failed: {exc}"))
+            await self.leftovers.keep(_unmap_leftover(volume_id, exc))
 
         return keep
 
@@ -220,6 +218,10 @@ class Attacher(abc.ABC):
         except TimeoutError:
             log.warning("device of volume %s still present after unmap", volume_id)
         await self.disconnect_if_unused()
+
+
+def _unmap_leftover(volume_id: str, exc: BaseException) -> Leftover:
+    return Leftover("unmap", volume_id, reason=f"unmap failed: {exc}")
 
 
 class NvmeAttacher(Attacher):

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-__all__ = ["Leftover", "Leftovers", "LoggedLeftovers"]
+__all__ = ["Leftover", "Leftovers", "LoggedLeftovers", "keep_quietly"]
 
 log = logging.getLogger("lxflex.driver")
 
@@ -48,3 +48,12 @@ class LoggedLeftovers:
 
     async def keep(self, leftover: Leftover) -> None:
         log.error("left behind, to clean up by hand: %s", leftover)
+
+
+async def keep_quietly(leftovers: Leftovers, leftover: Leftover) -> None:
+    """Hand a leftover over for repair; never raises (a failure to record it is logged,
+    with what is left, so that an operator can clean it up)."""
+    try:
+        await leftovers.keep(leftover)
+    except Exception:
+        log.exception("cannot record for repair: %s", leftover)

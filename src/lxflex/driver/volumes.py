@@ -42,7 +42,7 @@ from ..powerflex import Volume as ArrayVolume
 from .attach import Attacher
 from .copies import copy_volume
 from .errors import Conflict, DriverError, InsufficientSpace, InvalidRequest
-from .leftovers import Leftover, Leftovers, LoggedLeftovers
+from .leftovers import Leftover, Leftovers, LoggedLeftovers, keep_quietly
 from .naming import VolumeType, volume_name
 from .pool import ResolvedPool
 from .spec import CopyPlan, CopyResult, Progress, VolumeSpec, wrap
@@ -107,7 +107,7 @@ class PowerFlexVolumes:
         self, action: str, exc: CapacityError, wanted: int | None = None
     ) -> InsufficientSpace:
         """The error for an array that refused for lack of space, with the pool's figures."""
-        text = f"{action}: the storage pool has not the space ({exc.message})"
+        text = str(wrap(action, exc))
         try:
             used, total = await self.usage()
         except DriverError:
@@ -278,27 +278,31 @@ class PowerFlexVolumes:
         finally:
             await self.attacher.disconnect_if_unused()
 
-    async def delete_with_snapshots(self, vol_id: str, snapshot_ids: Sequence[str]) -> None:
-        """Remove a volume and its snapshots. When nothing else descends from the volume
-        in its VTree (no clone made from it), this is one array call, all or nothing;
-        otherwise the snapshots go one by one, newest first, then the volume, and a
-        failure leaves the volume with the snapshots not yet removed."""
-        try:
-            vol = await self.client.volume(vol_id)
-            tree = await self.client.vtree_volumes(vol.vtree_id)
-        except VolumeNotFoundError:
-            vol = None
-        except PowerFlexError as exc:
-            raise wrap("delete volume", exc) from exc
-        if vol is not None and set(_descendants(vol_id, tree)) <= set(snapshot_ids):
-            members = [vol_id, *_descendants(vol_id, tree)]
-            await self._remove(vol_id, members, RemoveMode.INCLUDING_DESCENDANTS)
-            snapshot_ids = [i for i in snapshot_ids if i not in members]
-            vol = None  # gone with its snapshots
-        for snap_id in reversed(snapshot_ids):
-            await self.delete(snap_id)
-        if vol is not None:
-            await self.delete(vol_id)
+    async def delete_with_snapshots(self, vol_id: str | None, snapshot_ids: Sequence[str]) -> None:
+        """Remove a volume (None: one never made) and its snapshots. When nothing else
+        descends from the volume in its VTree (no clone made from it), this is one array
+        call, all or nothing; otherwise the snapshots go one by one, newest first, then
+        the volume, and a failure leaves the volume with the snapshots not yet removed."""
+        if vol_id is None:
+            descendants = None
+        else:
+            try:
+                vol = await self.client.volume(vol_id)
+                descendants = _descendants(vol_id, await self.client.vtree_volumes(vol.vtree_id))
+            except VolumeNotFoundError:
+                descendants = None  # gone already
+            except PowerFlexError as exc:
+                raise wrap("delete volume", exc) from exc
+        rest = list(snapshot_ids)  # removed one by one, newest first
+        if vol_id is not None and descendants is not None:
+            if set(descendants) <= set(snapshot_ids):
+                members = [vol_id, *descendants]
+                await self._remove(vol_id, members, RemoveMode.INCLUDING_DESCENDANTS)
+                rest = [i for i in rest if i not in members]
+            else:
+                rest.insert(0, vol_id)  # the volume goes last
+        for array_id in reversed(rest):
+            await self.delete(array_id)
 
     async def find(self, spec: VolumeSpec, *, snapshot: bool = False) -> str | None:
         """The array ID of the volume named after ``spec``, or None: how an operation cut
@@ -331,12 +335,8 @@ class PowerFlexVolumes:
             await self.delete(vol_id)
         except Exception as exc:
             log.warning("cleanup: cannot remove volume %s: %s", vol_id, exc)
-            try:
-                await self.leftovers.keep(
-                    Leftover("volume", vol_id, reason=f"cleanup failed: {exc}")
-                )
-            except Exception:
-                log.exception("cleanup: cannot record volume %s for repair", vol_id)
+            leftover = Leftover("volume", vol_id, reason=f"cleanup failed: {exc}")
+            await keep_quietly(self.leftovers, leftover)
 
     # --- attach and mount -------------------------------------------------------------
 

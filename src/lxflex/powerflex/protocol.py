@@ -355,9 +355,14 @@ def add_mapped_host(
 def remove_mapped_host(volume_id: str, host_id: str | None = None) -> Call[None]:
     """Unmap one host, or every host when ``host_id`` is None."""
     body = {"hostId": host_id} if host_id is not None else {"allHosts": ""}
+    return _unmapping(volume_id, "removeMappedHost", body)
+
+
+def _unmapping(volume_id: str, action: str, body: Mapping[str, str]) -> Call[None]:
+    """An unmap action: safe to repeat, and "not mapped" answered to a retry is done."""
     return Call(
         "POST",
-        _action("Volume", volume_id, "removeMappedHost"),
+        _action("Volume", volume_id, action),
         _ignore,
         body=body,
         idempotent=True,
@@ -399,14 +404,7 @@ def remove_mapped_sdc(
         body = {"guid": guid}
     else:
         body = {"allSdcs": ""}
-    return Call(
-        "POST",
-        _action("Volume", volume_id, "removeMappedSdc"),
-        _ignore,
-        body=body,
-        idempotent=True,
-        settled=_NOT_MAPPED,
-    )
+    return _unmapping(volume_id, "removeMappedSdc", body)
 
 
 # --- hosts, SDCs ----------------------------------------------------------------------

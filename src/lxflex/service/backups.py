@@ -28,9 +28,8 @@ from ..state import Database, NameTaken
 from ..state import backups as bk
 from ..state import store as st
 from .pools import PoolService, public_config
-from .recovery import array_names
 from .rules import check_name, fill_config, next_name
-from .specs import spec_of
+from .specs import snapshot_names, spec_of
 from .views import VolumeView, array_of, make_view
 from .volumes import CUSTOM, VolumeService
 
@@ -169,14 +168,15 @@ class BackupService:
             runtime = await self.pools.runtime(pool)
             # A block volume is read from a temporary snapshot: journaled by name first.
             view_uuid = uuid.uuid4()
-            views = array_names(
-                runtime, vol.type, vol.content_type, {"volatile.uuid": str(view_uuid)}
-            )
             journal = self.pools.journal
             intents = (
                 []
                 if source.spec.is_filesystem
-                else await journal.intend(pool.id, views, f"the export of {volume!r}")
+                else await journal.intend(
+                    pool.id,
+                    snapshot_names(runtime, vol.type, vol.content_type, [view_uuid]),
+                    f"the export of {volume!r}",
+                )
             )
             try:
                 await runtime.backups.export(
@@ -191,16 +191,17 @@ class BackupService:
                 os.chmod(partial, 0o600)  # volume data: root's only
                 partial.rename(out)
                 async with self.db.write() as conn:
+                    # The export removed its snapshot, or kept it as a leftover by ID.
+                    await journal.settle(conn, intents)
                     await bk.update_backup(conn, backup.id, status="created")
             except BaseException:
                 partial.unlink(missing_ok=True)
                 out.unlink(missing_ok=True)
                 async with self.db.write() as conn:
                     await bk.delete_backup(conn, backup.id)
+                # A snapshot whose answer was lost is found by its name.
+                await journal.repair(pool.id, runtime.volumes, intents)
                 raise
-            finally:
-                if intents:  # the snapshot is gone, or left for a later repair
-                    await journal.repair(pool.id, runtime.volumes, intents)
         return await self.get(pool_name, volume, name, project=project)
 
     async def rename(
@@ -307,11 +308,7 @@ class BackupService:
                 ) from None
             snap_uuids = [uuid.uuid4() for _ in snapshots]
             journal = self.pools.journal
-            names = [
-                n
-                for u in snap_uuids
-                for n in array_names(runtime, CUSTOM, content, {"volatile.uuid": str(u)})
-            ]
+            names = snapshot_names(runtime, CUSTOM, content, snap_uuids)
             intents = await journal.intend(pool.id, names, f"a snapshot of import {name!r}")
             try:
                 vol_id, snap_ids = await runtime.backups.restore(

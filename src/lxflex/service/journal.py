@@ -94,9 +94,11 @@ class Journal:
         is idempotent; one that fails stays for the next repair. Never raises for an
         entry's failure."""
         result = Repairs()
-        for entry in await self.entries(pool_id):
-            if ids is not None and entry.id not in ids:
-                continue
+        if ids is not None and not ids:
+            return result  # nothing was journaled: no query
+        async with self.db.read() as conn:
+            entries = await jn.list_entries(conn, pool_id, ids)
+        for entry in entries:
             if entry.kind == "unmap" and entry.server != self.server:
                 continue  # another server's host: that server repairs it
             try:

@@ -5,21 +5,20 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 from ..driver.instances import InstanceIds
-from ..driver.naming import VolumeType
 from ..host.fs import Filesystems, mounted_under
 from ..state import Database
 from ..state import store as st
 from .pools import PoolService
 from .rules import lock_name
 from .runtime import PoolRuntime
-from .specs import spec_of
+from .specs import array_names, spec_of
 
-__all__ = ["array_names", "recover_pool", "recover_volume", "sweep_scratch"]
+__all__ = ["recover_pool", "recover_volume", "sweep_scratch"]
 
 log = logging.getLogger("lxflex.service")
 
@@ -34,9 +33,7 @@ async def recover_pool(db: Database, pools: PoolService, lock: Lock, pool_name: 
     host's mappings of the pool's volumes that nothing uses. Return the repairs made."""
     pool = await pools.record(pool_name)
     runtime = await pools.runtime(pool)
-    journal = await pools.journal.repair(pool.id, runtime.volumes)
-    for entry, why in journal.failed:
-        log.warning("pool %s: %s %s kept for repair: %s", pool_name, entry.kind, entry.id, why)
+    journal = await pools.journal.repair(pool.id, runtime.volumes)  # failures logged there
     async with db.read() as conn:
         vols = await st.list_volumes(conn, pool.id)
         snaps = await st.list_pool_snapshots(conn, pool.id)
@@ -91,23 +88,6 @@ async def sweep_scratch(fs: Filesystems, scratch: Path) -> int:
     if removed:
         log.warning("removed %d scratch entr(ies) left by interrupted operations", removed)
     return removed
-
-
-def array_names(
-    runtime: PoolRuntime,
-    volume_type: str,
-    content: str,
-    config: Mapping[str, str],
-    *,
-    snapshot: bool = True,
-) -> list[str]:
-    """The array names of a volume's (or, with ``snapshot``, a snapshot's) array
-    volumes: one, or a virtual machine's root disk and filesystem twin."""
-    spec = spec_of(content, config, volume_type)
-    specs = [spec]
-    if spec.volume_type is VolumeType.VIRTUAL_MACHINE:
-        specs.append(runtime.instances.twin(spec))
-    return [runtime.volumes.array_name(s, snapshot=snapshot) for s in specs]
 
 
 async def _array_ids(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from ..driver.naming import Content, VolumeType
 from ..driver.units import parse_size
 from ..driver.volumes import VolumeSpec
+from .runtime import PoolRuntime
 
-__all__ = ["spec_of"]
+__all__ = ["array_names", "snapshot_names", "spec_of"]
 
 
 def spec_of(content: str, config: Mapping[str, str], volume_type: str = "custom") -> VolumeSpec:
@@ -23,3 +24,32 @@ def spec_of(content: str, config: Mapping[str, str], volume_type: str = "custom"
         filesystem=config.get("block.filesystem", "ext4"),
         mount_options=config.get("block.mount_options", "discard"),
     )
+
+
+def array_names(
+    runtime: PoolRuntime,
+    volume_type: str,
+    content: str,
+    config: Mapping[str, str],
+    *,
+    snapshot: bool = True,
+) -> list[str]:
+    """The array names of a volume's (or, with ``snapshot``, a snapshot's) array
+    volumes: one, or a virtual machine's root disk and filesystem twin."""
+    spec = spec_of(content, config, volume_type)
+    specs = [spec]
+    if spec.volume_type is VolumeType.VIRTUAL_MACHINE:
+        specs.append(runtime.instances.twin(spec))
+    return [runtime.volumes.array_name(s, snapshot=snapshot) for s in specs]
+
+
+def snapshot_names(
+    runtime: PoolRuntime, volume_type: str, content: str, uuids: Iterable[uuid.UUID]
+) -> list[str]:
+    """The array names the snapshots of these UUIDs will have (what a journal entry
+    made before them names)."""
+    return [
+        name
+        for snap_uuid in uuids
+        for name in array_names(runtime, volume_type, content, {"volatile.uuid": str(snap_uuid)})
+    ]

@@ -34,10 +34,10 @@ from ..revert import Reverter
 from ..state import Conn, Database, NameTaken
 from ..state import store as st
 from .pools import PoolService
-from .recovery import array_names, recover_pool
+from .recovery import recover_pool
 from .rules import add_expiry, check_name, fill_config, lock_name, next_name
 from .runtime import PoolRuntime
-from .specs import spec_of
+from .specs import snapshot_names, spec_of
 from .views import VolumeView, array_of, make_view
 
 __all__ = ["NewVolume", "VolumeService", "VolumeView"]
@@ -181,13 +181,7 @@ class VolumeService:
         uuids = [uuid.uuid4() for _ in snapshots]
         made: list[InstanceIds] = []
         runtime = await self.pools.runtime(new.pool)
-        names = [
-            name
-            for snap_uuid in uuids
-            for name in array_names(
-                runtime, new.volume_type, new.content_type, {"volatile.uuid": str(snap_uuid)}
-            )
-        ]
+        names = snapshot_names(runtime, new.volume_type, new.content_type, uuids)
         journal = self.pools.journal
         intents = await journal.intend(new.pool.id, names, f"a snapshot of copy {new.name!r}")
 
@@ -216,21 +210,17 @@ class VolumeService:
             await journal.repair(new.pool.id, runtime.volumes, intents)
             raise
 
-    async def _forget(self, vol_id: int) -> None:
-        """Drop a reserved row; if that fails, it stays ``creating`` and start-up
-        recovery removes it (with any array volume its name finds)."""
+    async def _forget(
+        self, vol_id: int, delete: Callable[[Conn, int], Awaitable[None]] = st.delete_volume
+    ) -> None:
+        """Drop a reserved row (a volume's, or with ``delete`` a snapshot's); if that
+        fails, it stays ``creating`` and start-up recovery removes it (with any array
+        volume its name finds)."""
         try:
             async with self.db.write() as conn:
-                await st.delete_volume(conn, vol_id)
+                await delete(conn, vol_id)
         except Exception:
-            log.exception("cleanup: cannot remove the row of volume %d", vol_id)
-
-    async def _forget_snapshot(self, snap_id: int) -> None:
-        try:
-            async with self.db.write() as conn:
-                await st.delete_snapshot(conn, snap_id)
-        except Exception:
-            log.exception("cleanup: cannot remove the row of snapshot %d", snap_id)
+            log.exception("cleanup: cannot remove the reserved row %d", vol_id)
 
     async def get(self, pool_name: str, name: str, *, project: str = "default") -> VolumeView:
         pool, vol = await self._load(pool_name, project, name)
@@ -323,11 +313,7 @@ class VolumeService:
                 snaps = await st.list_snapshots(conn, vol.id)
             snapshot_ids = [s.array_id for s in snaps if s.array_id]
             try:
-                if vol.array_id:
-                    await runtime.volumes.delete_with_snapshots(vol.array_id, snapshot_ids)
-                else:
-                    for snap_id in reversed(snapshot_ids):
-                        await runtime.volumes.delete(snap_id)
+                await runtime.volumes.delete_with_snapshots(vol.array_id, snapshot_ids)
             except BaseException as exc:
                 lost = await self._keep_after_failed_delete(runtime, vol, snaps)
                 if isinstance(exc, DriverError):
@@ -430,7 +416,8 @@ class VolumeService:
                 raise Conflict(f"snapshot {snapshot!r} of {name!r} already exists") from None
             async with Reverter() as revert:
                 revert.add(
-                    lambda: self._forget_snapshot(row.id), f"the record of snapshot {snapshot!r}"
+                    lambda: self._forget(row.id, st.delete_snapshot),
+                    f"the record of snapshot {snapshot!r}",
                 )
                 array_id = await runtime.volumes.snapshot(
                     spec_of(vol.content_type, vol.config),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 import msgspec
@@ -73,11 +73,16 @@ async def delete_entries(conn: Conn, ids: Iterable[int]) -> None:
         await conn.execute(sa.delete(journal).where(journal.c.id.in_(wanted)))
 
 
-async def list_entries(conn: Conn, pool_id: int | None = None) -> list[Entry]:
-    """Entries (of one pool, or all), newest first: the order to undo them in."""
+async def list_entries(
+    conn: Conn, pool_id: int | None = None, ids: Collection[int] | None = None
+) -> list[Entry]:
+    """Entries (of one pool, or all; of ``ids`` only, if given), newest first: the
+    order to undo them in."""
     query = sa.select(journal).order_by(journal.c.id.desc())
     if pool_id is not None:
         query = query.where(journal.c.pool_id == pool_id)
+    if ids is not None:
+        query = query.where(journal.c.id.in_(list(ids)))
     return [_entry(r) for r in await conn.execute(query)]
 
 
