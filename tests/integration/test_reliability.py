@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from lxflex.driver.errors import DriverError, InsufficientSpace
+from lxflex.driver.leftovers import Leftover
 from lxflex.embedded import host_settings
 from lxflex.host.fs import mounted_under
 from lxflex.service import Storage
@@ -262,3 +263,81 @@ async def test_out_of_space_is_a_clear_error_not_a_retry(make_storage: StorageFa
     assert "free of 4TiB; asked for 8TiB" in str(info.value)
     assert await storage.volumes.all("pf") == []
     assert _array(storage)["volumes"] == []
+
+
+def _scratch(storage: Storage) -> list[str]:
+    scratch = storage.runtimes.host.scratch
+    return sorted(p.name for p in scratch.iterdir()) if scratch.is_dir() else []
+
+
+async def test_an_export_keeps_its_tarball_when_its_snapshot_cannot_go(
+    make_storage: StorageFactory,
+) -> None:
+    storage = await make_storage()
+    await storage.volumes.create("pf", "blk", content_type="block")
+    before = _array(storage)
+    _fault(storage, REMOVE, count=1, code=65)  # the temporary snapshot's removal
+    backup = await storage.backups.create("pf", "blk", "b0")
+    assert (await storage.backups.tarball("pf", "blk", backup.name)).is_file()
+    assert [kind for kind, _ in await _journal(storage)] == ["volume"]
+    assert _scratch(storage) == []
+    await _repair(storage)
+    assert _array(storage) == before
+    assert await _journal(storage) == []
+
+
+async def test_a_failed_export_leaves_nothing(make_storage: StorageFactory) -> None:
+    storage = await make_storage()
+    await storage.volumes.create("pf", "blk", content_type="block")
+    before = _array(storage)
+    _fault(storage, MAP, count=1, code=65)  # attaching the temporary snapshot
+    with pytest.raises(DriverError):
+        await storage.backups.create("pf", "blk", "b0")
+    assert _array(storage) == before
+    assert await _journal(storage) == []
+    assert _scratch(storage) == []
+    assert await storage.backups.list("pf", "blk") == []
+
+
+async def test_a_failed_import_leaves_nothing(make_storage: StorageFactory) -> None:
+    storage = await make_storage()
+    await storage.volumes.create("pf", "src", content_type="block")
+    await storage.volumes.snapshot("pf", "src", "s0")
+    await storage.backups.create("pf", "src", "b0")
+    tarball = await storage.backups.tarball("pf", "src", "b0")
+    before = _array(storage)
+    _fault(storage, SNAPSHOT, count=1, code=65)  # the imported volume's snapshot
+    with pytest.raises(DriverError):
+        await storage.backups.restore("pf", tarball, "imported")
+    assert _array(storage) == before
+    assert await _journal(storage) == []
+    assert _scratch(storage) == []
+    assert {v.name for v in await storage.volumes.all("pf")} == {"src"}
+
+
+async def test_deleting_a_pool_removes_its_leftovers_first(make_storage: StorageFactory) -> None:
+    storage = await make_storage()
+    volumes = await volumes_of(storage)
+    pool = await storage.pools.record("pf")
+    spec = spec_of("block", {"volatile.uuid": str(uuid.uuid4()), "size": "8GiB"})
+    orphan = await volumes.new_volume(spec, spec.size)
+    await storage.pools.journal.keep(pool.id, Leftover("volume", orphan, reason="test"))
+    await storage.pools.delete("pf")
+    assert _array(storage)["volumes"] == []
+    assert await _journal(storage) == []
+
+
+async def test_a_volume_with_a_clone_is_deleted_one_by_one(make_storage: StorageFactory) -> None:
+    """With powerflex.clone_copy off (PowerFlex 4), a copy is a snapshot in its source's
+    VTree: deleting the source must not take the copy with it."""
+    storage = await make_storage()
+    await storage.pools.update(
+        "pf", {**dict((await storage.pools.record("pf")).config), "powerflex.clone_copy": "false"}
+    )
+    await storage.volumes.create("pf", "src", content_type="block")
+    await storage.volumes.copy("pf", "src", "pf", "clone", with_snapshots=False)
+    await storage.volumes.snapshot("pf", "src", "s0")
+    await storage.volumes.delete("pf", "src")
+    clone = await storage.volumes.record("pf", "clone")
+    sim = storage.sim  # type: ignore[attr-defined]
+    assert list(sim.array.volumes) == [clone.array_id]

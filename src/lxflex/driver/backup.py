@@ -35,8 +35,10 @@ from pathlib import Path
 from ..host.archive import Archives
 from ..host.copy import copy_blocks
 from ..host.runner import CommandError
+from ..powerflex import PowerFlexError
 from ..revert import Reverter
 from .errors import Conflict, DriverError, InvalidRequest
+from .spec import wrap
 from .volumes import PowerFlexVolumes, VolumeSpec
 
 __all__ = ["BackupSource", "Backups", "member_of"]
@@ -117,6 +119,8 @@ class Backups:
             step(source.spec.size, total)
         except CommandError as exc:
             raise DriverError(f"backup failed: {exc}") from exc
+        except PowerFlexError as exc:
+            raise wrap("backup", exc) from exc
         finally:
             for array_id, where in reversed(mounted):
                 with contextlib.suppress(Exception):
@@ -190,6 +194,8 @@ class Backups:
                 revert.success()
         except CommandError as exc:
             raise DriverError(f"restore from backup failed: {exc}") from exc
+        except PowerFlexError as exc:
+            raise wrap("restore from backup", exc) from exc
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return vol_id, made
