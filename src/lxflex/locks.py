@@ -34,6 +34,10 @@ class KeyedLocks(Generic[K]):
         """Keys held or waited for now."""
         return len(self._entries)
 
+    def held(self, key: K) -> bool:
+        """Whether the key's lock is held or waited for now."""
+        return key in self._entries
+
     @asynccontextmanager
     async def hold(self, key: K) -> AsyncIterator[None]:
         entry = self._entries.get(key)

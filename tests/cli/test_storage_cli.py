@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -362,3 +363,46 @@ def test_iso_volumes(daemon: Daemon, tmp_path: Path) -> None:
         assert "needs a NAME" in nameless.stderr
     finally:
         _delete_all(daemon)
+
+
+def _sim(d: Daemon, method: str, path: str, body: object = None) -> None:
+    port = (d.state / "sim" / "port").read_text().strip()
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method)
+    req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req, timeout=30):
+        pass
+
+
+def test_check_finds_and_repairs_a_failed_unmap_and_old_scratch(daemon: Daemon) -> None:
+    """A copy whose unmap the array refuses leaves a journaled mapping; a scratch entry
+    outlives its work. ``storage check`` reports both (exit 1), ``--repair`` fixes them."""
+    clean = run(daemon, "storage", "check", POOL)
+    assert clean.stdout.rstrip().endswith(f"pool {POOL}: clean")
+    run(daemon, "storage", "volume", "create", POOL, "chk-src", "--type=block")
+    route = "POST /api/instances/Volume::*/action/removeMappedHost"
+    _sim(daemon, "POST", "/_sim/faults", {"route": route, "http_status": 500, "error_code": 65})
+    try:
+        run(daemon, "storage", "volume", "copy", f"{POOL}/chk-src", f"{POOL}/chk-dst")
+    finally:
+        _sim(daemon, "DELETE", "/_sim/faults")
+    old = daemon.state / "lxflex" / "scratch" / "upload-stale.tar"
+    old.parent.mkdir(exist_ok=True)
+    old.write_bytes(b"x")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    found = run(daemon, "storage", "check", POOL, code=1).stdout
+    assert "journal" in found
+    assert "unmap failed" in found
+    assert f"scratch entry {old}" in found
+    assert "[found]" in found
+    report = json.loads(run(daemon, "storage", "check", POOL, "--format", "json", code=1).stdout)
+    assert {f["kind"] for f in report[0]["findings"]} == {"journal", "scratch"}
+    wrong = run(daemon, "storage", "check", POOL, "--remove", "u_nope", code=1)
+    assert "not an unrecorded array volume" in wrong.stderr
+    repaired = run(daemon, "storage", "check", POOL, "--repair").stdout
+    assert "2 left" not in repaired
+    assert "[repaired]" in repaired
+    assert not old.exists()
+    assert run(daemon, "storage", "check").stdout.rstrip().endswith("clean")
+    for name in ("chk-src", "chk-dst"):
+        run(daemon, "storage", "volume", "delete", POOL, name)

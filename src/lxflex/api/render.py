@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import msgspec
 
-from ..service import PoolView, VolumeView
+from ..service import CheckReport, PoolView, VolumeView
 from ..state import Snapshot
 from .envelope import etag, rfc3339
 
@@ -123,3 +123,10 @@ def snapshot_as_volume(
 
 def snapshot_etag(snap: Snapshot) -> str:
     return etag(snap.description, rfc3339(snap.expires_at))
+
+
+def check(report: CheckReport) -> dict[str, Any]:
+    """A ``storage check`` report; ``clean`` when no finding is left unrepaired."""
+    doc: dict[str, Any] = msgspec.to_builtins(report)
+    doc["clean"] = not report.left
+    return doc

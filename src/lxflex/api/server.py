@@ -62,6 +62,7 @@ API_EXTENSIONS = [
     "custom_volume_iso",
     "certificate_update",
     "certificate_token",
+    "lxflex_storage_check",  # lxflex's own: /1.0/storage-pools/{pool}/check
 ]
 
 

@@ -115,6 +115,23 @@ async def pool_resources(request: web.Request) -> web.Response:
     return sync({"space": {"used": used, "total": total}, "inodes": {"used": 0, "total": 0}})
 
 
+async def pool_check(request: web.Request) -> web.Response:
+    """lxflex's ``storage check``: GET reports; POST ``{"repair": bool, "remove": [names]}``
+    repairs what is safe and removes the unrecorded array volumes it names."""
+    repair, remove = False, []
+    if request.method == "POST":
+        doc = await json_body(request)
+        repair = bool_of(doc, "repair")
+        names = doc.get("remove") or []
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ApiError(400, "remove must be a list of array volume names")
+        remove = names
+    report = await storage_of(request).check(
+        request.match_info["pool"], repair=repair, remove=remove
+    )
+    return sync(render.check(report))
+
+
 # --- volumes ----------------------------------------------------------------------------
 
 
@@ -452,6 +469,8 @@ def add_routes(app: web.Application) -> None:
     r.add_patch(base + "/{pool}", pool_patch)
     r.add_delete(base + "/{pool}", pool_delete)
     r.add_get(base + "/{pool}/resources", pool_resources)
+    r.add_get(base + "/{pool}/check", pool_check)
+    r.add_post(base + "/{pool}/check", pool_check)
     vols = base + "/{pool}/volumes"
     r.add_get(vols, volumes_get)
     r.add_post(vols, volumes_post)

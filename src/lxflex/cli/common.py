@@ -107,7 +107,8 @@ def target_option(f: Callable[..., Any]) -> Callable[..., Any]:
     )(f)
 
 
-POOL = click.argument("pool", shell_complete=complete_with(pool_names))
+POOL_COMPLETION = complete_with(pool_names)
+POOL = click.argument("pool", shell_complete=POOL_COMPLETION)
 VOLUME = click.argument("volume", shell_complete=volume_names)
 
 

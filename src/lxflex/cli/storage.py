@@ -6,18 +6,25 @@ Pools are named ``[REMOTE:]POOL``. Answers are printed as lxc prints them: lists
 
 from __future__ import annotations
 
+import json
+import sys
+from typing import Any
+
 import click
 
 from .common import (
     POOL,
+    POOL_COMPLETION,
     edit_yaml,
     format_option,
     get_with_etag,
     iec,
     pairs,
+    pool_names,
     pool_of,
     put,
     quote_name,
+    split_remote,
     target_option,
 )
 from .connection import connect
@@ -148,6 +155,72 @@ def pool_info(pool: str, raw: bool) -> None:
         "used by": {"volumes": [u.rsplit("/", 1)[-1] for u in doc.get("used_by") or []]},
     }
     click.echo(dump_yaml(info), nl=False)
+
+
+# --- check -----------------------------------------------------------------------------
+
+_MARK = {True: "repaired", False: "found"}
+
+
+@storage.command("check")
+@click.argument("pool", required=False, default="", shell_complete=POOL_COMPLETION)
+@click.option("--repair", is_flag=True, help="Repair what is safe to repair.")
+@click.option(
+    "--remove",
+    "remove",
+    multiple=True,
+    metavar="NAME",
+    help="Remove this unrecorded array volume (repeatable); only names the check reports.",
+)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "yaml"]), default="text")
+def pool_check(pool: str, repair: bool, remove: tuple[str, ...], fmt: str) -> None:
+    """Compare [REMOTE:]POOL (or every pool) on the array, this host and the state.
+
+    Prints each finding with what it means and what repairs it. Exits 0 when nothing is
+    left to repair or judge, 1 otherwise.
+    """
+    remote, name = split_remote(pool)
+    conn = connect(remote)
+    names = [name] if name else pool_names(conn, "")
+    if remove and len(names) != 1:
+        raise click.UsageError("--remove needs the pool named")
+    reports = []
+    for each in names:
+        path = f"/1.0/storage-pools/{quote_name(each)}/check"
+        if repair or remove:
+            body = {"repair": repair, "remove": list(remove)}
+            reports.append(conn.request("POST", path, body)[0])
+        else:
+            reports.append(conn.get(path))
+    if fmt == "json":
+        click.echo(json.dumps(reports, indent=2))
+    elif fmt == "yaml":
+        click.echo(dump_yaml(reports), nl=False)
+    else:
+        for report in reports:
+            click.echo(_check_text(report), nl=False)
+    if not all(r.get("clean") for r in reports):
+        sys.exit(1)
+
+
+def _check_text(report: dict[str, Any]) -> str:
+    lines = [
+        f"pool {report['pool']}: {report['volumes']} volume(s), {report['snapshots']} "
+        f"snapshot(s), {report['array_volumes']} array volume(s) by lxflex's scheme, "
+        f"{report['mapped']} mapped here, {report['journal']} journal entr(ies)"
+    ]
+    for f in report["findings"]:
+        state = _MARK[bool(f["repaired"])]
+        lines.append(f"  {f['kind']:<12} {f['subject']}  [{state}]")
+        lines.append(f"      {f['meaning']}")
+        lines.append(f"      -> {f['action']}")
+        if f.get("error"):
+            lines.append(f"      repair failed: {f['error']}")
+    left = sum(1 for f in report["findings"] if not f["repaired"])
+    repaired = len(report["findings"]) - left
+    verdict = "clean" if not report["findings"] else f"{left} left, {repaired} repaired"
+    lines.append(f"pool {report['pool']}: {verdict}")
+    return "\n".join(lines) + "\n"
 
 
 storage.add_command(volume)

@@ -84,6 +84,10 @@ class Attacher(abc.ABC):
         """The by-id link of the volume's device on this host."""
 
     @abc.abstractmethod
+    def linked(self) -> dict[str, Path]:
+        """The by-id links of this system's volumes on this host, by volume ID."""
+
+    @abc.abstractmethod
     async def _find_host(self) -> str:
         """This host's ID on the array."""
 
@@ -103,6 +107,28 @@ class Attacher(abc.ABC):
 
     def attached(self, volume_id: str) -> bool:
         return self._refs.get(volume_id, 0) > 0
+
+    def busy(self, volume_id: str) -> bool:
+        """Whether the volume is held, being attached or detached, or its device is
+        mounted: a mapping of it is no leftover."""
+        return (
+            self.attached(volume_id)
+            or self._locks.held(volume_id)
+            or device_in_use(self.device(volume_id))
+        )
+
+    async def mapped_here(self) -> set[str]:
+        """The IDs of the volumes the array maps to this host (none if this host was
+        never on the array)."""
+        host_id = await self._existing_host()
+        if host_id is None:
+            return set()
+        return {v.id for v in await self.client.host_volumes(host_id)}
+
+    def idle_connection(self) -> bool:
+        """Whether the transport holds a connection that no mapping needs (after
+        :meth:`mapped_here` found none): NVMe only."""
+        return False
 
     async def host_id(self) -> str:
         """This host's ID on the array, found (or made) once."""
@@ -168,15 +194,12 @@ class Attacher(abc.ABC):
         volume mounted before the restart) is adopted as one reference instead. Return
         the IDs unmapped. Mappings of other volumes are not touched: on a shared SDC
         they may belong to other software."""
-        host_id = await self._existing_host()
-        if host_id is None:
-            return []  # this host was never on the array: nothing can be mapped to it
-        mapped = {v.id for v in await self.client.host_volumes(host_id)}
+        mapped = await self.mapped_here()  # empty if this host was never on the array
         unmapped = []
         for volume_id in sorted(mapped & ours):
             if device_in_use(self.device(volume_id)):
                 self.adopt(volume_id)
-            elif await self._unmap_if_unused(volume_id, host_id):
+            elif await self._unmap_if_unused(volume_id, await self.host_id()):
                 unmapped.append(volume_id)
         return unmapped
 
@@ -250,6 +273,14 @@ class NvmeAttacher(Attacher):
     def device(self, volume_id: str) -> Path:
         return self.nvme.device_link(volume_id, self.system_id)
 
+    def linked(self) -> dict[str, Path]:
+        return self.nvme.linked_volumes(self.system_id)
+
+    def idle_connection(self) -> bool:
+        return not any(self._refs.values()) and bool(
+            self.nvme.controllers(self.subsystem_nqn, self.hostnqn)
+        )
+
     async def _find_host(self) -> str:
         found = await self.client.nvme_host_by_nqn(self.hostnqn)
         if found is not None:
@@ -305,6 +336,9 @@ class SdcAttacher(Attacher):
 
     def device(self, volume_id: str) -> Path:
         return self.sdc.device_link(volume_id, self.system_id)
+
+    def linked(self) -> dict[str, Path]:
+        return self.sdc.linked_volumes(self.system_id)
 
     async def _find_host(self) -> str:
         try:

@@ -43,7 +43,7 @@ from .attach import Attacher
 from .copies import copy_volume
 from .errors import Conflict, DriverError, InsufficientSpace, InvalidRequest
 from .leftovers import Leftover, Leftovers, LoggedLeftovers, keep_quietly
-from .naming import VolumeType, volume_name
+from .naming import VolumeType, parse_name, volume_name
 from .pool import ResolvedPool
 from .spec import CopyPlan, CopyResult, Progress, VolumeSpec, wrap
 from .units import format_size, round_up
@@ -327,6 +327,15 @@ class PowerFlexVolumes:
             return None
         except PowerFlexError as exc:
             raise wrap("look up volume", exc) from exc
+
+    async def listed(self) -> list[ArrayVolume]:
+        """The array volumes of this storage pool named by this driver's scheme (which
+        LXD's PowerFlex driver shares: not all of them need be ours)."""
+        try:
+            found = await self.client.pool_volumes(self.pool.pool_id)
+        except PowerFlexError as exc:
+            raise wrap("list volumes", exc) from exc
+        return [v for v in found if v.name and parse_name(v.name) is not None]
 
     async def remove_quietly(self, vol_id: str) -> None:
         """Remove a volume as a cleanup: never raises; a removal that fails is logged

@@ -50,6 +50,16 @@ class NvmeHost:
     def device_link(self, volume_id: str, system_id: str) -> Path:
         return self.config.by_id / f"nvme-eui.{nguid(volume_id, system_id)}"
 
+    def linked_volumes(self, system_id: str) -> dict[str, Path]:
+        """The by-id links of the system's volumes, by volume ID (partitions left out)."""
+        tail = nguid("", system_id)
+        found: dict[str, Path] = {}
+        for link in self.config.by_id.glob(f"nvme-eui.*{tail}"):
+            volume_id = link.name.removeprefix("nvme-eui.").removesuffix(tail)
+            if volume_id:
+                found[volume_id] = link
+        return found
+
     def controllers(self, subnqn: str, hostnqn: str) -> list[str]:
         """Names of the live TCP controllers from ``hostnqn`` to subsystem ``subnqn``."""
         base = self.config.sys / "class" / "nvme"

@@ -34,3 +34,12 @@ class SdcHost:
 
     def device_link(self, volume_id: str, system_id: str) -> Path:
         return self.by_id / f"emc-vol-{system_id}-{volume_id}"
+
+    def linked_volumes(self, system_id: str) -> dict[str, Path]:
+        """The by-id links of the system's volumes, by volume ID (partitions left out)."""
+        head = f"emc-vol-{system_id}-"
+        return {
+            link.name.removeprefix(head): link
+            for link in self.by_id.glob(f"{head}*")
+            if "-part" not in link.name.removeprefix(head)
+        }

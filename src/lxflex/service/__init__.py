@@ -1,6 +1,7 @@
 """Use cases over the state, the driver and the host: pools, volumes (custom and instance),
 snapshots, backups, trust."""
 
+from .check import Report as CheckReport
 from .instances import InstanceService
 from .pools import PoolService, PoolView
 from .runtime import HostSettings, Runtimes
@@ -10,6 +11,7 @@ from .views import VolumeView
 from .volumes import VolumeService
 
 __all__ = [
+    "CheckReport",
     "HostSettings",
     "InstanceService",
     "PoolService",

@@ -59,6 +59,7 @@ class Journal:
     def __init__(self, db: Database, server: str) -> None:
         self.db = db
         self.server = server  # this server's UUID: whose host a mapping entry is on
+        self._live: set[int] = set()  # entries of work running now: not leftovers yet
 
     def leftovers(self, pool_id: int) -> Leftovers:
         """The driver's port for one pool: leftovers of failed cleanups become entries."""
@@ -76,12 +77,18 @@ class Journal:
         if not entries:
             return []
         async with self.db.write() as conn:
-            return await jn.add_entries(conn, pool_id, self.server, entries)
+            ids = await jn.add_entries(conn, pool_id, self.server, entries)
+        self._live.update(ids)
+        return ids
 
-    @staticmethod
-    async def settle(conn: Conn, ids: Iterable[int]) -> None:
+    async def settle(self, conn: Conn, ids: Collection[int]) -> None:
         """The objects of these entries are recorded (in ``conn``'s transaction) or gone."""
         await jn.delete_entries(conn, ids)
+        self._live.difference_update(ids)
+
+    def live(self, entry: Entry) -> bool:
+        """Whether the entry belongs to work running now (it is no leftover yet)."""
+        return entry.id in self._live
 
     async def entries(self, pool_id: int | None = None) -> list[Entry]:
         async with self.db.read() as conn:
@@ -94,6 +101,8 @@ class Journal:
         is idempotent; one that fails stays for the next repair. Never raises for an
         entry's failure."""
         result = Repairs()
+        if ids is not None:
+            self._live.difference_update(ids)  # the work that intended them is over
         if ids is not None and not ids:
             return result  # nothing was journaled: no query
         async with self.db.read() as conn:

@@ -18,7 +18,7 @@ from .rules import lock_name
 from .runtime import PoolRuntime
 from .specs import array_names, spec_of
 
-__all__ = ["recover_pool", "recover_volume", "sweep_scratch"]
+__all__ = ["clear_scratch_entry", "recover_pool", "recover_volume", "sweep_scratch"]
 
 log = logging.getLogger("lxflex.service")
 
@@ -64,30 +64,32 @@ async def recover_pool(db: Database, pools: PoolService, lock: Lock, pool_name: 
 
 
 async def sweep_scratch(fs: Filesystems, scratch: Path) -> int:
-    """At start, before serving: unmount what is mounted under the scratch directory and
-    remove what is in it (everything there belongs to work a crash cut short). An entry
-    that stays mounted is left alone, never removed through its mount. Return the
-    entries removed."""
+    """At start, before serving: clear what is in the scratch directory (everything
+    there belongs to work a crash cut short). Return the entries removed."""
     if not scratch.is_dir():
         return 0
-    for target in mounted_under(scratch):
-        try:
-            await fs.unmount(target)
-        except Exception as exc:
-            log.warning("cannot unmount %s left by an interrupted operation: %s", target, exc)
-    busy = mounted_under(scratch)
     removed = 0
     for entry in scratch.iterdir():
-        if any(b == entry or entry in b.parents for b in busy):
+        try:
+            await clear_scratch_entry(fs, entry)
+        except Exception as exc:
+            log.warning("cannot clear %s left by an interrupted operation: %s", entry, exc)
             continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
         removed += 1
     if removed:
         log.warning("removed %d scratch entr(ies) left by interrupted operations", removed)
     return removed
+
+
+async def clear_scratch_entry(fs: Filesystems, entry: Path) -> None:
+    """Unmount what is mounted at or under a scratch entry (deepest first), then remove
+    it; an entry that stays mounted raises and is never removed through its mount."""
+    for target in mounted_under(entry):  # deepest first
+        await fs.unmount(target)
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry)
+    else:
+        entry.unlink(missing_ok=True)
 
 
 async def _array_ids(

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from ..host.runner import Runner
 from ..state import Database
 from ..state import store as st
 from .backups import BackupService
+from .check import CheckContext, Report, check_pool
 from .instances import InstanceService
 from .iso import IsoService
 from .pools import PoolService
@@ -75,6 +77,23 @@ class Storage:
             except Exception as exc:  # one unreachable pool must not keep the others down
                 log.warning("pool %s: recovery postponed: %s", pool.name, exc)
         return repaired
+
+    async def check(
+        self, pool: str, *, repair: bool = False, remove: Collection[str] = ()
+    ) -> Report:
+        """Compare the pool's array, this host and the state (see :mod:`.check`)."""
+        host = self.runtimes.host
+        context = CheckContext(
+            self.db,
+            self.pools,
+            self.runtimes.fs,
+            host.mounts,
+            host.scratch,
+            lock=self.volumes.lock,
+            busy=self.volumes.busy,
+            idle=self.volumes.idle,
+        )
+        return await check_pool(context, pool, repair=repair, remove=remove)
 
     async def close(self) -> None:
         await self.runtimes.close()

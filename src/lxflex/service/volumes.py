@@ -73,6 +73,14 @@ class VolumeService:
         """Serialize work on one volume (backups take the volume's lock too)."""
         return self._locked(pool, project, name)
 
+    def busy(self, pool: str, project: str, name: str) -> bool:
+        """Whether work on the volume runs or waits now (``name`` as :meth:`lock`'s)."""
+        return self._locks.held((pool, project, name))
+
+    def idle(self) -> bool:
+        """Whether no work on any volume runs or waits now."""
+        return len(self._locks) == 0
+
     def mount_path(self, pool: str, project: str, name: str) -> Path:
         return self.pools.runtimes.host.mounts / pool / "custom" / f"{project}_{name}"
 
