@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from lxflex.host.nvme import NvmeConfig, NvmeHost, nguid
+from lxflex.host.runner import SubprocessRunner
 from lxflex.powerflex import PowerFlexClient
 from lxflex.secret import Secret
 from lxflex.sim import Simulator
@@ -277,3 +279,26 @@ async def test_second_emulated_host(env: Env) -> None:
     assert not (env.host.by_id / link.name).exists()  # only node2 sees it
     await env.client.unmap_sdc(vol)
     await asyncio.to_thread(wait_for, link, False)
+
+
+async def test_a_device_is_known_by_its_nguid_and_stale_links_go(env: Env) -> None:
+    """The fabric shows each namespace's NGUID as the kernel does (``sys/block/<dev>/
+    wwid``), so a link can be checked against the volume it should lead to; links an
+    unclean stop left behind are gone when the host is set up again."""
+    vol, host, _, link = await _nvme_attach(env, "bbbbbbbb")
+    system = env.sim.array.system_id
+    nvme = NvmeHost(SubprocessRunner(), NvmeConfig(by_id=env.host.by_id, sys=env.host.sys_root))
+    assert nvme.serves(link, vol, system)
+    assert not nvme.serves(link, "0123456789abcdef", system)
+    # A stale link (an unclean stop): it leads to a device, but not to the volume's.
+    stale = env.host.by_id / f"nvme-eui.{nguid('0123456789abcdef', system)}"
+    stale.symlink_to(os.readlink(link))
+    assert stale.exists()
+    assert not nvme.serves(stale, "0123456789abcdef", system)
+    assert nvme.linked_volumes(system).keys() == {vol, "0123456789abcdef"}
+    await env.client.unmap_host(vol, host)
+    await asyncio.to_thread(wait_for, link, False)
+    env.sim.fabric.add_host("local", env.host.by_id, env.host.sdc_guid)
+    assert not stale.is_symlink()
+    await env.client.remove_host(host)
+    await env.client.remove_volume(vol)

@@ -341,3 +341,21 @@ async def test_a_volume_with_a_clone_is_deleted_one_by_one(make_storage: Storage
     clone = await storage.volumes.record("pf", "clone")
     sim = storage.sim  # type: ignore[attr-defined]
     assert list(sim.array.volumes) == [clone.array_id]
+
+
+async def test_volume_data_backups_and_scratch_are_root_only(
+    make_storage: StorageFactory,
+) -> None:
+    storage = await make_storage()
+    sim = storage.sim  # type: ignore[attr-defined]
+    await storage.volumes.create("pf", "blk", content_type="block")
+    array_id = (await storage.volumes.record("pf", "blk")).array_id
+    assert array_id
+    await write_chunks(await volumes_of(storage), array_id, {0: b"data"})
+    await storage.backups.create("pf", "blk", "b0")
+    backing = [p for p in sim.array.data.root.iterdir() if p.is_file()]
+    assert backing
+    assert {p.stat().st_mode & 0o777 for p in backing} == {0o600}
+    host = storage.runtimes.host
+    for private in (sim.array.data.root, sim.state_dir, host.backups, host.scratch):
+        assert private.stat().st_mode & 0o777 == 0o700, private

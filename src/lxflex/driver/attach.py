@@ -83,6 +83,11 @@ class Attacher(abc.ABC):
     def device(self, volume_id: str) -> Path:
         """The by-id link of the volume's device on this host."""
 
+    def _ready(self, volume_id: str) -> Callable[[Path], bool]:
+        """When the device link counts as ready: it exists (a transport that can tell
+        which volume a device is checks that too)."""
+        return Path.exists
+
     @abc.abstractmethod
     def linked(self) -> dict[str, Path]:
         """The by-id links of this system's volumes on this host, by volume ID."""
@@ -159,10 +164,13 @@ class Attacher(abc.ABC):
                 await self._ensure_connected()
                 device = self.device(volume_id)
                 try:
-                    await wait_for_path(device, timeout=self.policy.appear)
+                    await wait_for_path(
+                        device, timeout=self.policy.appear, ready=self._ready(volume_id)
+                    )
                 except TimeoutError:
+                    state = "leads to another device" if device.exists() else "did not appear"
                     raise TimeoutError(
-                        f"volume {volume_id} was mapped but {device} did not appear within "
+                        f"volume {volume_id} was mapped but {device} {state} within "
                         f"{self.policy.appear:g} s"
                     ) from None
                 revert.success()
@@ -275,6 +283,9 @@ class NvmeAttacher(Attacher):
 
     def linked(self) -> dict[str, Path]:
         return self.nvme.linked_volumes(self.system_id)
+
+    def _ready(self, volume_id: str) -> Callable[[Path], bool]:
+        return lambda link: self.nvme.serves(link, volume_id, self.system_id)
 
     def idle_connection(self) -> bool:
         return not any(self._refs.values()) and bool(

@@ -10,6 +10,7 @@ appear as ``<by-id>/nvme-eui.<nguid>``, where the NGUID is the volume ID, Dell's
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,19 @@ class NvmeHost:
 
     def device_link(self, volume_id: str, system_id: str) -> Path:
         return self.config.by_id / f"nvme-eui.{nguid(volume_id, system_id)}"
+
+    def serves(self, link: Path, volume_id: str, system_id: str) -> bool:
+        """Whether the link leads to the namespace of this volume: the kernel's
+        ``/sys/block/<dev>/wwid`` of its device is ``eui.<nguid>``. A link left by an
+        unclean stop may lead to a device that is now another one."""
+        try:
+            device = Path(os.path.realpath(link, strict=True)).name
+        except OSError:
+            return False
+        return (
+            _read(self.config.sys / "block" / device / "wwid")
+            == f"eui.{nguid(volume_id, system_id)}"
+        )
 
     def linked_volumes(self, system_id: str) -> dict[str, Path]:
         """The by-id links of the system's volumes, by volume ID (partitions left out)."""

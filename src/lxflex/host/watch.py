@@ -13,6 +13,7 @@ import asyncio
 import ctypes
 import ctypes.util
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,36 +37,47 @@ def _present(path: Path) -> bool:
     return path.exists()
 
 
-async def _poll(path: Path, present: bool, deadline: float) -> None:
+async def _poll(path: Path, done: Callable[[], bool], deadline: float) -> None:
     loop = asyncio.get_running_loop()
     delay = 0.005
-    while _present(path) != present:
+    while not done():
         if loop.time() >= deadline:
             raise TimeoutError
         await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
         delay = min(delay * 2, 0.1)
 
 
-async def wait_for_path(path: Path, *, present: bool = True, timeout: float = 30.0) -> None:
-    """Return once ``path`` exists (or no longer does); TimeoutError after ``timeout`` s.
+async def wait_for_path(
+    path: Path,
+    *,
+    present: bool = True,
+    timeout: float = 30.0,
+    ready: Callable[[Path], bool] = _present,
+) -> None:
+    """Return once ``path`` is ``ready`` (by default: exists), or with ``present=False``
+    once it no longer exists; TimeoutError after ``timeout`` s.
 
-    A symlink counts as present only when its target exists, so a by-id link is ready
-    when this returns.
+    A symlink counts as present only when its target exists; ``ready`` can ask more of
+    it (that it leads to the right device: a stale link may lead to another one).
     """
+
+    def done() -> bool:
+        return ready(path) if present else not _present(path)
+
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     fd = _init(_IN_NONBLOCK | _IN_CLOEXEC) if _init is not None else -1
     if fd < 0:
-        await _poll(path, present, deadline)
+        await _poll(path, done, deadline)
         return
     try:
         if _add(fd, os.fsencode(path.parent), _MASK) < 0:
-            await _poll(path, present, deadline)
+            await _poll(path, done, deadline)
             return
         changed = asyncio.Event()
         loop.add_reader(fd, changed.set)
         try:
-            while _present(path) != present:
+            while not done():
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     raise TimeoutError

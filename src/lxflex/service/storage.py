@@ -46,6 +46,9 @@ class Storage:
         """
         db = await Database.open(db_url or f"sqlite:///{settings.state_dir}/lxflex.db")
         try:
+            for private in (settings.backups, settings.scratch):  # volume data: root's only
+                private.mkdir(mode=0o700, parents=True, exist_ok=True)
+                private.chmod(0o700)
             runtimes = Runtimes(settings, runner)
             async with db.write() as conn:
                 await st.ensure_server(conn, runtimes.uuid, socket.gethostname())

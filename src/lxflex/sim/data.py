@@ -15,6 +15,7 @@ import errno
 import fcntl
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 FICLONE = 0x40049409
 FALLOC_FL_KEEP_SIZE = 0x01
@@ -57,6 +58,11 @@ def data_extents(fd: int, size: int) -> list[tuple[int, int]]:
     return extents
 
 
+def _create(path: Path) -> BinaryIO:
+    """A new backing file (FileExistsError if there is one), readable by root only."""
+    return os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600), "r+b")
+
+
 def _copy_range(src: int, dst: int, offset: int, length: int) -> None:
     while length > 0:
         n = os.copy_file_range(src, dst, min(length, 1 << 30), offset, offset)
@@ -78,6 +84,7 @@ class DataStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
+        root.chmod(0o700)  # volume data: root's only, like a block device
 
     def path(self, volume_id: str) -> Path:
         if not volume_id.isalnum():
@@ -87,7 +94,7 @@ class DataStore:
     def materialize(self, volume_id: str, size: int) -> Path:
         """The volume's backing file, made (sparse, ``size`` bytes) if it has none yet."""
         path = self.path(volume_id)
-        with contextlib.suppress(FileExistsError), open(path, "xb") as f:
+        with contextlib.suppress(FileExistsError), _create(path) as f:
             f.truncate(size)
         return path
 
@@ -111,7 +118,7 @@ class DataStore:
         src_path, dst_path = self.path(source_id), self.path(target_id)
         if not src_path.exists():
             return  # the source reads as zeros, and so does a target without a file
-        with open(src_path, "rb") as src, open(dst_path, "xb") as dst:
+        with open(src_path, "rb") as src, _create(dst_path) as dst:
             try:
                 fcntl.ioctl(dst.fileno(), FICLONE, src.fileno())
                 return

@@ -147,8 +147,10 @@ class Fabric:
         host.by_id.mkdir(parents=True, exist_ok=True)
         for module in ("nvme_tcp", "nvme_fabrics", "scini"):
             (host.sys_root / "module" / module).mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(host.sys_root / "class" / "nvme", ignore_errors=True)
-        (host.sys_root / "class" / "nvme").mkdir(parents=True, exist_ok=True)
+        for tree in ("class/nvme", "block"):  # what a previous run showed is gone
+            shutil.rmtree(host.sys_root / tree, ignore_errors=True)
+            (host.sys_root / tree).mkdir(parents=True, exist_ok=True)
+        self._remove_stale_links(host)
         self._write_wrappers(host)
         # The SDC tooling where the real package installs it, for mode discovery.
         drv_cfg = host.root / "opt" / "emc" / "scaleio" / "sdc" / "bin" / "drv_cfg"
@@ -157,6 +159,17 @@ class Fabric:
             drv_cfg.symlink_to(host.bin_dir / "drv_cfg")
         self.hosts[name] = host
         return host
+
+    def _remove_stale_links(self, host: FabricHost) -> None:
+        """Drop the by-id links of this system's volumes an unclean stop left: a new
+        host has no devices yet, and a stale link may lead to another process's device."""
+        system = self.array.system_id
+        patterns = (f"nvme-eui.*{DELL_OUI}{system[-10:]}*".lower(), f"emc-vol-{system}-*")
+        for pattern in patterns:
+            for link in host.by_id.glob(pattern):
+                if link.is_symlink():
+                    link.unlink(missing_ok=True)
+                    log.warning("host %s: removed stale link %s", host.name, link.name)
 
     def _write_wrappers(self, host: FabricHost) -> None:
         host.bin_dir.mkdir(parents=True, exist_ok=True)
@@ -256,6 +269,10 @@ class Fabric:
         target = host.by_id / link
         with contextlib.suppress(FileNotFoundError):
             target.unlink()
+        if kind == "nvme":  # what the kernel shows of a namespace: its NGUID
+            ident = host.sys_root / "block" / Path(loop).name
+            ident.mkdir(parents=True, exist_ok=True)
+            (ident / "wwid").write_text(f"eui.{nguid(vol_id, self.array.system_id)}\n")
         target.symlink_to(loop)
         log.info("host %s: %s appeared as %s", host.name, link, loop)
         return dev
@@ -269,6 +286,7 @@ class Fabric:
             await self._detach_loop(loop, backing)
         dev.parts.clear()
         await self._detach_loop(dev.loop, backing)
+        shutil.rmtree(host.sys_root / "block" / Path(dev.loop).name, ignore_errors=True)
         log.info("host %s: %s removed", host.name, dev.link)
 
     async def _sync_partitions(self, host: FabricHost, dev: Device) -> None:

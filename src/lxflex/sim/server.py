@@ -73,6 +73,7 @@ class Simulator:
         self.config = config
         self.state_dir = config.state_dir
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir.chmod(0o700)  # it holds volume data: root's only
         self.data = DataStore(self.state_dir / "volumes")
         self.array = Array(config.api_version, self.data)
         self._state_file = self.state_dir / "state.json"

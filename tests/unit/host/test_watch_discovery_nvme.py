@@ -32,6 +32,31 @@ async def test_wait_for_path_wakes_on_creation_and_removal(tmp_path: Path) -> No
         await wait_for_path(link, timeout=0.05)
 
 
+async def test_wait_for_path_asks_ready_of_a_present_link(tmp_path: Path) -> None:
+    """A stale link exists but is not ready: the wait goes on until the link is replaced
+    by one that is."""
+    link = tmp_path / "nvme-eui.x"
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.write_text("")
+    new.write_text("")
+    link.symlink_to(old)
+
+    def right(path: Path) -> bool:
+        return path.resolve() == new
+
+    with pytest.raises(TimeoutError):
+        await wait_for_path(link, timeout=0.05, ready=right)
+
+    async def replace() -> None:
+        await asyncio.sleep(0.05)
+        link.unlink()
+        link.symlink_to(new)
+
+    task = asyncio.create_task(replace())
+    await wait_for_path(link, timeout=5, ready=right)
+    await task
+
+
 def _modules(root: Path, *names: str) -> None:
     for n in names:
         (root / "sys" / "module" / n).mkdir(parents=True)
