@@ -113,6 +113,7 @@ async def test_check_reports_repairs_and_removes_only_when_named(
 
     repaired = await storage.check("pf", repair=True)
     assert {f.kind for f in repaired.findings if f.repaired} == {
+        Kind.SIZE,
         Kind.INTERRUPTED,
         Kind.JOURNAL,
         Kind.MAPPING,
@@ -120,7 +121,8 @@ async def test_check_reports_repairs_and_removes_only_when_named(
         Kind.SCRATCH,
     }
     assert all(not f.error for f in repaired.findings)
-    assert sorted(_kinds(await storage.check("pf"))) == ["device", "missing", "size", "unrecorded"]
+    assert sorted(_kinds(await storage.check("pf"))) == ["device", "missing", "unrecorded"]
+    assert (await storage.volumes.record("pf", "grown")).config["size"] == "16GiB"
     assert "stuck" not in {v.name for v in await storage.volumes.all("pf")}
     assert leftover_id not in sim.array.volumes
     assert not stray_mount.is_mount()

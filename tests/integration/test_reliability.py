@@ -359,3 +359,22 @@ async def test_volume_data_backups_and_scratch_are_root_only(
     host = storage.runtimes.host
     for private in (sim.array.data.root, sim.state_dir, host.backups, host.scratch):
         assert private.stat().st_mode & 0o777 == 0o700, private
+
+
+async def test_start_up_finishes_a_grow_cut_short(make_storage: StorageFactory) -> None:
+    """The array grew, then the daemon died before the filesystem and the row did: the
+    next start grows the filesystem to the array's size and records it."""
+    storage = await make_storage()
+    await storage.volumes.create("pf", "fs")
+    volumes = await volumes_of(storage)
+    array_id = (await storage.volumes.record("pf", "fs")).array_id
+    assert array_id
+    await volumes.client.set_volume_size(array_id, 16 * GIB)
+    assert await storage.volumes.recover("pf") == 1
+    assert (await storage.volumes.record("pf", "fs")).config["size"] == "16GiB"
+    path = await storage.volumes.mount("pf", "fs")
+    try:
+        stats = os.statvfs(path)
+        assert stats.f_blocks * stats.f_frsize > 12 * GIB
+    finally:
+        await storage.volumes.unmount("pf", "fs")

@@ -39,6 +39,7 @@ from pathlib import Path
 import msgspec
 
 from ..driver.errors import InvalidRequest
+from ..driver.naming import Content
 from ..driver.units import format_size, parse_size
 from ..host.fs import Filesystems, mounted_under
 from ..powerflex import Volume as ArrayVolume
@@ -46,7 +47,7 @@ from ..state import Database
 from ..state import store as st
 from .journal import Entry
 from .pools import PoolService
-from .recovery import clear_scratch_entry, recover_volume
+from .recovery import clear_scratch_entry, finish_grow, recover_volume
 from .rules import lock_name
 from .runtime import PoolRuntime
 from .specs import array_names
@@ -266,7 +267,7 @@ async def _rows(
             continue
         records: list[st.Volume | st.Snapshot] = [vol, *snaps]
         for record in records:
-            await _array_of(runtime, vol, record, listed, report)
+            await _array_of(ctx, runtime, pool_name, vol, record, listed, report, repair)
 
 
 async def _interrupted(
@@ -302,11 +303,14 @@ async def _interrupted(
 
 
 async def _array_of(
+    ctx: CheckContext,
     runtime: PoolRuntime,
+    pool_name: str,
     vol: st.Volume,
     record: st.Volume | st.Snapshot,
     listed: dict[str, ArrayVolume],
     report: Report,
+    repair: bool,
 ) -> None:
     """A record at rest: its array volumes exist, with the recorded size."""
     for array_id in (i for i in (record.array_id, record.fs_array_id) if i):
@@ -326,18 +330,30 @@ async def _array_of(
         size = record.config.get("size")
         if found is None or array_id != record.array_id or not size:
             continue  # listed after the first read, or a VM's filesystem twin
-        if parse_size(size) != found.size_bytes:
-            report.findings.append(
-                Finding(
-                    kind=Kind.SIZE,
-                    subject=_label(vol, record),
-                    meaning=f"recorded as {format_size(parse_size(size))} but the array "
-                    f"volume {found.name} has {format_size(found.size_bytes)}",
-                    action="if the array is larger, a grow was cut short: set the size "
-                    f"again (size={format_size(found.size_bytes)}) to finish it",
-                    repairable=False,
+        if parse_size(size) == found.size_bytes:
+            continue
+        grown = (
+            record is vol
+            and vol.content_type != Content.ISO
+            and found.size_bytes > parse_size(size)
+        )
+        finding = Finding(
+            kind=Kind.SIZE,
+            subject=_label(vol, record),
+            meaning=f"recorded as {format_size(parse_size(size))} but the array volume "
+            f"{found.name} has {format_size(found.size_bytes)}"
+            + (": a grow cut short after the array grew" if grown else ""),
+            action="repair grows the filesystem to the array's size and records it"
+            if grown
+            else "nothing automatic: the array volume was changed outside lxflex",
+            repairable=grown,
+        )
+        report.findings.append(finding)
+        if grown and repair:
+            async with ctx.lock(pool_name, vol.project, lock_name(vol.type, vol.name)):
+                await _attempt(
+                    finding, functools.partial(finish_grow, ctx.db, runtime, vol, found.size_bytes)
                 )
-            )
 
 
 async def _journal(

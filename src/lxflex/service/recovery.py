@@ -10,6 +10,8 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 from ..driver.instances import InstanceIds
+from ..driver.naming import Content
+from ..driver.units import format_size, parse_size
 from ..host.fs import Filesystems, mounted_under
 from ..state import Database
 from ..state import store as st
@@ -18,7 +20,13 @@ from .rules import lock_name
 from .runtime import PoolRuntime
 from .specs import array_names, spec_of
 
-__all__ = ["clear_scratch_entry", "recover_pool", "recover_volume", "sweep_scratch"]
+__all__ = [
+    "clear_scratch_entry",
+    "finish_grow",
+    "recover_pool",
+    "recover_volume",
+    "sweep_scratch",
+]
 
 log = logging.getLogger("lxflex.service")
 
@@ -29,7 +37,8 @@ async def recover_pool(db: Database, pools: PoolService, lock: Lock, pool_name: 
     """At start, before serving: finish the pool's journal (array objects made without a
     row, leftovers of failed cleanups); undo creates and finish deletes that a crash cut
     short (rows left ``creating`` or ``deleting``; a VM left ``restoring`` is put back),
-    each under its volume's ``lock``, finding what they made by name; then unmap this
+    each under its volume's ``lock``, finding what they made by name; finish grows cut
+    short after the array grew (filesystem and row follow the array); then unmap this
     host's mappings of the pool's volumes that nothing uses. Return the repairs made."""
     pool = await pools.record(pool_name)
     runtime = await pools.runtime(pool)
@@ -46,6 +55,17 @@ async def recover_pool(db: Database, pools: PoolService, lock: Lock, pool_name: 
     for vol in pending:
         async with lock(pool_name, vol.project, lock_name(vol.type, vol.name)):
             repaired += await recover_volume(db, runtime, vol, snaps.get(vol.id, []))
+    listed = {v.id: v.size_bytes for v in await runtime.volumes.listed()}
+    for vol in vols:
+        if vol.status == "created" and _grown(vol, listed):
+            async with lock(pool_name, vol.project, lock_name(vol.type, vol.name)):
+                try:
+                    await finish_grow(db, runtime, vol, listed[vol.array_id or ""])
+                    repaired += 1
+                except Exception as exc:
+                    log.warning(
+                        "pool %s: cannot finish the grow of %s: %s", pool_name, vol.name, exc
+                    )
     records: list[st.Volume | st.Snapshot] = [*vols]
     records.extend(s for group in snaps.values() for s in group)
     ours = {i for r in records for i in (r.array_id, r.fs_array_id) if i}
@@ -61,6 +81,24 @@ async def recover_pool(db: Database, pools: PoolService, lock: Lock, pool_name: 
             len(unmapped),
         )
     return repaired
+
+
+def _grown(vol: st.Volume, sizes: dict[str, int]) -> bool:
+    """Whether the array volume is larger than its row says: a grow cut short after the
+    array grew (an ISO never grows)."""
+    size = vol.config.get("size")
+    if not vol.array_id or not size or vol.content_type == Content.ISO:
+        return False
+    return sizes.get(vol.array_id, 0) > parse_size(size)
+
+
+async def finish_grow(db: Database, runtime: PoolRuntime, vol: st.Volume, size: int) -> None:
+    """Finish a grow cut short after the array grew: grow the filesystem (or move a
+    virtual machine disk's GPT backup header) to the array's ``size``, and record it."""
+    spec = spec_of(vol.content_type, vol.config, vol.type)
+    grown = await runtime.volumes.resize(spec, vol.array_id or "", size)
+    async with db.write() as conn:
+        await st.update_volume(conn, vol.id, config={**vol.config, "size": format_size(grown)})
 
 
 async def sweep_scratch(fs: Filesystems, scratch: Path) -> int:
