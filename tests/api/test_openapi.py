@@ -5,6 +5,7 @@ outside LXD's envelopes, and no secret in any answer."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,7 +67,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         session.trust_env = False  # no CA bundle from the environment over verify=False
         session.cert = (str(crt), str(key))
         session.verify = False
+        classes: Counter[str] = Counter()
+
+        def count(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+            classes[f"{response.status_code // 100}xx"] += 1
+
+        session.hooks["response"].append(count)
         yield Served(f"https://{address}", session)
+        print(f"openapi fuzz: {sum(classes.values())} requests, {dict(sorted(classes.items()))}")
 
 
 def _envelope(ctx: Any, response: Any, case: Any) -> bool | None:

@@ -295,3 +295,26 @@ async def test_vm_pair_on_powerflex_4(make_storage: StorageFactory) -> None:
     assert _names(snap, VolumeType.VIRTUAL_MACHINE, snapshot=True) <= set(_array(storage))
     await storage.instances.delete("pf", VM, "vm1")
     assert _leftovers(storage) == {"volumes": [], "mapped": []}
+
+
+async def test_a_copy_of_a_grown_instance_gives_each_snapshot_its_size(storage: Storage) -> None:
+    """Snapshot, grow, copy: the copy's snapshot has the old size, the copy the new, and
+    a copy of the copy from that snapshot works."""
+    await storage.instances.create("pf", VM, "vm1")
+    await _root_io(storage, "vm1", ROOT_DATA)
+    await storage.instances.snapshot("pf", VM, "vm1", "s1")
+    await storage.instances.resize("pf", VM, "vm1", "2GiB")
+    await storage.instances.copy("pf", VM, "vm1", "vm2")
+    array = storage.sim.array.volumes  # type: ignore[attr-defined]
+    copied = await storage.instances.record("pf", VM, "vm2")
+    snap = await storage.instances.snapshot_record("pf", VM, "vm2", "s1")
+    assert copied.array_id
+    assert snap.array_id
+    assert array[copied.array_id].size_kb * 1024 == 2 * GIB
+    assert array[snap.array_id].size_kb * 1024 == GIB
+    assert snap.config["size"] == "1GiB"
+    await storage.instances.restore("pf", VM, "vm2", "s1")
+    assert await _root_io(storage, "vm2") == ROOT_DATA
+    for name in ("vm2", "vm1"):
+        await storage.instances.delete("pf", VM, name)
+    assert _leftovers(storage) == {"volumes": [], "mapped": []}

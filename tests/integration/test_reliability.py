@@ -52,6 +52,17 @@ async def _journal(storage: Storage) -> list[tuple[str, str | None]]:
     return [(e.kind, e.array_id or e.name) for e in await storage.pools.journal.entries()]
 
 
+async def _filesystem_size(storage: Storage, name: str) -> int:
+    """The size of a filesystem volume's filesystem, mounted for the look."""
+    path = await storage.volumes.mount("pf", name)
+    try:
+        stats = os.statvfs(path)
+        return stats.f_blocks * stats.f_frsize
+    finally:
+        await storage.volumes.unmount("pf", name)
+        assert not Path(path).is_mount()
+
+
 async def _repair(storage: Storage) -> None:
     pool = await storage.pools.record("pf")
     await storage.pools.journal.repair(pool.id, await volumes_of(storage))
@@ -185,13 +196,7 @@ async def test_a_failed_filesystem_grow_converges_on_retry(
     assert (await storage.volumes.record("pf", "fs")).config["size"] == "8GiB"
     await storage.volumes.update("pf", "fs", {"size": "16GiB"})
     assert (await storage.volumes.record("pf", "fs")).config["size"] == "16GiB"
-    path = await storage.volumes.mount("pf", "fs")
-    try:
-        stats = os.statvfs(path)
-        assert stats.f_blocks * stats.f_frsize > 12 * GIB
-    finally:
-        await storage.volumes.unmount("pf", "fs")
-    assert not Path(path).is_mount()
+    assert await _filesystem_size(storage, "fs") > 12 * GIB
 
 
 async def test_start_up_repairs_what_a_crash_left(
@@ -372,9 +377,4 @@ async def test_start_up_finishes_a_grow_cut_short(make_storage: StorageFactory) 
     await volumes.client.set_volume_size(array_id, 16 * GIB)
     assert await storage.volumes.recover("pf") == 1
     assert (await storage.volumes.record("pf", "fs")).config["size"] == "16GiB"
-    path = await storage.volumes.mount("pf", "fs")
-    try:
-        stats = os.statvfs(path)
-        assert stats.f_blocks * stats.f_frsize > 12 * GIB
-    finally:
-        await storage.volumes.unmount("pf", "fs")
+    assert await _filesystem_size(storage, "fs") > 12 * GIB

@@ -254,11 +254,21 @@ class InstanceVolumes:
         snapshots: Sequence[InstanceIds] = (),
         snapshot_uuids: Sequence[uuid.UUID] = (),
         progress: Progress | None = None,
+        snapshot_sizes: Sequence[int] = (),
     ) -> InstanceCopy:
         """Copy the volume (and ``snapshots``, oldest first, named after
-        ``snapshot_uuids``) into a new one; a failure leaves no part of the copy."""
+        ``snapshot_uuids``, each of its size in ``snapshot_sizes``) into a new one; a
+        failure leaves no part of the copy. A virtual machine's filesystem twin never
+        grows: its snapshots all have its size."""
         roots = await self.volumes.copy(
-            CopyPlan(source, ids.root, target, [s.root for s in snapshots], list(snapshot_uuids)),
+            CopyPlan(
+                source,
+                ids.root,
+                target,
+                [s.root for s in snapshots],
+                list(snapshot_uuids),
+                list(snapshot_sizes),
+            ),
             progress,
         )
         if ids.fs is None:

@@ -413,6 +413,7 @@ class InstanceService:
                     [_ids(s) for s in snaps],
                     uuids,
                     progress,
+                    [parse_size(s.config["size"]) for s in snaps],
                 )
                 return result.ids, result.snapshots
 
