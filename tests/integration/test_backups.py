@@ -10,6 +10,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lxflex.driver.errors import Conflict, InvalidRequest, NotFound
 from lxflex.service import Storage
@@ -65,7 +66,11 @@ async def test_block_volume_round_trip_with_snapshots(make_storage: StorageFacto
     assert oct(tarball.stat().st_mode & 0o777) == "0o600"
     with tarfile.open(tarball) as tar:
         names = tar.getnames()
+        index = yaml.safe_load(tar.extractfile("backup/index.yaml").read())  # type: ignore[union-attr]
     assert names[:1] == ["backup"] or "backup/index.yaml" in names
+    # LXD needs a time here, not null (its import crashes on null): the zero time.
+    expiries = [s["expires_at"] for s in index["config"]["volume_snapshots"]]
+    assert expiries == ["0001-01-01T00:00:00Z"] * 2
     assert {"backup/volume.img", "backup/volume-snapshots/s0.img"} <= set(names)
     assert len(_array_volumes(storage)) == 3  # the temporary snapshot is gone again
 

@@ -93,14 +93,19 @@ def volume_etag(view: VolumeView) -> str:
     return etag(view.name, view.type, view.config)
 
 
-def snapshot(snap: Snapshot, content_type: str) -> dict[str, Any]:
+def snapshot(snap: Snapshot, content_type: str, *, listed: bool = False) -> dict[str, Any]:
+    """A snapshot; no expiry is the zero time, but ``null`` in a recursive listing, as
+    LXD 5.0.2 answers (``lxc storage volume info`` reads the listing)."""
+    expires: str | None = rfc3339(snap.expires_at)
+    if listed and snap.expires_at is None:
+        expires = None
     return {
         "name": snap.name,
         "description": snap.description,
         "config": dict(snap.config),
         "content_type": content_type,
         "created_at": rfc3339(snap.created_at),
-        "expires_at": rfc3339(snap.expires_at),
+        "expires_at": expires,
     }
 
 

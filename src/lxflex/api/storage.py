@@ -347,7 +347,7 @@ async def snapshots_get(request: web.Request) -> web.Response:
         return sync(
             [render.snapshot_url(pool, name, s.name, project) for s in view.snapshot_records]
         )
-    return sync([render.snapshot(s, view.content_type) for s in view.snapshot_records])
+    return sync([render.snapshot(s, view.content_type, listed=True) for s in view.snapshot_records])
 
 
 async def snapshots_post(request: web.Request) -> web.Response:

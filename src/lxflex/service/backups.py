@@ -43,6 +43,9 @@ DEFAULT_COMPRESSION = "gzip"
 _RESTORED_KEYS = ("size", "block.type", "block.filesystem", "block.mount_options")
 
 
+ZERO_TIME = "0001-01-01T00:00:00Z"  # Go's zero time: what LXD writes for "none"
+
+
 def _time(value: datetime.datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
@@ -402,7 +405,8 @@ def _index(pool: st.Pool, vol: st.Volume, snaps: list[st.Snapshot]) -> bytes:
                     "config": dict(s.config),
                     "content_type": vol.content_type,
                     "created_at": _time(s.created_at),
-                    "expires_at": _time(s.expires_at),
+                    # LXD reads a time here, never null: the zero time is "no expiry".
+                    "expires_at": _time(s.expires_at) or ZERO_TIME,
                 }
                 for s in snaps
             ],
