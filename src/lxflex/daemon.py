@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import gc
 import grp
 import logging
@@ -11,6 +12,7 @@ import os
 import secrets
 import signal
 import socket
+import time
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -126,6 +128,25 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+async def every_minute(storage: Storage) -> None:
+    """Scheduled snapshots and snapshot expiry, just after the start of each minute."""
+    while True:
+        await asyncio.sleep(60.5 - time.time() % 60)
+        try:
+            taken, removed = await storage.volumes.scheduled(datetime.datetime.now(datetime.UTC))
+        except Exception:
+            log.exception("the scheduled snapshot pass failed")
+            continue
+        if taken or removed:
+            log.info("scheduled: %d snapshot(s) taken, %d expired removed", taken, removed)
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def serve(
     state_dir: Path,
     *,
@@ -147,6 +168,7 @@ async def serve(
         except DatabaseBusy as exc:
             raise click.ClickException(str(exc)) from None
         await storage.recover()
+        stack.push_async_callback(_cancelled, asyncio.create_task(every_minute(storage)))
         app = build_app(storage, state_dir=state_dir, https_address=https_address)
         await asyncio.to_thread(servercert.ensure, state_dir)  # /1.0 shows it from the start
         runner = web.AppRunner(app, access_log=None, handle_signals=False)

@@ -20,10 +20,12 @@ from .units import GIB, parse_size
 
 __all__ = [
     "POOL_KEYS",
+    "SCHEDULE_ALIASES",
     "VOLUME_KEYS",
     "ConfigError",
     "Key",
     "bool_value",
+    "schedule_parts",
     "validate_pool_config",
     "validate_volume_config",
 ]
@@ -135,6 +137,30 @@ def _expiry(value: str) -> None:
 def _pattern(value: str) -> None:
     if "/" in value or not value.strip():
         raise ValueError("must be a snapshot name pattern without slashes, like snap%d")
+    if "{{" in value or "{%" in value:
+        raise ValueError("templates are not supported: use %d for a counter, like snap%d")
+
+
+SCHEDULE_ALIASES = ("@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@annually", "@yearly")
+
+
+def schedule_parts(value: str) -> list[str]:
+    """The triggers of a ``snapshots.schedule``: one cron expression, or aliases joined
+    by ", " (a bare comma belongs to cron, as in LXD)."""
+    return [part.strip().lower() for part in value.split(", ") if part.strip()]
+
+
+def _schedule(value: str) -> None:
+    from croniter import croniter  # loaded only by configs that schedule
+
+    for part in schedule_parts(value):
+        if part in SCHEDULE_ALIASES:
+            continue
+        if len(part.split()) != 5 or not croniter.is_valid(part):
+            raise ValueError(
+                f"{part!r} is not a schedule: a cron expression (minute hour day month "
+                f"weekday) or aliases joined by ', ' ({', '.join(SCHEDULE_ALIASES)})"
+            )
 
 
 @dataclass(frozen=True)
@@ -216,6 +242,9 @@ POOL_KEYS: dict[str, Key] = {
     "volume.snapshots.pattern": Key(
         "snap%d", _pattern, "Default snapshots.pattern of new volumes."
     ),
+    "volume.snapshots.schedule": Key("", _schedule, "Default snapshots.schedule of new volumes."),
+    "volume.security.shifted": Key("", _bool, "Default security.shifted of new volumes."),
+    "volume.security.unmapped": Key("", _bool, "Default security.unmapped of new volumes."),
     "volatile.powerflex.version": Key(
         None,
         _read_only,
@@ -242,6 +271,30 @@ VOLUME_KEYS: dict[str, Key] = {
         why_not_live="the filesystem is made at creation",
     ),
     "block.mount_options": Key(None, lambda v: None, "Mount options of a filesystem volume."),
+    "snapshots.expiry": Key(
+        None, _expiry, "How long a new snapshot lives (3d, 2w, 1m, 6H; joined by spaces)."
+    ),
+    "snapshots.pattern": Key(
+        None, _pattern, "Name of snapshots taken without a name; %d counts up from 0."
+    ),
+    "snapshots.schedule": Key(
+        None,
+        _schedule,
+        "When lxflexd snapshots the volume by itself: a cron expression or @hourly, @daily, "
+        "... joined by ', '.",
+    ),
+    "security.shifted": Key(
+        None,
+        _bool,
+        "Kept for attaching the volume to an instance with shifted ownership; no effect on "
+        "the volume itself.",
+    ),
+    "security.unmapped": Key(
+        None,
+        _bool,
+        "Kept for attaching the volume to an instance without ID mapping; no effect on the "
+        "volume itself.",
+    ),
     "volatile.uuid": Key(
         None,
         lambda v: None,

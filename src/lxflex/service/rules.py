@@ -10,13 +10,26 @@ import unicodedata
 import uuid
 from collections.abc import Mapping
 
-from ..driver.config import ConfigError, validate_volume_config
+from ..driver.config import (
+    SCHEDULE_ALIASES,
+    VOLUME_KEYS,
+    ConfigError,
+    schedule_parts,
+    validate_volume_config,
+)
 from ..driver.errors import InvalidRequest
 from ..driver.naming import Content
 from ..driver.units import format_size, parse_size, round_up
 from ..state import store as st
 
-__all__ = ["add_expiry", "check_name", "fill_config", "lock_name", "next_name"]
+__all__ = [
+    "add_expiry",
+    "check_name",
+    "fill_config",
+    "lock_name",
+    "next_name",
+    "schedule_due",
+]
 
 
 # Names become parts of file names (mount points, ``.NAME.partial`` tarballs): room left.
@@ -59,6 +72,28 @@ def next_name(pattern: str, taken: set[str]) -> str:
 _AMOUNT = re.compile(r"(\d+)([MHdwmy])")
 
 
+_ALIAS_CRON = {
+    "@hourly": "0 * * * *",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@weekly": "0 0 * * 0",
+    "@monthly": "0 0 1 * *",
+    "@annually": "0 0 1 1 *",
+    "@yearly": "0 0 1 1 *",
+}
+assert set(_ALIAS_CRON) == set(SCHEDULE_ALIASES)  # noqa: S101 - the two tables agree
+
+
+def schedule_due(schedule: str, now: datetime.datetime) -> bool:
+    """Whether a (valid) ``snapshots.schedule`` fires in the minute of ``now`` (UTC)."""
+    from croniter import croniter  # loaded only when something is scheduled
+
+    minute = now.astimezone(datetime.UTC).replace(second=0, microsecond=0)
+    return any(
+        croniter.match(_ALIAS_CRON.get(part, part), minute) for part in schedule_parts(schedule)
+    )
+
+
 def add_expiry(start: datetime.datetime, expiry: str) -> datetime.datetime:
     """``start`` plus an LXD expiry such as ``3d`` or ``1m 2w`` (months and years are
     calendar months and years)."""
@@ -99,9 +134,9 @@ def fill_config(
         )
     elif "block.filesystem" in filled or "block.mount_options" in filled:
         raise ConfigError("block.filesystem", f"applies to filesystem volumes, not {content}")
-    for key in ("snapshots.expiry", "snapshots.pattern"):
+    for key in VOLUME_KEYS:  # the pool's other volume.* defaults (block.* and size: above)
         inherited = pool.config.get(f"volume.{key}")
-        if inherited:
+        if inherited and key.startswith(("snapshots.", "security.")):
             filled.setdefault(key, inherited)
     filled["volatile.uuid"] = str(uuid.uuid4())
     return filled
