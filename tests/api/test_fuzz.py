@@ -95,7 +95,8 @@ async def env(no_leaked_loops: None, tmp_path: Path) -> AsyncIterator[tuple[Embe
 
 
 def _check(env: Embedded, status: int, text: str) -> None:
-    assert status < 500, text
+    # 501 "not implemented" is LXD's answer to a method a path does not take, not a fault.
+    assert status < 500 or (status == 501 and "not implemented" in text), text
     doc = json.loads(text)
     assert doc["type"] in ("sync", "async", "error"), text
     assert env.password not in text

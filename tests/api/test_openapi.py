@@ -17,7 +17,6 @@ import requests
 import schemathesis
 import yaml
 from hypothesis import HealthCheck, settings
-from schemathesis.checks import not_a_server_error
 
 import lxflex.api
 from lxflex.api.server import build_app
@@ -70,11 +69,21 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         classes: Counter[str] = Counter()
 
         def count(response: requests.Response, *args: Any, **kwargs: Any) -> None:
-            classes[f"{response.status_code // 100}xx"] += 1
+            code = response.status_code
+            classes["501 (method not taken)" if code == 501 else f"{code // 100}xx"] += 1
 
         session.hooks["response"].append(count)
         yield Served(f"https://{address}", session)
         print(f"openapi fuzz: {sum(classes.values())} requests, {dict(sorted(classes.items()))}")
+
+
+def _no_server_error(ctx: Any, response: Any, case: Any) -> bool | None:
+    """No 5xx, but LXD's 501 "not implemented" for a method a path does not take (what
+    schemathesis tries with TRACE and the like): that is LXD's answer, not a fault."""
+    if response.status_code == 501 and b"not implemented" in response.content:
+        return None
+    assert response.status_code < 500, f"{response.status_code} to {case.method} {case.path}"
+    return None
 
 
 def _envelope(ctx: Any, response: Any, case: Any) -> bool | None:
@@ -84,6 +93,9 @@ def _envelope(ctx: Any, response: Any, case: Any) -> bool | None:
     for secret in SECRETS:
         assert secret not in text, f"a secret in the answer to {case.method} {case.path}"
     if case.path.endswith("/export") and response.status_code == 200:
+        return None
+    if response.request.method == "OPTIONS" and response.status_code == 200:
+        assert response.content == b""  # LXD's empty answer
         return None
     doc = json.loads(text)
     assert doc["type"] in ("sync", "async", "error"), doc
@@ -103,4 +115,4 @@ def _envelope(ctx: Any, response: Any, case: Any) -> bool | None:
 )
 def test_no_server_errors(case: Any, served: Served) -> None:
     response = case.call(base_url=served.url, session=served.session, timeout=120, verify=False)
-    case.validate_response(response, checks=[not_a_server_error, _envelope])
+    case.validate_response(response, checks=[_no_server_error, _envelope])

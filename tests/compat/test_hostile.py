@@ -86,6 +86,43 @@ def test_bad_snapshot_and_backup_names(daemon: Daemon) -> None:
             assert "control characters" in answer["error"]
 
 
+def test_snapshot_names_are_refused_at_once(daemon: Daemon) -> None:
+    """As LXD: a bad snapshot name is a 400 and a taken one a 409, not an operation that
+    fails later."""
+    _send(daemon, "POST", VOLUMES, json.dumps({"name": "snapped", "type": "custom"}).encode())
+    snapshots = f"{VOLUMES}/snapped/snapshots"
+    _refused(daemon, "POST", snapshots, {"name": "a b"}, 400, "spaces")
+    code, answer = _send(daemon, "POST", snapshots, json.dumps({"name": "s0"}).encode())
+    assert code == 202
+    _send(daemon, "GET", f"{answer['operation']}/wait?timeout=60")
+    _refused(daemon, "POST", snapshots, {"name": "s0"}, 409, "already exists")
+
+
+def test_lxd_status_codes(daemon: Daemon) -> None:
+    """A method a path lacks is LXD's 501, OPTIONS an empty 200, a recursion that is no
+    number counts as 0, a pool in use is a 400."""
+    _refused(daemon, "PATCH", "/1.0/operations", {}, 501, "not implemented")
+    conn = _UnixConnection(str(daemon.socket))
+    try:
+        conn.request("OPTIONS", "/1.0")
+        response = conn.getresponse()
+        assert (response.status, response.read()) == (200, b"")
+    finally:
+        conn.close()
+    code, answer = _send(daemon, "GET", "/1.0/storage-pools?recursion=abc")
+    assert (code, answer["metadata"]) == (200, [f"/1.0/storage-pools/{POOL}"])
+    _send(daemon, "POST", VOLUMES, json.dumps({"name": "keeps-pool", "type": "custom"}).encode())
+    _refused(daemon, "DELETE", f"/1.0/storage-pools/{POOL}", b"", 400, "in use")
+
+
+def test_size_zero_is_the_default_size(daemon: Daemon) -> None:
+    doc = {"name": "zero", "type": "custom", "config": {"size": "0"}}
+    code, answer = _send(daemon, "POST", VOLUMES, json.dumps(doc).encode())
+    assert code in (200, 201), answer
+    code, answer = _send(daemon, "GET", f"{VOLUMES}/zero")
+    assert answer["metadata"]["config"]["size"] == "8GiB"
+
+
 def test_non_ascii_pool_name(daemon: Daemon) -> None:
     _refused(
         daemon, "POST", "/1.0/storage-pools", {"name": "пул", "driver": "powerflex"}, 400, "ASCII"

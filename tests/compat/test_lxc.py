@@ -262,3 +262,16 @@ def test_backups_api(daemon: Daemon) -> None:
     daemon.lxc("query", "-X", "DELETE", "--wait", f"{base}/bapi2/backups/foo2")
     assert json.loads(daemon.lxc("query", f"{base}/bapi2/backups").stdout) == []
     daemon.lxc("storage", "volume", "delete", POOL, "bapi2")
+
+
+def test_unset_brings_the_default_back(daemon: Daemon) -> None:
+    daemon.lxc("storage", "volume", "create", POOL, "opts")
+    daemon.lxc("storage", "volume", "set", POOL, "opts", "block.mount_options=noatime")
+    assert daemon.lxc("storage", "volume", "get", POOL, "opts", "block.mount_options").stdout == (
+        "noatime\n"
+    )
+    daemon.lxc("storage", "volume", "unset", POOL, "opts", "block.mount_options")
+    assert daemon.lxc("storage", "volume", "get", POOL, "opts", "block.mount_options").stdout == (
+        "discard\n"
+    )
+    daemon.lxc("storage", "volume", "delete", POOL, "opts")

@@ -107,7 +107,7 @@ async def test_pool_create_show_resources_delete(stack: Stack, password: str) ->
     with pytest.raises(Conflict):
         await stack.pools.create("pf", "powerflex", stack.config)
     await stack.volumes.create("pf", "v1", content_type="block")
-    with pytest.raises(Conflict, match="still has 1 volume"):
+    with pytest.raises(InvalidRequest, match="in use: it still has 1 volume"):
         await stack.pools.delete("pf")
     with pytest.raises(InvalidRequest, match="cannot be changed"):
         await stack.pools.update("pf", {**stack.config, "powerflex.pool": "sp2"})

@@ -26,10 +26,11 @@ def project_of(request: web.Request) -> str:
 
 
 def recursion_of(request: web.Request) -> int:
+    """``?recursion=``: 0, 1 or 2; anything that is not a number counts as 0, as in LXD."""
     try:
         return int(request.query.get("recursion", "0"))
     except ValueError:
-        raise ApiError(400, "recursion must be 0, 1 or 2") from None
+        return 0
 
 
 def custom_only(request: web.Request) -> None:

@@ -86,13 +86,15 @@ def _status(exc: BaseException) -> int:
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.method == "OPTIONS":
+        return web.Response(status=200)  # as LXD: an empty 200 on any path (CORS preflight)
     try:
         return await handler(request)
     except web.HTTPException as exc:
         if exc.status == 404 and exc.reason == "Not Found":
             return error(404, "not found")
         if exc.status == 405:
-            return error(405, "method not allowed")
+            return error(501, "not implemented")  # LXD's answer to a method a path lacks
         if exc.status == 413:
             return error(413, "request body too large")
         if exc.status >= 400:  # every error a client sees is an LXD envelope

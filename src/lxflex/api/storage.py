@@ -353,9 +353,12 @@ async def snapshots_get(request: web.Request) -> web.Response:
 async def snapshots_post(request: web.Request) -> web.Response:
     pool, name, project = _volume_key(request)
     storage = storage_of(request)
-    await storage.volumes.get(pool, name, project=project)
     doc = await json_body(request)
     snap_name = str_of(doc, "name")
+    if snap_name:  # a bad or taken name is refused now, not in the operation (as LXD)
+        await storage.volumes.check_snapshot(pool, name, snap_name, project=project)
+    else:
+        await storage.volumes.get(pool, name, project=project)
     expires: Any = "default"
     if "expires_at" in doc and doc["expires_at"] is not None:
         expires = parse_time(doc["expires_at"], "expires_at")

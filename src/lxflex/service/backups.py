@@ -431,6 +431,12 @@ def _read_index(raw: bytes) -> dict[str, Any]:
         raise InvalidRequest("backup/index.yaml is missing or not a mapping")
     if doc.get("type", "custom") != "custom":
         raise InvalidRequest(f"this is a backup of a {doc.get('type')}, not of a custom volume")
+    if doc.get("optimized"):
+        raise InvalidRequest(
+            f"this is an optimized backup of a {doc.get('backend') or 'another'} pool, in "
+            "that driver's own format: lxflex imports portable backups only (export it "
+            "again without --optimized-storage)"
+        )
     return doc
 
 

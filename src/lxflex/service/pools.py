@@ -183,8 +183,10 @@ class PoolService:
         try:
             async with self.db.write() as conn:
                 count = await st.count_volumes(conn, pool.id)
-                if count:
-                    raise Conflict(f"storage pool {name!r} still has {count} volume(s)")
+                if count:  # LXD answers 400 "The storage pool is currently in use"
+                    raise InvalidRequest(
+                        f"storage pool {name!r} is in use: it still has {count} volume(s)"
+                    )
                 left = await jn.count_entries(conn, pool.id)
                 if left:
                     raise Conflict(

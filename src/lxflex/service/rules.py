@@ -115,12 +115,21 @@ def add_expiry(start: datetime.datetime, expiry: str) -> datetime.datetime:
     return result
 
 
+def _zero(size: str | None) -> bool:
+    try:
+        return size is not None and parse_size(size) == 0
+    except ValueError:
+        return False  # the validation says what is wrong with it
+
+
 def fill_config(
     pool: st.Pool, content: str, config: Mapping[str, str], step: int
 ) -> dict[str, str]:
     """A new volume's config: the given keys (validated; empty ones dropped), the pool's
     defaults for the rest, the size rounded up to the array's ``step``, a new UUID."""
     filled = {k: v for k, v in config.items() if v != ""}
+    if _zero(filled.get("size")):
+        del filled["size"]  # LXD: size 0 is "no limit", which is the default size here
     validate_volume_config(filled)
     if "volatile.uuid" in filled:
         raise ConfigError("volatile.uuid", "is set by lxflex")

@@ -270,8 +270,9 @@ class VolumeService:
                 if key in vol.config:
                     new[key] = vol.config[key]
             new.setdefault("size", vol.config["size"])
-            if vol.content_type == Content.FILESYSTEM:
-                new.setdefault("block.mount_options", vol.config.get("block.mount_options", ""))
+            if vol.content_type == Content.FILESYSTEM:  # unset: the pool's default again
+                default = pool.config.get("volume.block.mount_options") or "discard"
+                new.setdefault("block.mount_options", default)
             if parse_size(new["size"]) != parse_size(vol.config["size"]):
                 if vol.content_type == Content.ISO:
                     raise InvalidRequest("an ISO volume is read-only: its size cannot change")
@@ -380,6 +381,19 @@ class VolumeService:
 
     # --- snapshots --------------------------------------------------------------------
 
+    async def check_snapshot(
+        self, pool_name: str, name: str, snapshot: str, *, project: str = "default"
+    ) -> None:
+        """Refuse at once what :meth:`snapshot` would refuse of this name, as LXD answers
+        before any work: a bad name, a name taken (Conflict), a volume that takes none."""
+        check_name(snapshot)
+        _, vol = await self._load(pool_name, project, name)
+        _snapshottable(vol)
+        async with self.db.read() as conn:
+            taken = {s.name for s in await st.list_snapshots(conn, vol.id)}
+        if snapshot in taken:
+            raise Conflict(f"snapshot {snapshot!r} of {name!r} already exists")
+
     async def snapshot(
         self,
         pool_name: str,
@@ -398,8 +412,7 @@ class VolumeService:
         """
         async with self._locked(pool_name, project, name):
             pool, vol = await self._load(pool_name, project, name)
-            if vol.content_type == Content.ISO:
-                raise InvalidRequest("an ISO volume is read-only: it has no snapshots")
+            _snapshottable(vol)
             runtime = await self.pools.runtime(pool)
             if not snapshot:  # the next free name of the volume's pattern
                 async with self.db.read() as conn:
@@ -643,3 +656,8 @@ class VolumeService:
         )
         await self.delete(pool_name, name, project=project)
         return view
+
+
+def _snapshottable(vol: st.Volume) -> None:
+    if vol.content_type == Content.ISO:
+        raise InvalidRequest("an ISO volume is read-only: it has no snapshots")

@@ -46,6 +46,7 @@ def test_an_lxd_index() -> None:
         (b"- a list", "not a mapping"),
         (b"{type: container, name: c1}", "not of a custom volume"),
         (b"name: [unclosed", "not valid YAML"),
+        (b"{name: v, backend: btrfs, optimized: true}", "optimized backup of a btrfs pool"),
     ],
 )
 def test_bad_indexes(raw: bytes, message: str) -> None:
