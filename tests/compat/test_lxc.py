@@ -5,9 +5,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
 import tarfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -275,3 +280,101 @@ def test_unset_brings_the_default_back(daemon: Daemon) -> None:
         "discard\n"
     )
     daemon.lxc("storage", "volume", "delete", POOL, "opts")
+
+
+class _Monitor:
+    """``lxc monitor --format=json`` in the background, its events collected as they come."""
+
+    def __init__(self, d: Daemon, kind: str) -> None:
+        self.proc = subprocess.Popen(
+            ["lxc", "monitor", f"--type={kind}", "--format=json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=d.env(),
+        )
+        self.events: list[dict[str, Any]] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        block: list[str] = []
+        for line in self.proc.stdout:
+            if line.strip():
+                block.append(line)
+            elif block:
+                self.events.append(json.loads("".join(block)))
+                block = []
+
+    def stop(self) -> list[dict[str, Any]]:
+        time.sleep(0.5)  # the last events on their way
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(timeout=30)
+        self._reader.join(timeout=30)
+        return self.events
+
+
+def _listening(d: Daemon, monitor: _Monitor) -> None:
+    """Wait until the monitor receives events: poke a volume until one arrives."""
+    d.lxc("storage", "volume", "create", POOL, "probe")
+    deadline = time.monotonic() + 30
+    n = 0
+    while not monitor.events:
+        assert time.monotonic() < deadline, "lxc monitor received nothing"
+        d.lxc("storage", "volume", "set", POOL, "probe", f"user.n={n}")
+        n += 1
+        time.sleep(0.2)
+    d.lxc("storage", "volume", "delete", POOL, "probe")
+    time.sleep(0.3)
+    monitor.events.clear()
+
+
+def test_lifecycle_and_logging_events(daemon: Daemon, tmp_path: Path) -> None:
+    """``lxc monitor`` sees LXD's lifecycle events, in LXD's order and shape, and the
+    daemon's log as logging events."""
+    logging_ = _Monitor(daemon, "logging")
+    lifecycle = _Monitor(daemon, "lifecycle")
+    _listening(daemon, lifecycle)
+    steps = [
+        ("storage", "volume", "create", POOL, "ev1", "--type=block"),
+        ("storage", "volume", "set", POOL, "ev1", "user.a=b"),
+        ("storage", "volume", "snapshot", POOL, "ev1", "es0"),
+        ("storage", "volume", "rename", POOL, "ev1/es0", "ev1/es1"),
+        ("storage", "volume", "restore", POOL, "ev1", "es1"),
+        ("storage", "volume", "delete", POOL, "ev1/es1"),
+        ("storage", "volume", "rename", POOL, "ev1", "ev2"),
+        ("storage", "volume", "export", POOL, "ev2", str(tmp_path / "ev.tar.gz")),
+        ("storage", "volume", "import", POOL, str(tmp_path / "ev.tar.gz"), "ev3"),
+        ("storage", "volume", "delete", POOL, "ev2"),
+        ("storage", "volume", "delete", POOL, "ev3"),
+    ]
+    for step in steps:
+        daemon.lxc(*step)
+    events = lifecycle.stop()
+    seen = [(e["metadata"]["action"], e["metadata"]["source"]) for e in events]
+    base = f"/1.0/storage-pools/{POOL}/volumes/custom"
+    assert seen == [
+        ("storage-volume-created", f"{base}/ev1"),
+        ("storage-volume-updated", f"{base}/ev1"),
+        ("storage-volume-snapshot-created", f"{base}/ev1/snapshots/es0"),
+        ("storage-volume-snapshot-renamed", f"{base}/ev1/snapshots/es1"),
+        ("storage-volume-restored", f"{base}/ev1"),
+        ("storage-volume-snapshot-deleted", f"{base}/ev1/snapshots/es1"),
+        ("storage-volume-renamed", f"{base}/ev2"),
+        ("storage-volume-backup-created", f"{base}/ev2/backups/backup0"),
+        ("storage-volume-backup-retrieved", f"{base}/ev2/backups/backup0"),
+        ("storage-volume-backup-deleted", f"{base}/ev2/backups/backup0"),
+        ("storage-volume-created", f"{base}/ev3"),
+        ("storage-volume-deleted", f"{base}/ev2"),
+        ("storage-volume-deleted", f"{base}/ev3"),
+    ]
+    renamed = events[6]["metadata"]
+    assert renamed["context"] == {"old_name": "ev1"}
+    assert renamed["requestor"] == {"username": "root", "protocol": "unix", "address": "@"}
+    assert {e["project"] for e in events} == {"default"}
+    assert events[4]["metadata"]["context"] == {"snapshot": "es1"}
+    logged = logging_.stop()
+    assert logged
+    assert {e["type"] for e in logged} == {"logging"}
+    assert all({"message", "level", "context"} <= set(e["metadata"]) for e in logged)

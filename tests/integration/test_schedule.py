@@ -26,14 +26,21 @@ async def test_schedule_and_expiry(make_storage: StorageFactory) -> None:
     assert view.config["snapshots.expiry"] == "1H"
     await storage.volumes.create("pf", "quiet", content_type="block")  # nothing scheduled
 
+    seen: list[tuple[str, str | None]] = []
+    storage.pools.events.subscribe(lambda e: seen.append((e.action, e.snapshot)))
     hour = datetime.datetime(2026, 12, 1, 12, 0, 10, tzinfo=datetime.UTC)
     assert await storage.volumes.scheduled(hour) == (1, 0)
+    assert seen == [("storage-volume-snapshot-created", "snap0")]
     (snap,) = (await storage.volumes.get("pf", "v")).snapshot_records
     assert snap.name == "snap0"
     assert snap.expires_at == hour + datetime.timedelta(hours=1)
     assert await storage.volumes.scheduled(hour + datetime.timedelta(minutes=1)) == (0, 0)
     # An hour later it has expired, and the next one is taken.
     assert await storage.volumes.scheduled(hour + datetime.timedelta(hours=1)) == (1, 1)
+    assert seen[1:] == [
+        ("storage-volume-snapshot-deleted", "snap0"),
+        ("storage-volume-snapshot-created", "snap0"),
+    ]
     assert len((await storage.volumes.get("pf", "v")).snapshot_records) == 1
     assert await storage.volumes.scheduled(hour + datetime.timedelta(hours=2, minutes=5)) == (0, 1)
     assert (await storage.volumes.get("pf", "v")).snapshot_records == ()

@@ -1,4 +1,5 @@
-"""The ``/1.0/events`` websocket: operation (and lifecycle) events pushed to listeners.
+"""The ``/1.0/events`` websocket: operation, lifecycle and logging events pushed to
+listeners.
 
 ``lxc`` waits for operations through this stream, never through ``/wait``: it opens the
 websocket before its request and waits for an ``operation`` event of that ID with a final
@@ -10,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import datetime
 import logging
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +25,12 @@ from .envelope import rfc3339
 log = logging.getLogger("lxflex.api")
 
 _QUEUE = 1024
+
+# Who asked for the request being served (LXD's lifecycle "requestor"): set by the trust
+# middleware, inherited by the operation tasks a request starts.
+REQUESTOR: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "requestor", default=None
+)
 
 
 @dataclass(eq=False)  # listeners are distinct by identity (kept in a set)
@@ -36,6 +45,9 @@ class EventHub:
     def __init__(self, location: str = "none") -> None:
         self.location = location
         self._listeners: set[_Listener] = set()
+
+    def listening(self, kind: str) -> bool:
+        return any(kind in listener.types for listener in self._listeners)
 
     def publish(self, kind: str, metadata: dict[str, Any], project: str = "default") -> None:
         event = {
@@ -93,3 +105,37 @@ class EventHub:
         async for msg in ws:
             if msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
                 break
+
+
+_LEVELS = {
+    logging.DEBUG: "debug",
+    logging.INFO: "info",
+    logging.WARNING: "warning",
+    logging.ERROR: "error",
+    logging.CRITICAL: "crit",
+}
+
+
+class LogForwarder(logging.Handler):
+    """The daemon's log records as ``logging`` events (``lxc monitor --type=logging``),
+    sent only while someone listens for them. Records from other threads reach the hub
+    through its event loop. The log holds no secret, so neither do these events."""
+
+    def __init__(self, hub: EventHub, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(logging.DEBUG)
+        self.hub = hub
+        self.loop = loop
+        self._thread = threading.get_ident()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.hub.listening("logging"):
+            return
+        metadata = {
+            "message": record.getMessage(),
+            "level": _LEVELS.get(record.levelno, "info"),
+            "context": {"logger": record.name},
+        }
+        if threading.get_ident() == self._thread:
+            self.hub.publish("logging", metadata)
+        else:
+            self.loop.call_soon_threadsafe(self.hub.publish, "logging", metadata)

@@ -16,6 +16,7 @@ from urllib.parse import quote
 import msgspec
 
 from ..service import CheckReport, PoolView, VolumeView
+from ..service.events import Lifecycle
 from ..state import Snapshot
 from .envelope import etag, rfc3339
 
@@ -134,4 +135,23 @@ def check(report: CheckReport) -> dict[str, Any]:
     """A ``storage check`` report; ``clean`` when no finding is left unrepaired."""
     doc: dict[str, Any] = msgspec.to_builtins(report)
     doc["clean"] = not report.left
+    return doc
+
+
+def lifecycle(event: Lifecycle, requestor: dict[str, str] | None) -> dict[str, Any]:
+    """A ``lifecycle`` event's metadata as LXD sends it: ``context`` and ``requestor``
+    only when there is one (a scheduled snapshot has no requestor). The source is the
+    object's URL (LXD 5.0.2 puts ``<project>_<name>`` in volume sources; this does not)."""
+    source = pool_url(event.pool)
+    if event.volume is not None:
+        source = volume_url(event.pool, event.volume)
+        if event.snapshot is not None:
+            source += f"/snapshots/{_q(event.snapshot)}"
+        elif event.backup is not None:
+            source += f"/backups/{_q(event.backup)}"
+    doc: dict[str, Any] = {"action": event.action, "source": source}
+    if event.context:
+        doc["context"] = dict(event.context)
+    if requestor is not None:
+        doc["requestor"] = requestor
     return doc

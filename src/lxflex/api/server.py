@@ -26,17 +26,19 @@ from ..driver.errors import DriverError
 from ..service import Storage
 from ..service.trust import check_server_config
 from . import backups as backup_routes
+from . import render
 from . import storage as storage_routes
 from . import trust as trust_routes
 from .common import OPS, SERVER_NAME, STORAGE
 from .envelope import ApiError, check_etag, empty, error, etag, json_body, sync
-from .events import EventHub
+from .events import REQUESTOR, EventHub, LogForwarder
 from .operations import Operation, Operations
 from .trust import HTTPS, TRUSTED, Https, trust_middleware
 
 log = logging.getLogger("lxflex.api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_FORWARDER: web.AppKey[LogForwarder] = web.AppKey("log-forwarder")
 
 # Only what is implemented; each one changes what lxc and pylxd try.
 API_EXTENSIONS = [
@@ -62,6 +64,10 @@ API_EXTENSIONS = [
     "custom_volume_iso",
     "certificate_update",
     "certificate_token",
+    "event_lifecycle",
+    "event_location",
+    "event_lifecycle_requestor_address",
+    "event_project",
     "lxflex_storage_check",  # lxflex's own: /1.0/storage-pools/{pool}/check
 ]
 
@@ -245,6 +251,11 @@ def build_app(
     app[SERVER_NAME] = server_name or socket.gethostname()
     app[HTTPS] = Https(state_dir, fixed_address=https_address)
     hub = EventHub()
+    storage.pools.events.subscribe(
+        lambda event: hub.publish(
+            "lifecycle", render.lifecycle(event, REQUESTOR.get()), event.project
+        )
+    )
     app[STORAGE] = storage
     app[OPS] = Operations(hub, describe=describe)
     r = app.router
@@ -261,10 +272,17 @@ def build_app(
     backup_routes.add_routes(app)
     trust_routes.add_routes(app)
 
+    async def on_startup(app: web.Application) -> None:
+        forwarder = LogForwarder(hub, asyncio.get_running_loop())
+        logging.getLogger("lxflex").addHandler(forwarder)
+        app[_FORWARDER] = forwarder
+
     async def on_shutdown(app: web.Application) -> None:
+        logging.getLogger("lxflex").removeHandler(app[_FORWARDER])
         await app[HTTPS].close()
         await hub.close()
         await app[OPS].close()
 
+    app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)
     return app

@@ -14,13 +14,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import datetime
 import hmac
 import json
 import logging
+import pwd
 import secrets
+import socket
+import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +37,7 @@ from ..service.trust import Certificate, check_entry, parse_address, parse_expir
 from . import servercert
 from .common import OPS, STORAGE
 from .envelope import ApiError, async_response, check_etag, created, empty, etag, json_body, sync
+from .events import REQUESTOR
 from .operations import Operation, Operations
 from .peers import Peers
 
@@ -114,14 +119,40 @@ async def trust_middleware(request: web.Request, handler: Handler) -> web.Stream
     peer = request.app[HTTPS].peers.of(request.transport)
     if peer is None:
         request[TRUSTED] = True  # the unix socket
+        REQUESTOR.set(
+            {"username": _unix_user(request.transport), "protocol": "unix", "address": "@"}
+        )
         return await handler(request)
     trusted = peer.fingerprint is not None and await request.app[STORAGE].trust.trusted(
         peer.fingerprint
     )
     request[TRUSTED] = trusted
+    if trusted and peer.fingerprint is not None:
+        REQUESTOR.set(
+            {"username": peer.fingerprint, "protocol": "tls", "address": _address(request)}
+        )
     if trusted or (request.method, request.path.rstrip("/") or "/") in _UNTRUSTED_ALLOWED:
         return await handler(request)
     raise ApiError(403, "not authorized")
+
+
+def _unix_user(transport: asyncio.BaseTransport) -> str:
+    """The user at the other end of the unix socket (SO_PEERCRED), as LXD names it."""
+    sock = transport.get_extra_info("socket")
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        uid = struct.unpack("3i", creds)[1]
+        return pwd.getpwuid(uid).pw_name
+    except (OSError, KeyError, AttributeError, struct.error):
+        return ""
+
+
+def _address(request: web.Request) -> str:
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    if not peer:
+        return ""
+    host, port = str(peer[0]), peer[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 # --- certificates --------------------------------------------------------------------

@@ -102,7 +102,9 @@ class BackupService:
         backup = await self.get(pool, volume, name, project=project)
         path = self._file(backup)
         if not path.is_file():
-            raise NotFound(f"the tarball of backup {name!r} is missing from {path.parent}")
+            log.error("the tarball of backup %s is missing: %s", name, path)
+            raise NotFound(f"the tarball of backup {name!r} is missing (see the daemon's log)")
+        self.pools.events.backup("retrieved", pool, volume, name, project)
         return path
 
     # --- making -----------------------------------------------------------------------
@@ -205,6 +207,7 @@ class BackupService:
                 # A snapshot whose answer was lost is found by its name.
                 await journal.repair(pool.id, runtime.volumes, intents)
                 raise
+        self.pools.events.backup("created", pool_name, volume, name, project, {"type": CUSTOM})
         return await self.get(pool_name, volume, name, project=project)
 
     async def rename(
@@ -219,11 +222,13 @@ class BackupService:
             except NameTaken:
                 raise Conflict(f"backup {new!r} of {volume!r} already exists") from None
             self._file(backup).rename(self._file(backup).with_name(new))
+        self.pools.events.backup("renamed", pool, volume, new, project, {"old_name": name})
 
     async def delete(self, pool: str, volume: str, name: str, *, project: str = "default") -> None:
         async with self.volumes.lock(pool, project, volume):
             backup = await self.get(pool, volume, name, project=project)
             await self._remove(backup)
+        self.pools.events.backup("deleted", pool, volume, name, project)
 
     async def _remove(self, backup: Backup) -> None:
         self._file(backup).unlink(missing_ok=True)
@@ -355,6 +360,7 @@ class BackupService:
             made = await st.get_volume(conn, pool.id, project, CUSTOM, name)
             assert made is not None  # noqa: S101 - written above
             snaps = await st.list_snapshots(conn, made.id)
+        self.pools.events.volume("created", pool.name, name, project, context={"type": CUSTOM})
         return make_view(pool, made, snaps)
 
     async def _open(self, archive: Path) -> tuple[dict[str, Any], set[str]]:

@@ -19,6 +19,7 @@ from ..driver.units import granularity, parse_size
 from ..state import Database, NameTaken
 from ..state import journal as jn
 from ..state import store as st
+from .events import Events, Lifecycle
 from .journal import Journal
 from .runtime import PoolRuntime, Runtimes
 
@@ -63,6 +64,7 @@ class PoolService:
         self.db = db
         self.runtimes = runtimes
         self.journal = Journal(db, runtimes.uuid)
+        self.events = Events()  # what the use cases changed, for the API's event stream
         # Every request reads its pool. When this process is the database's only writer
         # (SQLite), the records are kept here and dropped when this service changes one;
         # with a shared database (PostgreSQL: other servers change pools) each is read.
@@ -118,6 +120,7 @@ class PoolService:
                 pool = await st.create_pool(conn, name, DRIVER, stored, description=description)
         except NameTaken:
             raise Conflict(f"storage pool {name!r} already exists") from None
+        self.events.emit(Lifecycle("storage-pool-created", name))
         return _view(pool)
 
     async def get(self, name: str) -> PoolView:
@@ -170,6 +173,7 @@ class PoolService:
         finally:
             self._changed(name)
         await self.runtimes.drop(name)
+        self.events.emit(Lifecycle("storage-pool-updated", name))
         return await self.get(name)
 
     async def delete(self, name: str) -> None:
@@ -198,6 +202,7 @@ class PoolService:
             self._changed(name)
         await self.runtimes.drop(name)
         shutil.rmtree(self.runtimes.host.mounts / name, ignore_errors=True)
+        self.events.emit(Lifecycle("storage-pool-deleted", name))
 
     async def resources(self, name: str) -> tuple[int, int]:
         """(used, total) bytes."""

@@ -45,6 +45,7 @@ __all__ = ["NewVolume", "VolumeService", "VolumeView"]
 log = logging.getLogger("lxflex.service")
 
 CUSTOM = VolumeType.CUSTOM.value
+_CUSTOM = {"type": CUSTOM}  # the context of LXD's created events
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,8 @@ class VolumeService:
                     if on_created is not None:
                         await on_created(conn, row.id)
                 revert.success()
+        if new.volume_type == CUSTOM:
+            self.pools.events.volume("created", pool.name, new.name, new.project, context=_CUSTOM)
         return row
 
     async def provision_copy(
@@ -288,6 +291,7 @@ class VolumeService:
             async with self.db.write() as conn:
                 values = {"description": description} if description is not None else {}
                 await st.update_volume(conn, vol.id, config=new, **values)
+        self.pools.events.volume("updated", pool_name, name, project)
         return await self.get(pool_name, name, project=project)
 
     async def rename(
@@ -303,6 +307,9 @@ class VolumeService:
                     await st.update_volume(conn, vol.id, name=new_name)
             except NameTaken:
                 raise Conflict(f"storage volume {new_name!r} already exists") from None
+        self.pools.events.volume(
+            "renamed", pool_name, new_name, project, context={"old_name": name}
+        )
         return await self.get(pool_name, new_name, project=project)
 
     async def delete(self, pool_name: str, name: str, *, project: str = "default") -> None:
@@ -337,6 +344,7 @@ class VolumeService:
                 await st.delete_volume(conn, vol.id)
             with contextlib.suppress(OSError):
                 self.mount_path(pool_name, project, name).rmdir()
+        self.pools.events.volume("deleted", pool_name, name, project)
 
     async def _keep_after_failed_delete(
         self, runtime: PoolRuntime, vol: st.Volume, snaps: list[st.Snapshot]
@@ -453,6 +461,9 @@ class VolumeService:
                 async with self.db.write() as conn:
                     await st.update_snapshot(conn, row.id, status="created", array_id=array_id)
                 revert.success()
+        self.pools.events.volume(
+            "created", pool_name, name, project, snapshot=snapshot, context=_CUSTOM
+        )
         return snapshot
 
     async def snapshot_record(
@@ -478,6 +489,7 @@ class VolumeService:
                 await st.update_snapshot(
                     conn, snap.id, description=description, expires_at=expires_at
                 )
+        self.pools.events.volume("updated", pool_name, name, project, snapshot=snapshot)
 
     async def snapshot_of(self, vol: st.Volume, snapshot: str) -> st.Snapshot:
         """The created snapshot ``snapshot`` of a volume record; NotFound otherwise."""
@@ -506,6 +518,9 @@ class VolumeService:
                     await st.update_snapshot(conn, snap.id, name=new_name)
             except NameTaken:
                 raise Conflict(f"snapshot {new_name!r} already exists") from None
+        self.pools.events.volume(
+            "renamed", pool_name, name, project, snapshot=new_name, context={"old_name": snapshot}
+        )
 
     async def delete_snapshot(
         self, pool_name: str, name: str, snapshot: str, *, project: str = "default"
@@ -517,6 +532,7 @@ class VolumeService:
                 await (await self.pools.runtime(pool)).volumes.delete(snap.array_id)
             async with self.db.write() as conn:
                 await st.delete_snapshot(conn, snap.id)
+        self.pools.events.volume("deleted", pool_name, name, project, snapshot=snapshot)
 
     async def restore(
         self, pool_name: str, name: str, snapshot: str, *, project: str = "default"
@@ -531,6 +547,9 @@ class VolumeService:
                 array_of(snap),
                 self.mount_path(pool_name, project, name),
             )
+        self.pools.events.volume(
+            "restored", pool_name, name, project, context={"snapshot": snapshot}
+        )
 
     # --- copy -------------------------------------------------------------------------
 
