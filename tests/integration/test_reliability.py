@@ -378,3 +378,26 @@ async def test_start_up_finishes_a_grow_cut_short(make_storage: StorageFactory) 
     assert await storage.volumes.recover("pf") == 1
     assert (await storage.volumes.record("pf", "fs")).config["size"] == "16GiB"
     assert await _filesystem_size(storage, "fs") > 12 * GIB
+
+
+async def test_a_snapshot_after_a_half_done_grow_has_the_arrays_size(
+    make_storage: StorageFactory,
+) -> None:
+    """The array grew but the filesystem did not (the client was told so): a snapshot
+    taken then records the array's size, not the row's, and repair finishes the grow;
+    a copy of the volume with that snapshot works."""
+    storage = await make_storage()
+    await storage.volumes.create("pf", "fs", config={"size": "8GiB"})
+    _fault(storage, MAP, count=1, code=65)
+    with pytest.raises(DriverError, match="grew to 16GiB"):
+        await storage.volumes.update("pf", "fs", {"size": "16GiB"})
+    await storage.volumes.snapshot("pf", "fs", "s0")
+    assert (await storage.volumes.snapshot_record("pf", "fs", "s0")).config["size"] == "16GiB"
+    report = await storage.check("pf", repair=True)
+    assert [(f.kind.value, f.repaired) for f in report.findings] == [("size", True)]
+    assert (await storage.volumes.record("pf", "fs")).config["size"] == "16GiB"
+    assert await _filesystem_size(storage, "fs") > 12 * GIB
+    await storage.volumes.copy("pf", "fs", "pf", "fs2")
+    copied = await storage.volumes.snapshot_record("pf", "fs2", "s0")
+    assert copied.config["size"] == "16GiB"
+    assert (await storage.check("pf")).findings == []

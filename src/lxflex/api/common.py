@@ -21,8 +21,12 @@ def storage_of(request: web.Request) -> Storage:
     return request.app[STORAGE]
 
 
+# The project whose volumes a request acts on (set by the project middleware).
+PROJECT: web.RequestKey[str] = web.RequestKey("project")
+
+
 def project_of(request: web.Request) -> str:
-    return request.query.get("project") or "default"
+    return request.get(PROJECT) or "default"
 
 
 def recursion_of(request: web.Request) -> int:

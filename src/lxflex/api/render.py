@@ -143,7 +143,9 @@ def lifecycle(event: Lifecycle, requestor: dict[str, str] | None) -> dict[str, A
     only when there is one (a scheduled snapshot has no requestor). The source is the
     object's URL (LXD 5.0.2 puts ``<project>_<name>`` in volume sources; this does not)."""
     source = pool_url(event.pool)
-    if event.volume is not None:
+    if event.action.startswith("project-"):
+        source = f"/1.0/projects/{_q(event.project)}"
+    elif event.volume is not None:
         source = volume_url(event.pool, event.volume)
         if event.snapshot is not None:
             source += f"/snapshots/{_q(event.snapshot)}"

@@ -26,6 +26,7 @@ from ..driver.errors import DriverError
 from ..service import Storage
 from ..service.trust import check_server_config
 from . import backups as backup_routes
+from . import projects as project_routes
 from . import render
 from . import storage as storage_routes
 from . import trust as trust_routes
@@ -33,6 +34,7 @@ from .common import OPS, SERVER_NAME, STORAGE
 from .envelope import ApiError, check_etag, empty, error, etag, json_body, sync
 from .events import REQUESTOR, EventHub, LogForwarder
 from .operations import Operation, Operations
+from .projects import project_middleware
 from .trust import HTTPS, TRUSTED, Https, trust_middleware
 
 log = logging.getLogger("lxflex.api")
@@ -54,6 +56,7 @@ API_EXTENSIONS = [
     "storage_api_local_volume_handling",
     "custom_block_volumes",
     "custom_volume_snapshot_expiry",
+    "projects",
     "storage_api_project",
     "storage_volumes_all_projects",
     "storage_volume_api_filtering",
@@ -246,7 +249,8 @@ def build_app(
     """The API; ``state_dir`` holds the server certificate (none without it), and
     ``https_address`` fixes the HTTPS address whatever ``core.https_address`` says."""
     app = web.Application(
-        middlewares=[error_middleware, trust_middleware], client_max_size=64 * 1024**2
+        middlewares=[error_middleware, trust_middleware, project_middleware],
+        client_max_size=64 * 1024**2,
     )
     app[SERVER_NAME] = server_name or socket.gethostname()
     app[HTTPS] = Https(state_dir, fixed_address=https_address)
@@ -271,6 +275,7 @@ def build_app(
     storage_routes.add_routes(app)
     backup_routes.add_routes(app)
     trust_routes.add_routes(app)
+    project_routes.add_routes(app)
 
     async def on_startup(app: web.Application) -> None:
         forwarder = LogForwarder(hub, asyncio.get_running_loop())

@@ -309,6 +309,13 @@ class PowerFlexVolumes:
         short by a crash finds what it may have created before it recorded the ID."""
         return await self.lookup(self.array_name(spec, snapshot=snapshot))
 
+    async def size_of(self, vol_id: str) -> int:
+        """The array volume's size in bytes."""
+        try:
+            return (await self.client.volume(vol_id)).size_bytes
+        except PowerFlexError as exc:
+            raise wrap("read volume size", exc) from exc
+
     async def exists(self, vol_id: str) -> bool:
         """Whether the array still has the volume (a failure to ask counts as yes)."""
         try:

@@ -15,6 +15,7 @@ from .check import CheckContext, Report, check_pool
 from .instances import InstanceService
 from .iso import IsoService
 from .pools import PoolService
+from .projects import ProjectService
 from .recovery import sweep_scratch
 from .runtime import HostSettings, Runtimes
 from .trust import TrustService
@@ -35,6 +36,7 @@ class Storage:
     backups: BackupService
     isos: IsoService
     instances: InstanceService
+    projects: ProjectService
 
     @classmethod
     async def open(
@@ -66,6 +68,7 @@ class Storage:
             BackupService(db, pools, volumes),
             IsoService(db, pools, volumes),
             InstanceService(db, pools, volumes),
+            ProjectService(db, pools.events),
         )
 
     async def recover(self) -> int:

@@ -458,8 +458,17 @@ class VolumeService:
                     functools.partial(runtime.volumes.remove_quietly, array_id),
                     f"array snapshot {array_id}",
                 )
+                # The array's size, not the row's: they differ after a grow whose
+                # filesystem step failed, and a copy of the snapshot needs the true one.
+                size = format_size(await runtime.volumes.size_of(array_id))
                 async with self.db.write() as conn:
-                    await st.update_snapshot(conn, row.id, status="created", array_id=array_id)
+                    await st.update_snapshot(
+                        conn,
+                        row.id,
+                        status="created",
+                        array_id=array_id,
+                        config={**config, "size": size},
+                    )
                 revert.success()
         self.pools.events.volume(
             "created", pool_name, name, project, snapshot=snapshot, context=_CUSTOM

@@ -42,7 +42,7 @@ _MIGRATIONS = Path(__file__).parent / "migrations"
 _READ = "lxflex_read"
 # The newest migration; a test pins it to Alembic's head. Knowing it lets a database
 # that is already current open without importing Alembic (time and memory at start-up).
-HEAD_REVISION = "0006"
+HEAD_REVISION = "0007"
 _IDLE_MAX = 4  # idle SQLite connections kept per kind
 
 

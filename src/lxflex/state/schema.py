@@ -131,6 +131,16 @@ backups = sa.Table(
     sa.UniqueConstraint("volume_id", "name"),
 )
 
+projects = sa.Table(
+    "projects",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False, unique=True),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("config", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("created_at", _TS, nullable=False),
+)
+
 journal = sa.Table(
     "journal",
     metadata,

@@ -443,7 +443,11 @@ async def get_snapshot(conn: Conn, volume_id: int, name: str) -> Snapshot | None
     return _snapshot(row)
 
 
-async def update_snapshot(conn: Conn, snap_id: int, **values: Any) -> None:
+async def update_snapshot(
+    conn: Conn, snap_id: int, *, config: Mapping[str, str] | None = None, **values: Any
+) -> None:
+    if config is not None:
+        values["config"] = _config_text(config)
     await _update(conn, snapshots, snap_id, values)
 
 
