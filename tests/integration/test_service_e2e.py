@@ -584,6 +584,7 @@ async def _storage_recover(stack: Stack) -> int:
     from lxflex.service import InstanceService, Storage, TrustService
     from lxflex.service.backups import BackupService
     from lxflex.service.iso import IsoService
+    from lxflex.service.projects import ProjectService
 
     runtimes = stack.pools.runtimes
     storage = Storage(
@@ -595,5 +596,6 @@ async def _storage_recover(stack: Stack) -> int:
         BackupService(stack.db, stack.pools, stack.volumes),
         IsoService(stack.db, stack.pools, stack.volumes),
         InstanceService(stack.db, stack.pools, stack.volumes),
+        ProjectService(stack.db, stack.pools.events),
     )
     return await storage.recover()
