@@ -378,3 +378,23 @@ def test_lifecycle_and_logging_events(daemon: Daemon, tmp_path: Path) -> None:
     assert logged
     assert {e["type"] for e in logged} == {"logging"}
     assert all({"message", "level", "context"} <= set(e["metadata"]) for e in logged)
+
+
+def test_copy_refresh(daemon: Daemon) -> None:
+    """``lxc storage volume copy --refresh`` (custom_volume_refresh): a new target is a
+    plain copy; an existing one gets the snapshots it lacks and keeps its UUID."""
+    daemon.lxc("storage", "volume", "create", POOL, "rsrc", "--type=block")
+    daemon.lxc("storage", "volume", "snapshot", POOL, "rsrc", "a")
+    daemon.lxc("storage", "volume", "copy", f"{POOL}/rsrc", f"{POOL}/rdst", "--refresh")
+    uuid_before = daemon.lxc("storage", "volume", "get", POOL, "rdst", "volatile.uuid").stdout
+    daemon.lxc("storage", "volume", "snapshot", POOL, "rsrc", "b")
+    daemon.lxc("storage", "volume", "copy", f"{POOL}/rsrc", f"{POOL}/rdst", "--refresh")
+    snaps = json.loads(
+        daemon.lxc("query", f"/1.0/storage-pools/{POOL}/volumes/custom/rdst/snapshots").stdout
+    )
+    assert [s.rsplit("/", 1)[-1] for s in snaps] == ["a", "b"]
+    assert daemon.lxc("storage", "volume", "get", POOL, "rdst", "volatile.uuid").stdout == (
+        uuid_before
+    )
+    for name in ("rdst", "rsrc"):
+        daemon.lxc("storage", "volume", "delete", POOL, name)

@@ -401,3 +401,73 @@ async def test_a_snapshot_after_a_half_done_grow_has_the_arrays_size(
     copied = await storage.volumes.snapshot_record("pf", "fs2", "s0")
     assert copied.config["size"] == "16GiB"
     assert (await storage.check("pf")).findings == []
+
+
+async def test_refresh_copies_what_the_target_lacks_and_keeps_its_identity(
+    make_storage: StorageFactory,
+) -> None:
+    """copy --refresh: the target gets the source's missing snapshots (oldest first, each
+    with its data) and its content, loses the snapshots the source lacks, and keeps its
+    UUID; a refresh that fails leaves the target exactly as it was."""
+    storage = await make_storage()
+    volumes = await volumes_of(storage)
+    await storage.volumes.create("pf", "src", content_type="block")
+    src = (await storage.volumes.record("pf", "src")).array_id
+    assert src
+    await write_chunks(volumes, src, {0: b"gen0"})
+    await storage.volumes.snapshot("pf", "src", "s0")
+    await storage.volumes.copy("pf", "src", "pf", "dst")
+    await storage.volumes.snapshot("pf", "dst", "only-on-target")
+    await write_chunks(volumes, src, {0: b"gen1"})
+    await storage.volumes.snapshot("pf", "src", "s1")
+    await write_chunks(volumes, src, {0: b"gen2"})
+    before = await storage.volumes.record("pf", "dst")
+    dst = before.array_id
+    assert dst
+
+    # A failure midway (the snapshot after the first step): the target as it was.
+    array_before = _array(storage)
+    _fault(storage, SNAPSHOT, count=1, code=65)
+    storage.sim.faults[-1].after = 1  # type: ignore[attr-defined]
+    with pytest.raises(DriverError):
+        await storage.volumes.refresh("pf", "src", "pf", "dst")
+    assert _array(storage) == array_before
+    assert await read_chunks(volumes, dst, {0: b"gen0"}) == {0: b"gen0"}
+    assert [s.name for s in await storage.volumes.snapshots("pf", "dst")] == [
+        "s0",
+        "only-on-target",
+    ]
+    assert await _journal(storage) == []
+
+    view = await storage.volumes.refresh("pf", "src", "pf", "dst")
+    assert view.config["volatile.uuid"] == before.config["volatile.uuid"]
+    assert (await storage.volumes.record("pf", "dst")).array_id == dst
+    assert [s.name for s in await storage.volumes.snapshots("pf", "dst")] == ["s0", "s1"]
+    assert await read_chunks(volumes, dst, {0: b"gen2"}) == {0: b"gen2"}
+    s1 = await storage.volumes.snapshot_record("pf", "dst", "s1")
+    assert s1.array_id
+    assert await read_chunks(volumes, s1.array_id, {0: b"gen1"}) == {0: b"gen1"}
+    assert await _journal(storage) == []
+    assert _mapped(storage) == []
+    assert (await storage.check("pf")).findings == []
+
+
+async def test_a_refresh_that_cannot_put_back_keeps_the_target_as_a_snapshot(
+    make_storage: StorageFactory,
+) -> None:
+    storage = await make_storage()
+    volumes = await volumes_of(storage)
+    await storage.volumes.create("pf", "src", content_type="block")
+    await storage.volumes.copy("pf", "src", "pf", "dst")
+    dst = (await storage.volumes.record("pf", "dst")).array_id
+    assert dst
+    await write_chunks(volumes, dst, {0: b"mine"})
+    # The write into the target fails (an attach), and so does putting it back.
+    _fault(storage, MAP, count=1, code=65)
+    _fault(storage, "POST /api/instances/Volume::{id}/action/overwriteVolumeContent", 8, 65)
+    with pytest.raises(DriverError, match="before-refresh0"):
+        await storage.volumes.refresh("pf", "src", "pf", "dst")
+    storage.sim.faults.clear()  # type: ignore[attr-defined]
+    await storage.volumes.restore("pf", "dst", "before-refresh0")
+    assert await read_chunks(volumes, dst, {0: b"mine"}) == {0: b"mine"}
+    assert await _journal(storage) == []

@@ -65,6 +65,7 @@ API_EXTENSIONS = [
     "backup_compression_algorithm",
     "backup_override_name",
     "custom_volume_iso",
+    "custom_volume_refresh",
     "certificate_update",
     "certificate_token",
     "event_lifecycle",

@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from ..driver.errors import NotFound
 from ..service import Storage, VolumeView
 from ..state import Snapshot
 from . import render
@@ -197,8 +198,7 @@ async def volumes_post(request: web.Request) -> web.Response:
         return empty()
     if source_type != "copy":
         raise ApiError(400, f"unsupported volume source type {source_type!r}")
-    if source.get("refresh"):
-        raise ApiError(400, "refreshing a copy is not supported")
+    refresh = bool_of(source, "refresh")
     src_pool = str_of(source, "pool") or pool
     src_name = str_of(source, "name")
     src_volume, _, src_snapshot = src_name.partition("/")
@@ -212,6 +212,26 @@ async def volumes_post(request: web.Request) -> web.Response:
     }
 
     volume_only = bool_of(source, "volume_only")
+    if refresh and not src_snapshot and await _exists(storage, pool, name, project):
+        # LXD's copy --refresh of an existing target; without one it is a plain copy.
+        async def refreshing(op: Operation) -> None:
+            await storage.volumes.refresh(
+                src_pool,
+                src_volume,
+                pool,
+                name,
+                project=src_project,
+                target_project=project,
+                progress=op.progress,
+            )
+
+        return start_operation(
+            request,
+            f"Refreshing storage volume {name} from {view.name}",
+            refreshing,
+            {"storage_volumes": [render.volume_url(pool, name, project=project)]},
+            project,
+        )
 
     async def work(op: Operation) -> None:
         await storage.volumes.copy(
@@ -234,6 +254,14 @@ async def volumes_post(request: web.Request) -> web.Response:
         {"storage_volumes": [render.volume_url(pool, name, project=project)]},
         project,
     )
+
+
+async def _exists(storage: Storage, pool: str, name: str, project: str) -> bool:
+    try:
+        await storage.volumes.get(pool, name, project=project)
+    except NotFound:
+        return False
+    return True
 
 
 async def volume_get(request: web.Request) -> web.Response:

@@ -36,6 +36,8 @@ class GuardKept(DriverError):
     """A refresh failed and the target could not be put back: its content before the
     refresh is in the guard snapshot ``guard_id``, which was kept."""
 
+    status = 503  # the array refused: the client can do nothing but what the error says
+
     def __init__(self, guard_id: str, message: str) -> None:
         super().__init__(message)
         self.guard_id = guard_id

@@ -45,6 +45,7 @@ from .errors import Conflict, DriverError, InsufficientSpace, InvalidRequest
 from .leftovers import Leftover, Leftovers, LoggedLeftovers, keep_quietly
 from .naming import VolumeType, parse_name, volume_name
 from .pool import ResolvedPool
+from .refresh import RefreshPlan, refresh_volume
 from .spec import CopyPlan, CopyResult, Progress, VolumeSpec, wrap
 from .units import format_size, round_up
 
@@ -541,6 +542,11 @@ class PowerFlexVolumes:
         """Copy a volume (with the plan's snapshots) into a new volume; see
         :mod:`lxflex.driver.copies` for the ways, and a failure leaves no part of it."""
         return await copy_volume(self, plan, progress)
+
+    async def refresh(self, plan: RefreshPlan, progress: Progress | None = None) -> list[str]:
+        """Bring an existing target up to its source; see :mod:`lxflex.driver.refresh`.
+        Return the IDs of the target's new snapshots."""
+        return await refresh_volume(self, plan, progress)
 
     # --- pool -------------------------------------------------------------------------
 

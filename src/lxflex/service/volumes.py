@@ -26,6 +26,7 @@ from ..driver.config import validate_volume_config
 from ..driver.errors import Conflict, DriverError, InvalidRequest, NotFound
 from ..driver.instances import InstanceIds
 from ..driver.naming import Content, VolumeType
+from ..driver.refresh import GuardKept, RefreshPlan
 from ..driver.units import format_size, parse_size
 from ..driver.volumes import CopyPlan, Progress
 from ..host.fs import is_mounted
@@ -621,6 +622,129 @@ class VolumeService:
             )
             await self.provision_copy(new, snaps, copy)
         return await self.get(target_pool, target, project=dest_project)
+
+    async def refresh(
+        self,
+        source_pool: str,
+        source: str,
+        target_pool: str,
+        target: str,
+        *,
+        project: str = "default",
+        target_project: str | None = None,
+        progress: Progress | None = None,
+    ) -> VolumeView:
+        """Bring the existing volume ``target`` up to ``source`` (``lxc storage volume
+        copy --refresh``), as LXD does: the source's snapshots the target lacks (by
+        name) are copied into it oldest first, then the volume itself; the target's
+        snapshots the source lacks are deleted. The target keeps its name, UUID and
+        config; it grows if the source is larger. All or nothing (see
+        :mod:`lxflex.driver.refresh`)."""
+        dest_project = target_project or project
+        keys = sorted({(source_pool, project, source), (target_pool, dest_project, target)})
+        async with contextlib.AsyncExitStack() as held:
+            for key in keys:  # in one order, so two refreshes cannot deadlock
+                await held.enter_async_context(self._locked(*key))
+            src_pool, vol = await self._load(source_pool, project, source)
+            dst_pool, dst = await self._load(target_pool, dest_project, target)
+            if vol.id == dst.id:
+                raise InvalidRequest("a volume cannot be refreshed from itself")
+            if vol.content_type != dst.content_type:
+                raise InvalidRequest(
+                    f"cannot refresh a {dst.content_type} volume from a {vol.content_type} one"
+                )
+            if src_pool.config.get("powerflex.gateway") != dst_pool.config.get("powerflex.gateway"):
+                raise InvalidRequest(
+                    "refreshes between pools of different gateways are not supported yet"
+                )
+            async with self.db.read() as conn:
+                src_snaps = [
+                    s for s in await st.list_snapshots(conn, vol.id) if s.status == "created"
+                ]
+                dst_snaps = [
+                    s for s in await st.list_snapshots(conn, dst.id) if s.status == "created"
+                ]
+            have = {s.name for s in dst_snaps}
+            missing = [s for s in src_snaps if s.name not in have]
+            extra = [s for s in dst_snaps if s.name not in {s.name for s in src_snaps}]
+            runtime = await self.pools.runtime(dst_pool)
+            uuids = [uuid.uuid4() for _ in missing]
+            guard = uuid.uuid4()
+            journal = self.pools.journal
+            names = snapshot_names(runtime, CUSTOM, dst.content_type, [*uuids, guard])
+            intents = await journal.intend(dst_pool.id, names, f"the refresh of {target!r}")
+            target_spec = spec_of(dst.content_type, dst.config)
+            plan = RefreshPlan(
+                CopyPlan(
+                    spec_of(vol.content_type, vol.config),
+                    array_of(vol),
+                    target_spec,
+                    [array_of(s) for s in missing],
+                    uuids,
+                    [parse_size(s.config["size"]) for s in missing],
+                ),
+                array_of(dst),
+                guard,
+            )
+            try:
+                made = await runtime.volumes.refresh(plan, progress)
+            except GuardKept as exc:
+                kept = await self._keep_guard(dst, exc.guard_id, guard, intents)
+                raise DriverError(
+                    f"{exc}; the content of {target!r} before the refresh is in its snapshot "
+                    f"{kept!r}: restore it with lxc storage volume restore {target_pool} "
+                    f"{target} {kept}"
+                ) from exc
+            except BaseException:
+                await journal.repair(dst_pool.id, runtime.volumes, intents)
+                raise
+            size = format_size(await runtime.volumes.size_of(array_of(dst)))
+            async with self.db.write() as conn:
+                for snap, snap_uuid, array_id in zip(missing, uuids, made, strict=True):
+                    row = await st.create_snapshot(
+                        conn,
+                        dst.id,
+                        snap.name,
+                        {
+                            **dst.config,
+                            "size": snap.config["size"],
+                            "volatile.uuid": str(snap_uuid),
+                        },
+                        description=snap.description,
+                        expires_at=snap.expires_at,
+                        status="created",
+                    )
+                    await st.update_snapshot(conn, row.id, array_id=array_id)
+                await st.update_volume(conn, dst.id, config={**dst.config, "size": size})
+                await journal.settle(conn, intents)
+        for snap in extra:  # as LXD: what the source no longer has goes
+            await self.delete_snapshot(target_pool, target, snap.name, project=dest_project)
+        for snap in missing:
+            self.pools.events.volume(
+                "created", target_pool, target, dest_project, snapshot=snap.name, context=_CUSTOM
+            )
+        self.pools.events.volume("updated", target_pool, target, dest_project)
+        return await self.get(target_pool, target, project=dest_project)
+
+    async def _keep_guard(
+        self, vol: st.Volume, guard_id: str, guard_uuid: uuid.UUID, intents: list[int]
+    ) -> str:
+        """A refresh could not put its target back: its guard becomes a snapshot of the
+        target, visible and restorable. Return the snapshot's name."""
+        async with self.db.write() as conn:
+            taken = {s.name for s in await st.list_snapshots(conn, vol.id)}
+            name = next_name("before-refresh%d", taken)
+            row = await st.create_snapshot(
+                conn,
+                vol.id,
+                name,
+                {**vol.config, "volatile.uuid": str(guard_uuid)},
+                description="the volume before a refresh that failed",
+                status="created",
+            )
+            await st.update_snapshot(conn, row.id, array_id=guard_id)
+            await self.pools.journal.settle(conn, intents)
+        return name
 
     async def scheduled(self, now: datetime.datetime) -> tuple[int, int]:
         """The clock's work at ``now`` (run once a minute): remove the snapshots of custom
