@@ -161,3 +161,21 @@ def test_still_serving(daemon: Daemon) -> None:
     code, answer = _send(daemon, "GET", "/1.0")
     assert code == 200
     assert answer["metadata"]["api_version"] == "1.0"
+
+
+def test_a_copy_with_a_bad_key_is_a_400(daemon: Daemon) -> None:
+    """Once a 500 (size) or stored as is (block.type): the key table judges a copy's
+    config as it judges a create's."""
+    _send(daemon, "POST", VOLUMES, json.dumps({"name": "copied", "type": "custom"}).encode())
+    for config, words in (({"size": "banana"}, "size"), ({"block.type": "banana"}, "block.type")):
+        doc = {"name": "copy", "type": "custom", "config": config}
+        doc["source"] = {"type": "copy", "name": "copied"}
+        code, answer = _send(daemon, "POST", VOLUMES, json.dumps(doc).encode())
+        if code == 202:
+            code, answer = _send(daemon, "GET", f"{answer['operation']}/wait?timeout=60")
+            assert answer["metadata"]["status"] == "Failure"
+            assert words in answer["metadata"]["err"]
+            assert answer["metadata"]["status_code"] == 400
+        else:
+            assert code == 400, answer
+            assert words in answer["error"]

@@ -436,7 +436,7 @@ async def test_thick_volumes_show_in_pool_usage(stack: Stack) -> None:
     assert used2 - used1 == 16 * GIB  # thick: reserved in full
     view = await stack.volumes.get("pf", "thick1")
     assert view.config["block.type"] == "thick"
-    with pytest.raises(InvalidRequest, match="cannot be changed"):
+    with pytest.raises(ConfigError, match="cannot be changed"):
         await stack.volumes.update("pf", "thick1", {"block.type": "thin"})
     for name in ("thin1", "thick1"):
         await stack.volumes.delete("pf", name)

@@ -205,11 +205,7 @@ async def volumes_post(request: web.Request) -> web.Response:
     src_project = str_of(source, "project") or project
     # The source must exist before the operation starts: errors are immediate.
     view = await storage.volumes.get(src_pool, src_volume, project=src_project)
-    overrides = {
-        k: v
-        for k, v in config_of(doc.get("config")).items()
-        if k in ("size",) or k.startswith("user.")
-    }
+    overrides = config_of(doc.get("config"))  # the driver's key table says what may change
 
     volume_only = bool_of(source, "volume_only")
     if refresh and not src_snapshot and await _exists(storage, pool, name, project):

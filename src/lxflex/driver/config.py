@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from ..powerflex.policy import parse_gateway
 from ..powerflex.transport import DEFAULT_CONNECTIONS
-from .units import GIB, parse_size
+from .units import GIB, format_size, parse_size
 
 __all__ = [
     "POOL_KEYS",
@@ -25,7 +25,11 @@ __all__ = [
     "ConfigError",
     "Key",
     "bool_value",
+    "copy_volume_config",
+    "fill_volume_config",
+    "imported_volume_config",
     "schedule_parts",
+    "updated_volume_config",
     "validate_pool_config",
     "validate_volume_config",
 ]
@@ -163,13 +167,27 @@ def _schedule(value: str) -> None:
             )
 
 
+ALL_CONTENTS = ("filesystem", "block", "iso")
+
+
 @dataclass(frozen=True)
 class Key:
+    """A key's rules. For volume keys also: the pool key that gives new volumes their
+    default (``pool_key``), the contents it applies to, whether every volume carries it
+    (``always``: filled at creation, and its default again when unset), whether a copy
+    may set it (``copied``: else it must keep the source's value) and whether a backup
+    import takes it (``imported``)."""
+
     default: str | None
     check: Callable[[str], None]
     description: str
     live: bool = True
     why_not_live: str = ""
+    pool_key: str | None = None
+    contents: tuple[str, ...] = ALL_CONTENTS
+    always: bool = False
+    copied: bool = True
+    imported: bool = True
 
 
 POOL_KEYS: dict[str, Key] = {
@@ -228,7 +246,11 @@ POOL_KEYS: dict[str, Key] = {
         _bool,
         "LXD's newer, inverse name of powerflex.clone_copy.",
     ),
-    "volume.size": Key("8GiB", _pool_volume_size, "Default size of new volumes."),
+    "volume.size": Key(
+        "",
+        _pool_volume_size,
+        "Default size of new volumes: 8GiB on PowerFlex 4, 1GiB on PowerFlex 5 when unset.",
+    ),
     "volume.block.type": Key(
         "thin", _one_of("thin", "thick"), "Default provisioning of new volumes."
     ),
@@ -255,45 +277,73 @@ POOL_KEYS: dict[str, Key] = {
 }
 
 VOLUME_KEYS: dict[str, Key] = {
-    "size": Key(None, _size, "Size; rounded up to the array's granularity."),
-    "block.type": Key(
+    "size": Key(
         None,
+        _size,
+        "Size; rounded up to the array's granularity.",
+        pool_key="volume.size",
+        always=True,
+    ),
+    "block.type": Key(
+        "thin",
         _one_of("thin", "thick"),
         "thin or thick provisioning.",
         live=False,
         why_not_live="PowerFlex cannot change a volume's provisioning",
+        pool_key="volume.block.type",
+        always=True,
     ),
     "block.filesystem": Key(
-        None,
+        "ext4",
         _one_of(*FILESYSTEMS),
         "Filesystem of a filesystem volume.",
         live=False,
         why_not_live="the filesystem is made at creation",
+        pool_key="volume.block.filesystem",
+        contents=("filesystem",),
+        always=True,
+        copied=False,
     ),
-    "block.mount_options": Key(None, lambda v: None, "Mount options of a filesystem volume."),
+    "block.mount_options": Key(
+        "discard",
+        lambda v: None,
+        "Mount options of a filesystem volume.",
+        pool_key="volume.block.mount_options",
+        contents=("filesystem",),
+        always=True,
+    ),
     "snapshots.expiry": Key(
-        None, _expiry, "How long a new snapshot lives (3d, 2w, 1m, 6H; joined by spaces)."
+        None,
+        _expiry,
+        "How long a new snapshot lives (3d, 2w, 1m, 6H; joined by spaces).",
+        pool_key="volume.snapshots.expiry",
     ),
     "snapshots.pattern": Key(
-        None, _pattern, "Name of snapshots taken without a name; %d counts up from 0."
+        None,
+        _pattern,
+        "Name of snapshots taken without a name; %d counts up from 0.",
+        pool_key="volume.snapshots.pattern",
     ),
     "snapshots.schedule": Key(
         None,
         _schedule,
         "When lxflexd snapshots the volume by itself: a cron expression or @hourly, @daily, "
         "... joined by ', '.",
+        pool_key="volume.snapshots.schedule",
     ),
     "security.shifted": Key(
         None,
         _bool,
         "Kept for attaching the volume to an instance with shifted ownership; no effect on "
         "the volume itself.",
+        pool_key="volume.security.shifted",
     ),
     "security.unmapped": Key(
         None,
         _bool,
         "Kept for attaching the volume to an instance without ID mapping; no effect on the "
         "volume itself.",
+        pool_key="volume.security.unmapped",
     ),
     "volatile.uuid": Key(
         None,
@@ -301,6 +351,8 @@ VOLUME_KEYS: dict[str, Key] = {
         "The UUID the PowerFlex name derives from.",
         live=False,
         why_not_live="the array name derives from it",
+        copied=False,
+        imported=False,
     ),
 }
 
@@ -353,3 +405,105 @@ def validate_pool_config(config: Mapping[str, str], *, creating: bool) -> None:
 
 def validate_volume_config(config: Mapping[str, str]) -> None:
     _check(VOLUME_KEYS, config, "volume")
+
+
+# --- one authority for volume configs -----------------------------------------------------
+
+
+def _given(config: Mapping[str, str]) -> dict[str, str]:
+    """A request's keys: empty ones are "unset", and a zero size is LXD's "no limit",
+    which is the default size here."""
+    given = {k: v for k, v in config.items() if v != ""}
+    size = given.get("size")
+    if size is not None:
+        try:
+            if parse_size(size) == 0:
+                del given["size"]
+        except ValueError:
+            pass  # the validation names it
+    return given
+
+
+def _applies(key: str, spec: Key, content: str) -> None:
+    if content not in spec.contents:
+        raise ConfigError(key, f"applies to {' and '.join(spec.contents)} volumes, not {content}")
+
+
+def fill_volume_config(
+    pool: Mapping[str, str], content: str, config: Mapping[str, str], *, step: int
+) -> dict[str, str]:
+    """A new volume's config (without its ``volatile.uuid``): the given keys, validated;
+    the pool's ``volume.*`` defaults (else the key's own) for the rest; the size rounded
+    up to the array's ``step`` (which is also the size when nothing gives one)."""
+    filled = _given(config)
+    validate_volume_config(filled)
+    if "volatile.uuid" in filled:
+        raise ConfigError("volatile.uuid", "is set by lxflex")
+    for key, spec in VOLUME_KEYS.items():
+        if content not in spec.contents:
+            if key in filled:
+                _applies(key, spec, content)
+            continue
+        default = (pool.get(spec.pool_key) if spec.pool_key else None) or spec.default
+        if key not in filled and default:
+            filled[key] = default
+    size = parse_size(filled.get("size") or str(step))
+    filled["size"] = format_size(-(-size // step) * step)
+    return filled
+
+
+def copy_volume_config(source: Mapping[str, str], config: Mapping[str, str]) -> dict[str, str]:
+    """A copy's config (without its new ``volatile.uuid``): the source's, with the keys a
+    copy may set taken from ``config`` (validated). A key it may not set must keep the
+    source's value (lxc sends the source's whole config with a copy)."""
+    given = _given(config)
+    validate_volume_config(given)
+    result = dict(source)
+    for key, value in given.items():
+        spec = VOLUME_KEYS.get(key)
+        if spec is None or spec.copied:
+            result[key] = value
+        elif key != "volatile.uuid" and value != source.get(key):
+            raise ConfigError(key, "cannot differ from the source's in a copy")
+    if parse_size(result["size"]) < parse_size(source["size"]):
+        raise ConfigError("size", "a copy cannot be smaller than its source")
+    return result
+
+
+def imported_volume_config(config: Mapping[str, object]) -> dict[str, str]:
+    """What a backup's volume config brings to its import: the keys an import takes and
+    user keys; the rest (another driver's keys) is dropped."""
+    return {
+        k: str(v)
+        for k, v in config.items()
+        if k.startswith("user.") or (k in VOLUME_KEYS and VOLUME_KEYS[k].imported)
+    }
+
+
+def updated_volume_config(
+    current: Mapping[str, str], config: Mapping[str, str], content: str, pool: Mapping[str, str]
+) -> dict[str, str]:
+    """A volume's config after a PUT of ``config``: validated; a key that cannot change
+    keeps its value (absent means kept); a key every volume carries goes back to its
+    default when unset (the size is kept: volumes only grow)."""
+    new = _given(config)
+    validate_volume_config(new)
+    for key, spec in VOLUME_KEYS.items():
+        if content not in spec.contents:
+            if key in new:
+                _applies(key, spec, content)
+            continue
+        if not spec.live:
+            if key in current and new.get(key, current[key]) != current[key]:
+                raise ConfigError(
+                    key, f"cannot be changed on an existing volume: {spec.why_not_live}"
+                )
+            if key in current:
+                new[key] = current[key]
+        elif key == "size":
+            new.setdefault(key, current[key])
+        elif spec.always and key not in new:
+            default = (pool.get(spec.pool_key) if spec.pool_key else None) or spec.default
+            if default:
+                new[key] = default
+    return new

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..driver.backup import BackupSource
+from ..driver.config import imported_volume_config
 from ..driver.errors import Conflict, InvalidRequest, NotFound
 from ..driver.volumes import Progress
 from ..host.archive import COMPRESSIONS, compression_available
@@ -40,9 +41,6 @@ log = logging.getLogger("lxflex.service")
 Backup = bk.Backup
 DEFAULT_COMPRESSION = "gzip"
 # Keys a restored volume takes from its backup; volatile ones are made anew.
-_RESTORED_KEYS = ("size", "block.type", "block.filesystem", "block.mount_options")
-
-
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Go's zero time: what LXD writes for "none"
 
 
@@ -289,12 +287,7 @@ class BackupService:
         content = str(volume.get("content_type") or "filesystem")
         if content not in ("filesystem", "block"):
             raise InvalidRequest(f"lxflex cannot import a {content} volume")
-        given = volume.get("config") or {}
-        config = {
-            k: str(v)
-            for k, v in given.items()
-            if k in _RESTORED_KEYS or k.startswith(("user.", "snapshots."))
-        }
+        config = imported_volume_config(volume.get("config") or {})
         filled = fill_config(pool, content, config, runtime.volumes.granularity)
         snapshots = _snapshots(index)
         async with self.volumes.lock(pool_name, project, name):

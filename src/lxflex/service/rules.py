@@ -10,16 +10,8 @@ import unicodedata
 import uuid
 from collections.abc import Mapping
 
-from ..driver.config import (
-    SCHEDULE_ALIASES,
-    VOLUME_KEYS,
-    ConfigError,
-    schedule_parts,
-    validate_volume_config,
-)
+from ..driver.config import SCHEDULE_ALIASES, fill_volume_config, schedule_parts
 from ..driver.errors import InvalidRequest
-from ..driver.naming import Content
-from ..driver.units import format_size, parse_size, round_up
 from ..state import store as st
 
 __all__ = [
@@ -115,37 +107,11 @@ def add_expiry(start: datetime.datetime, expiry: str) -> datetime.datetime:
     return result
 
 
-def _zero(size: str | None) -> bool:
-    try:
-        return size is not None and parse_size(size) == 0
-    except ValueError:
-        return False  # the validation says what is wrong with it
-
-
 def fill_config(
     pool: st.Pool, content: str, config: Mapping[str, str], step: int
 ) -> dict[str, str]:
-    """A new volume's config: the given keys (validated; empty ones dropped), the pool's
-    defaults for the rest, the size rounded up to the array's ``step``, a new UUID."""
-    filled = {k: v for k, v in config.items() if v != ""}
-    if _zero(filled.get("size")):
-        del filled["size"]  # LXD: size 0 is "no limit", which is the default size here
-    validate_volume_config(filled)
-    if "volatile.uuid" in filled:
-        raise ConfigError("volatile.uuid", "is set by lxflex")
-    size = parse_size(filled.get("size") or pool.config.get("volume.size", "8GiB"))
-    filled["size"] = format_size(round_up(size, step))
-    filled.setdefault("block.type", pool.config.get("volume.block.type", "thin"))
-    if content == Content.FILESYSTEM:
-        filled.setdefault("block.filesystem", pool.config.get("volume.block.filesystem", "ext4"))
-        filled.setdefault(
-            "block.mount_options", pool.config.get("volume.block.mount_options", "discard")
-        )
-    elif "block.filesystem" in filled or "block.mount_options" in filled:
-        raise ConfigError("block.filesystem", f"applies to filesystem volumes, not {content}")
-    for key in VOLUME_KEYS:  # the pool's other volume.* defaults (block.* and size: above)
-        inherited = pool.config.get(f"volume.{key}")
-        if inherited and key.startswith(("snapshots.", "security.")):
-            filled.setdefault(key, inherited)
+    """A new volume's config, as the driver's key table fills it (see
+    :func:`~lxflex.driver.config.fill_volume_config`), with a new UUID."""
+    filled = fill_volume_config(pool.config, content, config, step=step)
     filled["volatile.uuid"] = str(uuid.uuid4())
     return filled

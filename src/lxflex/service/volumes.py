@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ..driver.config import validate_volume_config
+from ..driver.config import copy_volume_config, updated_volume_config
 from ..driver.errors import Conflict, DriverError, InvalidRequest, NotFound
 from ..driver.instances import InstanceIds
 from ..driver.naming import Content, VolumeType
@@ -266,17 +266,7 @@ class VolumeService:
         """Apply config changes; a new ``size`` grows the volume (and its filesystem)."""
         async with self._locked(pool_name, project, name):
             pool, vol = await self._load(pool_name, project, name)
-            new = {k: v for k, v in config.items() if v != ""}
-            validate_volume_config(new)
-            for key in ("volatile.uuid", "block.type", "block.filesystem"):
-                if key in vol.config and new.get(key, vol.config[key]) != vol.config[key]:
-                    raise InvalidRequest(f'"{key}" cannot be changed on an existing volume')
-                if key in vol.config:
-                    new[key] = vol.config[key]
-            new.setdefault("size", vol.config["size"])
-            if vol.content_type == Content.FILESYSTEM:  # unset: the pool's default again
-                default = pool.config.get("volume.block.mount_options") or "discard"
-                new.setdefault("block.mount_options", default)
+            new = updated_volume_config(vol.config, config, vol.content_type, pool.config)
             if parse_size(new["size"]) != parse_size(vol.config["size"]):
                 if vol.content_type == Content.ISO:
                     raise InvalidRequest("an ISO volume is read-only: its size cannot change")
@@ -589,15 +579,9 @@ class VolumeService:
         ) != dst_pool.config.get("powerflex.gateway"):
             raise InvalidRequest("copies between pools of different gateways are not supported yet")
         runtime = await self.pools.runtime(dst_pool)
-        overrides = {
-            k: v
-            for k, v in (config or {}).items()
-            if k in ("size", "block.type", "block.mount_options") or k.startswith("user.")
-        }
         source_config = snap_source.config if snap_source else vol.config
-        filled = {**source_config, **overrides, "volatile.uuid": str(uuid.uuid4())}
-        if parse_size(filled["size"]) < parse_size(source_config["size"]):
-            raise InvalidRequest("a copy cannot be smaller than its source")
+        filled = {**copy_volume_config(source_config, config or {})}
+        filled["volatile.uuid"] = str(uuid.uuid4())
         async with self._locked(source_pool, project, source):
             async with self.db.read() as conn:
                 snaps = [s for s in await st.list_snapshots(conn, vol.id) if s.status == "created"]
