@@ -208,9 +208,11 @@ async def volumes_post(request: web.Request) -> web.Response:
     overrides = config_of(doc.get("config"))  # the driver's key table says what may change
 
     volume_only = bool_of(source, "volume_only")
-    if refresh and not src_snapshot and await _exists(storage, pool, name, project):
-        # LXD's copy --refresh of an existing target; without one it is a plain copy.
-        async def refreshing(op: Operation) -> None:
+    # LXD's copy --refresh of an existing target; without one it is a plain copy.
+    refreshing = refresh and not src_snapshot and await _exists(storage, pool, name, project)
+
+    async def work(op: Operation) -> None:
+        if refreshing:
             await storage.volumes.refresh(
                 src_pool,
                 src_volume,
@@ -220,16 +222,7 @@ async def volumes_post(request: web.Request) -> web.Response:
                 target_project=project,
                 progress=op.progress,
             )
-
-        return start_operation(
-            request,
-            f"Refreshing storage volume {name} from {view.name}",
-            refreshing,
-            {"storage_volumes": [render.volume_url(pool, name, project=project)]},
-            project,
-        )
-
-    async def work(op: Operation) -> None:
+            return
         await storage.volumes.copy(
             src_pool,
             src_volume,
@@ -243,9 +236,10 @@ async def volumes_post(request: web.Request) -> web.Response:
             progress=op.progress,
         )
 
+    verb = f"Refreshing storage volume {name} from" if refreshing else "Copying storage volume"
     return start_operation(
         request,
-        f"Copying storage volume {view.name}",
+        f"{verb} {view.name}",
         work,
         {"storage_volumes": [render.volume_url(pool, name, project=project)]},
         project,

@@ -34,7 +34,7 @@ from .spec import CopyPlan, CopyResult, Progress, wrap
 if TYPE_CHECKING:
     from .volumes import PowerFlexVolumes
 
-__all__ = ["copy_volume"]
+__all__ = ["copy_content", "copy_volume", "new_identity"]
 
 
 async def copy_volume(
@@ -78,7 +78,7 @@ async def _copy_on_host(
         fresh = True
         for source_id, snap_uuid, size in steps:
             await _grow_array(volumes, target_id, size)
-            written += await _copy_content(volumes, plan, source_id, target_id, fresh, step)
+            written += await copy_content(volumes, plan, source_id, target_id, fresh, step)
             fresh = False
             done += size
             if snap_uuid is not None:
@@ -94,7 +94,7 @@ async def _grow_array(volumes: PowerFlexVolumes, vol_id: str, size: int) -> None
         await volumes.client.set_volume_size(vol_id, wanted)
 
 
-async def _copy_content(
+async def copy_content(
     volumes: PowerFlexVolumes,
     plan: CopyPlan,
     source_id: str,
@@ -111,7 +111,7 @@ async def _copy_content(
     return result.written
 
 
-async def _new_identity(volumes: PowerFlexVolumes, plan: CopyPlan, target_id: str) -> None:
+async def new_identity(volumes: PowerFlexVolumes, plan: CopyPlan, target_id: str) -> None:
     if plan.target.is_filesystem:
         async with volumes.attached(target_id) as dst:
             await volumes.fs.new_identity(dst, plan.target.filesystem)
@@ -138,7 +138,7 @@ async def _copy_by_snapshot(volumes: PowerFlexVolumes, plan: CopyPlan) -> CopyRe
     async with _undone_on_failure(volumes, [target_id]):
         if plan.target.size > plan.source.size:
             await volumes.resize(plan.target, target_id, plan.target.size)
-        await _new_identity(volumes, plan, target_id)
+        await new_identity(volumes, plan, target_id)
     return CopyResult(target_id, [], 0)
 
 
@@ -156,7 +156,7 @@ async def _copy_on_array(volumes: PowerFlexVolumes, plan: CopyPlan) -> CopyResul
                 # takes its size, so each snapshot of it has its source's size.
                 await _grow_array(volumes, made[0], size)
                 await client.refresh_volume(made[0], source_id)
-            await _new_identity(volumes, plan, made[0])
+            await new_identity(volumes, plan, made[0])
             if snap_uuid is not None:
                 made.append(await volumes.snapshot(plan.target, made[0], snap_uuid))
         await _grow_to_target(volumes, plan, made[0])

@@ -17,12 +17,11 @@ shrink), which ``storage check`` then reports and finishes as a grow.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..host.copy import copy_blocks
+from .copies import copy_content, new_identity
 from .errors import DriverError
 from .spec import CopyPlan, Progress, wrap
 
@@ -80,9 +79,9 @@ async def refresh_volume(
                 await volumes.client.set_volume_size(target_id, volumes.rounded(size))
             if on_array:
                 await volumes.client.overwrite_volume_content(target_id, source_id)
-                await _new_identity(volumes, copy, target_id)
-            else:
-                await _copy_into(volumes, copy, source_id, target_id, step)
+                await new_identity(volumes, copy, target_id)
+            else:  # over the target's old data: what the source lacks is cleared
+                await copy_content(volumes, copy, source_id, target_id, False, step)
             done += size
             if snap_uuid is not None:
                 made.append(await volumes.snapshot(copy.target, target_id, snap_uuid))
@@ -110,18 +109,3 @@ async def refresh_volume(
 async def _same_vtree(volumes: PowerFlexVolumes, source_id: str, target_id: str) -> bool:
     source, target = await volumes.client.volumes([source_id, target_id])
     return source.vtree_id == target.vtree_id
-
-
-async def _copy_into(
-    volumes: PowerFlexVolumes, plan: CopyPlan, source_id: str, target_id: str, step: Progress
-) -> None:
-    async with volumes.attached(source_id) as src, volumes.attached(target_id) as dst:
-        await asyncio.to_thread(copy_blocks, src, dst, target_zeroed=False, progress=step)
-        if plan.target.is_filesystem:
-            await volumes.fs.new_identity(dst, plan.target.filesystem)
-
-
-async def _new_identity(volumes: PowerFlexVolumes, plan: CopyPlan, target_id: str) -> None:
-    if plan.target.is_filesystem:
-        async with volumes.attached(target_id) as dst:
-            await volumes.fs.new_identity(dst, plan.target.filesystem)
