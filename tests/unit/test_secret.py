@@ -20,3 +20,23 @@ def test_secret_compares_by_value_and_refuses_pickling() -> None:
     assert not Secret("")
     with pytest.raises(TypeError):
         pickle.dumps(Secret("a"))
+
+
+def test_a_pool_record_never_shows_its_password() -> None:
+    import datetime
+
+    from lxflex.state.store import Pool
+
+    pool = Pool(
+        1,
+        "pf",
+        "powerflex",
+        "",
+        "created",
+        datetime.datetime.now(datetime.UTC),
+        {"powerflex.user.password": "Sim-Passw0rd!", "powerflex.gateway": "gw:443"},
+    )
+    for text in (repr(pool), str(pool), f"{pool}", repr([pool])):
+        assert "Sim-Passw0rd!" not in text
+        assert "gw:443" in text
+    assert pool.config["powerflex.user.password"] == "Sim-Passw0rd!"  # the value stays

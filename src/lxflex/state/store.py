@@ -94,6 +94,9 @@ def _aware(value: datetime.datetime | None) -> datetime.datetime | None:
     return value
 
 
+_SECRET_WORDS = ("password", "secret", "token", "key")
+
+
 class Pool(msgspec.Struct, frozen=True):
     id: int
     name: str
@@ -102,6 +105,15 @@ class Pool(msgspec.Struct, frozen=True):
     status: str
     created_at: datetime.datetime
     config: Mapping[str, str] = msgspec.field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        """Without the values of secret keys (the gateway password): records reach logs
+        and tracebacks."""
+        shown = {
+            k: "<redacted>" if any(w in k.rsplit(".", 1)[-1] for w in _SECRET_WORDS) else v
+            for k, v in self.config.items()
+        }
+        return f"Pool(id={self.id}, name={self.name!r}, driver={self.driver!r}, config={shown!r})"
 
 
 class Volume(msgspec.Struct, frozen=True):
