@@ -38,3 +38,59 @@ def test_client_imports_nothing_above_it() -> None:
     allowed = ("lxflex.powerflex", "lxflex.secret")
     bad = {m for m in _imports("powerflex") if not m.startswith(allowed)}
     assert bad == set(), f"the client imports {bad}"
+
+
+# What each layer may import besides itself (ARCHITECTURE.md's house, top to bottom).
+# ``lxflex`` alone is the package's ``__version__``; locks, revert and secret are leaf
+# helpers any layer below the API may use.
+_HELPERS = ("lxflex.locks", "lxflex.revert", "lxflex.secret")
+ALLOWED = {
+    "cli": ("lxflex",),  # HTTP to the daemon only: nothing below the API
+    "api": ("lxflex", "lxflex.service", "lxflex.driver"),  # the driver's errors and config
+    "service": ("lxflex.driver", "lxflex.host", "lxflex.state", "lxflex.powerflex", *_HELPERS),
+    "driver": ("lxflex.host", "lxflex.powerflex", *_HELPERS),
+    "host": (),
+    "state": (),
+    "powerflex": ("lxflex.secret",),
+    "sim": (),
+}
+
+
+def _outside(package: str) -> set[str]:
+    own = f"lxflex.{package}"
+    return {m for m in _imports(package) if m != own and not m.startswith(own + ".")}
+
+
+def _allowed(module: str, allowed: tuple[str, ...]) -> bool:
+    # "lxflex" is the package itself (its __version__), not everything under it.
+    return any(module == a or (a != "lxflex" and module.startswith(a + ".")) for a in allowed)
+
+
+def test_every_layer_imports_only_what_is_below_it() -> None:
+    found = {
+        package: sorted(m for m in _outside(package) if not _allowed(m, allowed))
+        for package, allowed in ALLOWED.items()
+    }
+    assert found == {package: [] for package in ALLOWED}
+
+
+def test_the_rule_catches_an_upward_import() -> None:
+    assert not _allowed("lxflex.service.volumes", ALLOWED["driver"])
+    assert not _allowed("lxflex.api.server", ALLOWED["cli"])
+    assert not _allowed("lxflex.state.store", ALLOWED["api"])
+    assert _allowed("lxflex", ALLOWED["cli"])
+
+
+def test_every_package_is_in_the_table() -> None:
+    packages = {p.name for p in ROOT.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    assert packages == set(ALLOWED)
+
+
+def test_the_leaf_helpers_import_no_layer() -> None:
+    for helper in ("locks", "revert", "secret"):
+        for node in ast.walk(ast.parse((ROOT / f"{helper}.py").read_text())):
+            if isinstance(node, ast.ImportFrom):
+                assert not node.level, helper
+                assert not (node.module or "").startswith("lxflex"), helper
+            elif isinstance(node, ast.Import):
+                assert not any(a.name.startswith("lxflex") for a in node.names), helper

@@ -15,9 +15,8 @@ from urllib.parse import quote
 
 import msgspec
 
-from ..service import CheckReport, PoolView, VolumeView
+from ..service import CheckReport, PoolView, SnapshotRecord, VolumeView
 from ..service.events import Lifecycle
-from ..state import Snapshot
 from .envelope import etag, rfc3339
 
 _PLAIN = re.compile(r"[A-Za-z0-9_.~-]*")
@@ -94,7 +93,7 @@ def volume_etag(view: VolumeView) -> str:
     return etag(view.name, view.type, view.config)
 
 
-def snapshot(snap: Snapshot, content_type: str, *, listed: bool = False) -> dict[str, Any]:
+def snapshot(snap: SnapshotRecord, content_type: str, *, listed: bool = False) -> dict[str, Any]:
     """A snapshot; no expiry is the zero time, but ``null`` in a recursive listing, as
     LXD 5.0.2 answers (``lxc storage volume info`` reads the listing)."""
     expires: str | None = rfc3339(snap.expires_at)
@@ -111,7 +110,7 @@ def snapshot(snap: Snapshot, content_type: str, *, listed: bool = False) -> dict
 
 
 def snapshot_as_volume(
-    volume_name: str, snap: Snapshot, content_type: str, project: str
+    volume_name: str, snap: SnapshotRecord, content_type: str, project: str
 ) -> VolumeDoc:
     """A snapshot as it appears in a volume list: a volume named ``vol/snap``."""
     return VolumeDoc(
@@ -127,7 +126,7 @@ def snapshot_as_volume(
     )
 
 
-def snapshot_etag(snap: Snapshot) -> str:
+def snapshot_etag(snap: SnapshotRecord) -> str:
     return etag(snap.description, rfc3339(snap.expires_at))
 
 

@@ -14,8 +14,7 @@ import msgspec
 from aiohttp import web
 
 from ..driver.errors import NotFound
-from ..service import Storage, VolumeView
-from ..state import Snapshot
+from ..service import SnapshotRecord, Storage, VolumeView
 from . import render
 from .backups import import_volume
 from .common import (
@@ -150,7 +149,7 @@ async def volumes_get(request: web.Request) -> web.Response:
     )
     # (volume, snapshot or None, document): URLs are made only for the answer that
     # lists them (recursion=0), documents for every answer (filters read them).
-    entries: list[tuple[VolumeView, Snapshot | None, render.VolumeDoc]] = []
+    entries: list[tuple[VolumeView, SnapshotRecord | None, render.VolumeDoc]] = []
     for view in views:
         entries.append((view, None, render.volume(view)))
         for snap in view.snapshot_records:

@@ -7,7 +7,7 @@ from .pools import PoolService, PoolView
 from .runtime import HostSettings, Runtimes
 from .storage import Storage
 from .trust import TrustService
-from .views import VolumeView
+from .views import SnapshotRecord, VolumeView
 from .volumes import VolumeService
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "PoolService",
     "PoolView",
     "Runtimes",
+    "SnapshotRecord",
     "Storage",
     "TrustService",
     "VolumeService",

@@ -3,13 +3,31 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Mapping
+from typing import Protocol
 
 import msgspec
 
 from ..driver.errors import Conflict
 from ..state import store as st
 
-__all__ = ["VolumeView", "array_of", "make_view"]
+__all__ = ["SnapshotRecord", "VolumeView", "array_of", "make_view"]
+
+
+class SnapshotRecord(Protocol):
+    """What the layers above read of a snapshot (the state's record has it all): they
+    see snapshots through this, never through the state."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def config(self) -> Mapping[str, str]: ...
+    @property
+    def created_at(self) -> datetime.datetime: ...
+    @property
+    def expires_at(self) -> datetime.datetime | None: ...
 
 
 class VolumeView(msgspec.Struct, frozen=True):
