@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from ..host.nvme import split_address
 from ..powerflex.policy import parse_gateway
 from ..powerflex.transport import DEFAULT_CONNECTIONS
 from .units import GIB, format_size, parse_size
@@ -89,14 +90,7 @@ _HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 
 
 def _address(value: str) -> None:
-    host = value
-    if value.startswith("["):
-        host, _, port = value[1:].partition("]")
-        port = port.removeprefix(":")
-    elif value.count(":") == 1:
-        host, _, port = value.partition(":")
-    else:
-        port = ""
+    host, port = split_address(value)
     if port and not (port.isdigit() and 0 < int(port) < 65536):
         raise ValueError(f"{value!r} has an invalid port")
     try:

@@ -22,6 +22,7 @@ from ..powerflex import (
     RetryPolicy,
     TlsPolicy,
     TransportError,
+    version_tuple,
 )
 from ..secret import Secret
 from .config import MODE_NVME, MODE_SDC, ConfigError, bool_value
@@ -107,7 +108,7 @@ async def _resolve(
         raise ConfigError("powerflex.mode", str(exc)) from None
     sdts: tuple[str, ...] = ()
     if _is_nvme(mode):
-        if int(version.split(".")[0]) < 4:
+        if version_tuple(version)[0] < 4:
             raise ConfigError(
                 "powerflex.mode", f"NVMe/TCP needs PowerFlex 4.0 or later (API {version})"
             )

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from ..powerflex import version_tuple
+
 __all__ = ["GIB", "format_size", "granularity", "parse_size", "round_up"]
 
 GIB = 1024**3
@@ -63,8 +65,7 @@ def format_size(size: int) -> str:
 
 def granularity(api_version: str) -> int:
     """Bytes per allocation step for a gateway of this API version."""
-    major = int(api_version.split(".", 1)[0])
-    return GIB if major >= 5 else 8 * GIB
+    return GIB if version_tuple(api_version)[0] >= 5 else 8 * GIB
 
 
 def round_up(size: int, step: int) -> int:

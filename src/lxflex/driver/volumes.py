@@ -37,6 +37,7 @@ from ..powerflex import (
     RemoveMode,
     SnapshotDef,
     VolumeNotFoundError,
+    version_tuple,
 )
 from ..powerflex import Volume as ArrayVolume
 from .attach import Attacher
@@ -79,7 +80,7 @@ class PowerFlexVolumes:
     @property
     def gen2(self) -> bool:
         """PowerFlex 5: createSnapshot, thin clones and refresh; 1 GiB steps."""
-        return int(self.pool.version.split(".")[0]) >= 5
+        return version_tuple(self.pool.version)[0] >= 5
 
     @property
     def snapshot_limit(self) -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .runner import CommandError, Runner
 
-__all__ = ["NvmeConfig", "NvmeHost", "host_nqn", "nguid"]
+__all__ = ["NvmeConfig", "NvmeHost", "host_nqn", "nguid", "split_address"]
 
 DELL_OUI = "64b94e"
 
@@ -92,7 +92,7 @@ class NvmeHost:
         """Connect through the first target that answers; CommandError if none does."""
         failures: list[CommandError] = []
         for target in targets:
-            host, port = _split(target)
+            host, port = split_address(target)
             argv = [self.config.nvme, "connect-all", "-t", "tcp", "-a", host, "-q", hostnqn]
             if port:
                 argv += ["-s", port]
@@ -115,7 +115,8 @@ class NvmeHost:
         await self.runner.run([self.config.nvme, "disconnect", "-n", subnqn], timeout=60)
 
 
-def _split(target: str) -> tuple[str, str]:
+def split_address(target: str) -> tuple[str, str]:
+    """``host``, ``host:port``, ``[v6]`` or ``[v6]:port`` → (host, port or "")."""
     if target.startswith("["):
         host, _, rest = target[1:].partition("]")
         return host, rest.removeprefix(":")

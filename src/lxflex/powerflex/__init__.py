@@ -5,7 +5,7 @@ Use :class:`PowerFlexClient`; configure it with the frozen policies; catch the e
 without I/O and sent through a :class:`Transport`.
 """
 
-from .auth import Generation
+from .auth import Generation, version_tuple
 from .client import PowerFlexClient
 from .errors import (
     AlreadyMappedError,
@@ -97,4 +97,5 @@ __all__ = [
     "VolumeNotFoundError",
     "VolumeType",
     "parse_gateway",
+    "version_tuple",
 ]

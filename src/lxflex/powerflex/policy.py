@@ -114,6 +114,3 @@ class RetryPolicy:
             capped = min(self.max_backoff, delay)
             yield capped * (1 - self.jitter * random.random())  # noqa: S311 - not crypto
             delay *= self.multiplier
-
-
-NO_RETRY = RetryPolicy(attempts=1)
