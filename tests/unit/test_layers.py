@@ -43,10 +43,10 @@ def test_client_imports_nothing_above_it() -> None:
 # What each layer may import besides itself (ARCHITECTURE.md's house, top to bottom).
 # ``lxflex`` alone is the package's ``__version__``; locks, revert and secret are leaf
 # helpers any layer below the API may use.
-_HELPERS = ("lxflex.locks", "lxflex.revert", "lxflex.secret")
+_HELPERS = ("lxflex.locks", "lxflex.revert", "lxflex.secret", "lxflex.times")
 ALLOWED = {
-    "cli": ("lxflex",),  # HTTP to the daemon only: nothing below the API
-    "api": ("lxflex", "lxflex.service", "lxflex.driver"),  # the driver's errors and config
+    "cli": ("lxflex", "lxflex.times"),  # HTTP to the daemon only: nothing below the API
+    "api": ("lxflex", "lxflex.service", "lxflex.driver", "lxflex.times"),  # driver: errors
     "service": ("lxflex.driver", "lxflex.host", "lxflex.state", "lxflex.powerflex", *_HELPERS),
     "driver": ("lxflex.host", "lxflex.powerflex", *_HELPERS),
     "host": (),
@@ -87,7 +87,7 @@ def test_every_package_is_in_the_table() -> None:
 
 
 def test_the_leaf_helpers_import_no_layer() -> None:
-    for helper in ("locks", "revert", "secret"):
+    for helper in ("locks", "revert", "secret", "times"):
         for node in ast.walk(ast.parse((ROOT / f"{helper}.py").read_text())):
             if isinstance(node, ast.ImportFrom):
                 assert not node.level, helper

@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-ZERO_TIME = "0001-01-01T00:00:00Z"
+from ..times import ZERO_TIME, parse_rfc3339
 
 
 class ApiError(Exception):
@@ -40,25 +40,14 @@ def rfc3339(value: datetime.datetime | None) -> str:
 
 def parse_time(value: object, field: str) -> datetime.datetime | None:
     """An RFC 3339 time from a request; None for null, empty or the zero time."""
-    if value is None or value in ("", ZERO_TIME):
+    if value is None:
         return None
     if not isinstance(value, str):
         raise ApiError(400, f"{field} must be an RFC 3339 time")
-    text = value.replace("Z", "+00:00")
-    if "." in text:  # Go may send nanoseconds; Python takes microseconds
-        head, _, rest = text.partition(".")
-        digits = "".join(c for c in rest if c.isdigit())
-        zone = rest[len(digits) :]
-        text = f"{head}.{digits[:6]}{zone}"
     try:
-        parsed = datetime.datetime.fromisoformat(text)
+        return parse_rfc3339(value)
     except ValueError:
         raise ApiError(400, f"{field} is not an RFC 3339 time: {value!r}") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.UTC)
-    if parsed.year <= 1:
-        return None
-    return parsed
 
 
 def _dumps(value: Any) -> str:

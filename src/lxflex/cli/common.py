@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import sys
 import urllib.parse
 from collections.abc import Callable, Sequence
@@ -12,6 +11,7 @@ import click
 import yaml
 from click.shell_completion import CompletionItem
 
+from ..times import parse_rfc3339
 from .connection import Connection, DaemonError, Unreachable, connect
 from .output import FORMATS, dump_yaml
 
@@ -147,10 +147,8 @@ def get_with_etag(conn: Connection, path: str) -> tuple[dict[str, Any], str | No
 
 def when(value: Any) -> str:
     """A time as lxc shows it; nothing for none (LXD's zero time)."""
-    if not value or str(value).startswith("0001-01-01"):
-        return ""
-    when = datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return when.strftime("%Y/%m/%d %H:%M %Z")
+    parsed = parse_rfc3339(str(value or ""))
+    return parsed.strftime("%Y/%m/%d %H:%M %Z") if parsed else ""
 
 
 def iec(size: int) -> str:

@@ -28,6 +28,7 @@ from ..host.runner import CommandError
 from ..state import Database, NameTaken
 from ..state import backups as bk
 from ..state import store as st
+from ..times import ZERO_TIME, parse_rfc3339
 from .pools import PoolService, public_config
 from .rules import check_name, fill_config, next_name
 from .specs import snapshot_names, spec_of
@@ -40,31 +41,24 @@ log = logging.getLogger("lxflex.service")
 
 Backup = bk.Backup
 DEFAULT_COMPRESSION = "gzip"
+
+
 # Keys a restored volume takes from its backup; volatile ones are made anew.
-ZERO_TIME = "0001-01-01T00:00:00Z"  # Go's zero time: what LXD writes for "none"
-
-
 def _time(value: datetime.datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
 def _parse_time(value: Any) -> datetime.datetime | None:
-    if not value or str(value).startswith("0001-01-01"):
-        return None
-    if isinstance(value, datetime.datetime):
+    if isinstance(value, datetime.datetime):  # YAML reads an unquoted time itself
+        if value.year <= 1:
+            return None
         return value if value.tzinfo else value.replace(tzinfo=datetime.UTC)
-    text = str(value).replace("Z", "+00:00")
-    head, dot, rest = text.partition(".")
-    if dot:  # Go writes nanoseconds; Python reads microseconds
-        digits = "".join(c for c in rest if c.isdigit())
-        text = f"{head}.{digits[:6]}{rest[len(digits) :]}"
     try:
-        parsed = datetime.datetime.fromisoformat(text)
+        return parse_rfc3339(str(value or ""))
     except ValueError:
         raise InvalidRequest(
             f"backup/index.yaml has a time that is not RFC 3339: {value!r}"
         ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
 
 
 class BackupService:
