@@ -24,5 +24,5 @@ def test_parse(text: str, expected: datetime.datetime | None) -> None:
 
 
 def test_not_a_time() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="Invalid isoformat"):
         parse_rfc3339("soon")
