@@ -133,7 +133,7 @@ async def every_minute(storage: Storage) -> None:
     while True:
         await asyncio.sleep(60.5 - time.time() % 60)
         try:
-            taken, removed = await storage.volumes.scheduled(datetime.datetime.now(datetime.UTC))
+            taken, removed = await storage.scheduled(datetime.datetime.now(datetime.UTC))
         except Exception:
             log.exception("the scheduled snapshot pass failed")
             continue

@@ -16,6 +16,7 @@ from lxflex.host.fs import mounted_under
 from lxflex.host.nvme import nguid
 from lxflex.service import Storage
 from lxflex.service.check import Kind, Report
+from lxflex.sim.control import Fault
 from lxflex.state import store as st
 
 from ..conftest import GIB
@@ -162,3 +163,33 @@ async def test_check_leaves_work_in_flight_alone(make_storage: StorageFactory) -
         await storage.pools.journal.settle(conn, intents)
         await st.update_volume(conn, record.id, status="created")
     assert mounted_under(storage.runtimes.host.scratch) == []
+
+
+async def test_a_repair_that_fails_says_why_and_keeps_the_entry(
+    make_storage: StorageFactory,
+) -> None:
+    storage = await make_storage()
+    volumes = await volumes_of(storage)
+    leftover = await volumes.client.create_volume(
+        volumes.pool.pool_id, 8 * GIB, volume_name(VolumeType.CUSTOM, Content.BLOCK, uuid.uuid4())
+    )
+    pool = await storage.pools.record("pf")
+    await storage.pools.journal.keep(pool.id, Leftover("volume", leftover, reason="test"))
+    storage.sim.faults.append(  # type: ignore[attr-defined]
+        Fault(
+            route="POST /api/instances/Volume::{id}/action/removeVolume",
+            http_status=500,
+            error_code=65,
+            count=8,
+        )
+    )
+    report = await storage.check("pf", repair=True)
+    (finding,) = report.findings
+    assert finding.kind is Kind.JOURNAL
+    assert not finding.repaired
+    assert "Injected fault" in finding.error
+    assert leftover in storage.sim.array.volumes  # type: ignore[attr-defined]
+    assert len(await storage.pools.journal.entries()) == 1
+    storage.sim.faults.clear()  # type: ignore[attr-defined]
+    assert [f.repaired for f in (await storage.check("pf", repair=True)).findings] == [True]
+    assert await storage.pools.journal.entries() == []

@@ -7,6 +7,8 @@ import datetime
 
 import pytest
 
+from lxflex.sim.control import Fault
+
 from .conftest import StorageFactory
 
 pytestmark = pytest.mark.root
@@ -29,20 +31,45 @@ async def test_schedule_and_expiry(make_storage: StorageFactory) -> None:
     seen: list[tuple[str, str | None]] = []
     storage.pools.events.subscribe(lambda e: seen.append((e.action, e.snapshot)))
     hour = datetime.datetime(2026, 12, 1, 12, 0, 10, tzinfo=datetime.UTC)
-    assert await storage.volumes.scheduled(hour) == (1, 0)
+    assert await storage.scheduled(hour) == (1, 0)
     assert seen == [("storage-volume-snapshot-created", "snap0")]
     (snap,) = (await storage.volumes.get("pf", "v")).snapshot_records
     assert snap.name == "snap0"
     assert snap.expires_at == hour + datetime.timedelta(hours=1)
-    assert await storage.volumes.scheduled(hour + datetime.timedelta(minutes=1)) == (0, 0)
+    assert await storage.scheduled(hour + datetime.timedelta(minutes=1)) == (0, 0)
     # An hour later it has expired, and the next one is taken.
-    assert await storage.volumes.scheduled(hour + datetime.timedelta(hours=1)) == (1, 1)
+    assert await storage.scheduled(hour + datetime.timedelta(hours=1)) == (1, 1)
     assert seen[1:] == [
         ("storage-volume-snapshot-deleted", "snap0"),
         ("storage-volume-snapshot-created", "snap0"),
     ]
     assert len((await storage.volumes.get("pf", "v")).snapshot_records) == 1
-    assert await storage.volumes.scheduled(hour + datetime.timedelta(hours=2, minutes=5)) == (0, 1)
+    assert await storage.scheduled(hour + datetime.timedelta(hours=2, minutes=5)) == (0, 1)
     assert (await storage.volumes.get("pf", "v")).snapshot_records == ()
     assert (await storage.volumes.get("pf", "quiet")).snapshot_records == ()
     assert len(storage.sim.array.volumes) == 2  # type: ignore[attr-defined]
+
+
+async def test_a_failed_scheduled_snapshot_leaves_nothing_and_stops_no_other(
+    make_storage: StorageFactory,
+) -> None:
+    storage = await make_storage()
+    for name in ("a", "b"):
+        await storage.volumes.create(
+            "pf", name, content_type="block", config={"snapshots.schedule": "* * * * *"}
+        )
+    before = len(storage.sim.array.volumes)  # type: ignore[attr-defined]
+    storage.sim.faults.append(  # type: ignore[attr-defined]
+        Fault(
+            route="POST /api/instances/System/action/snapshotVolumes",
+            http_status=500,
+            error_code=65,
+            count=1,
+        )
+    )
+    now = datetime.datetime(2026, 12, 1, 12, 0, tzinfo=datetime.UTC)
+    assert await storage.scheduled(now) == (1, 0)  # one failed, the other was taken
+    snaps = [len((await storage.volumes.get("pf", n)).snapshot_records) for n in ("a", "b")]
+    assert sorted(snaps) == [0, 1]
+    assert len(storage.sim.array.volumes) == before + 1  # type: ignore[attr-defined]
+    assert await storage.pools.journal.entries() == []

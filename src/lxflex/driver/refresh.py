@@ -73,10 +73,11 @@ async def refresh_volume(
         raise wrap("refresh", exc) from exc
     made: list[str] = []
     try:
-        on_array = await _same_vtree(volumes, copy.source_id, target_id)
+        on_array, current = await _same_vtree(volumes, copy.source_id, target_id)
         for source_id, snap_uuid, size in steps:
-            if volumes.rounded(size) > await volumes.size_of(target_id):
-                await volumes.client.set_volume_size(target_id, volumes.rounded(size))
+            if volumes.rounded(size) > current:  # one look at the target, then tracked
+                current = volumes.rounded(size)
+                await volumes.client.set_volume_size(target_id, current)
             if on_array:
                 await volumes.client.overwrite_volume_content(target_id, source_id)
                 await new_identity(volumes, copy, target_id)
@@ -85,7 +86,6 @@ async def refresh_volume(
             done += size
             if snap_uuid is not None:
                 made.append(await volumes.snapshot(copy.target, target_id, snap_uuid))
-        current = await volumes.size_of(target_id)
         if copy.target.is_filesystem and current > volumes.rounded(copy.source.size):
             await volumes.grow_filesystem(copy.target, target_id, current, None)
     except BaseException as exc:
@@ -106,6 +106,10 @@ async def refresh_volume(
     return made
 
 
-async def _same_vtree(volumes: PowerFlexVolumes, source_id: str, target_id: str) -> bool:
-    source, target = await volumes.client.volumes([source_id, target_id])
-    return source.vtree_id == target.vtree_id
+async def _same_vtree(
+    volumes: PowerFlexVolumes, source_id: str, target_id: str
+) -> tuple[bool, int]:
+    """Whether source and target share a VTree, and the target's size (one request)."""
+    found = {v.id: v for v in await volumes.client.volumes([source_id, target_id])}
+    source, target = found[source_id], found[target_id]
+    return source.vtree_id == target.vtree_id, target.size_bytes

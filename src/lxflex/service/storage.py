@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 import socket
 from collections.abc import Collection
@@ -18,6 +19,7 @@ from .pools import PoolService
 from .projects import ProjectService
 from .recovery import sweep_scratch
 from .runtime import HostSettings, Runtimes
+from .schedule import run_schedule
 from .trust import TrustService
 from .volumes import VolumeService
 
@@ -100,6 +102,10 @@ class Storage:
             idle=self.volumes.idle,
         )
         return await check_pool(context, pool, repair=repair, remove=remove)
+
+    async def scheduled(self, now: datetime.datetime) -> tuple[int, int]:
+        """Scheduled snapshots and snapshot expiry at ``now`` (see :mod:`.schedule`)."""
+        return await run_schedule(self.volumes, now)
 
     async def close(self) -> None:
         await self.runtimes.close()

@@ -36,7 +36,7 @@ from ..state import Conn, Database, NameTaken
 from ..state import store as st
 from .pools import PoolService
 from .recovery import recover_pool
-from .rules import add_expiry, check_name, fill_config, lock_name, next_name, schedule_due
+from .rules import add_expiry, check_name, fill_config, lock_name, next_name
 from .runtime import PoolRuntime
 from .specs import snapshot_names, spec_of
 from .views import VolumeView, array_of, make_view
@@ -729,45 +729,6 @@ class VolumeService:
             await st.update_snapshot(conn, row.id, array_id=guard_id)
             await self.pools.journal.settle(conn, intents)
         return name
-
-    async def scheduled(self, now: datetime.datetime) -> tuple[int, int]:
-        """The clock's work at ``now`` (run once a minute): remove the snapshots of custom
-        volumes that expired, and snapshot the volumes whose ``snapshots.schedule`` is
-        due, named by ``snapshots.pattern`` and expiring by ``snapshots.expiry``. One
-        volume's failure is logged and does not stop the others. Return (taken,
-        removed)."""
-        taken = removed = 0
-        for view in await self.pools.all():
-            pool = await self.pools.record(view.name)
-            async with self.db.read() as conn:
-                vols = await st.list_volumes(conn, pool.id)
-                snaps = await st.list_pool_snapshots(conn, pool.id)
-            for vol in vols:
-                if vol.type != CUSTOM or vol.status != "created":
-                    continue
-                for snap in snaps.get(vol.id, []):
-                    if snap.expires_at is not None and snap.expires_at <= now:
-                        try:
-                            await self.delete_snapshot(
-                                pool.name, vol.name, snap.name, project=vol.project
-                            )
-                            removed += 1
-                        except Exception as exc:
-                            log.warning(
-                                "cannot remove expired snapshot %s/%s: %s", vol.name, snap.name, exc
-                            )
-                schedule = vol.config.get("snapshots.schedule")
-                if schedule and schedule_due(schedule, now):
-                    expiry = vol.config.get("snapshots.expiry")
-                    expires = add_expiry(now, expiry) if expiry else None
-                    try:
-                        await self.snapshot(
-                            pool.name, vol.name, project=vol.project, expires_at=expires
-                        )
-                        taken += 1
-                    except Exception as exc:
-                        log.warning("scheduled snapshot of %s failed: %s", vol.name, exc)
-        return taken, removed
 
     async def recover(self, pool_name: str) -> int:
         """Undo creates and finish deletes (and VM restores) that a crash cut short, in
