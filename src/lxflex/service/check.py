@@ -32,7 +32,6 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,7 +46,7 @@ from ..state import Database
 from ..state import store as st
 from .journal import Entry
 from .pools import PoolService
-from .recovery import clear_scratch_entry, finish_grow, recover_volume
+from .recovery import Lock, clear_scratch_entry, finish_grow, recover_volume
 from .rules import lock_name
 from .runtime import PoolRuntime
 from .specs import array_names
@@ -94,9 +93,6 @@ class Report(msgspec.Struct, kw_only=True):
     @property
     def left(self) -> list[Finding]:
         return [f for f in self.findings if not f.repaired]
-
-
-Lock = Callable[[str, str, str], AbstractAsyncContextManager[None]]  # pool, project, key
 
 
 @dataclass
