@@ -17,6 +17,7 @@ from lxflex.host.nvme import nguid
 from lxflex.service import Storage
 from lxflex.service.check import Kind, Report
 from lxflex.sim.control import Fault
+from lxflex.state import DELETE_BEGIN, DELETE_REFUSED
 from lxflex.state import store as st
 
 from ..conftest import GIB
@@ -70,7 +71,7 @@ async def test_check_reports_repairs_and_removes_only_when_named(
     # A delete that failed half-way, left ``deleting``.
     stuck = await storage.volumes.record("pf", "stuck")
     async with storage.db.write() as conn:
-        await st.update_volume(conn, stuck.id, status="deleting")
+        await st.update_volume(conn, stuck.id, step=DELETE_BEGIN)
     # An array volume with our scheme and no record, and one not named by the scheme.
     stray = volume_name(VolumeType.CUSTOM, Content.BLOCK, uuid.uuid4())
     stray_id = await client.create_volume(pool_id, 8 * GIB, stray)
@@ -143,7 +144,7 @@ async def test_check_leaves_work_in_flight_alone(make_storage: StorageFactory) -
     await storage.volumes.create("pf", "busy", content_type="block")
     record = await storage.volumes.record("pf", "busy")
     async with storage.db.write() as conn:
-        await st.update_volume(conn, record.id, status="deleting")
+        await st.update_volume(conn, record.id, step=DELETE_BEGIN)
     volumes = await volumes_of(storage)
     pool = await storage.pools.record("pf")
     intents = await storage.pools.journal.intend(pool.id, ["su_notyetmade"], "running work")
@@ -161,7 +162,7 @@ async def test_check_leaves_work_in_flight_alone(make_storage: StorageFactory) -
     assert scratch.is_dir()
     async with storage.db.write() as conn:
         await storage.pools.journal.settle(conn, intents)
-        await st.update_volume(conn, record.id, status="created")
+        await st.update_volume(conn, record.id, step=DELETE_REFUSED)
     assert mounted_under(storage.runtimes.host.scratch) == []
 
 

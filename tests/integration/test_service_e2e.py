@@ -19,7 +19,7 @@ from lxflex.host.fs import is_mounted
 from lxflex.host.runner import CommandError
 from lxflex.service import HostSettings, PoolService, Storage, VolumeService
 from lxflex.sim import Simulator
-from lxflex.state import Database
+from lxflex.state import DELETE_BEGIN, Database
 
 from ..conftest import GIB, SimFactory
 from .conftest import read_chunks, write_chunks
@@ -569,7 +569,7 @@ async def test_recovery_after_a_crash(stack: Stack) -> None:
         )
         half = await st.get_volume(conn, pool.id, "default", "custom", "half-deleted")
         assert half is not None
-        await st.update_volume(conn, half.id, status="deleting")
+        await st.update_volume(conn, half.id, step=DELETE_BEGIN)
     assert len(stack.sim.array.volumes) == 4
     repaired = await _storage_recover(stack)
     assert repaired == 3

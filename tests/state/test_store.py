@@ -9,7 +9,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from lxflex.state import Database, DatabaseBusy, NameTaken
+from lxflex.state import CREATE_DONE, Database, DatabaseBusy, NameTaken
 from lxflex.state import store as s
 from lxflex.state.schema import metadata
 
@@ -58,7 +58,7 @@ async def test_pool_volume_snapshot_records(db: Database) -> None:
         await s.update_volume(
             conn,
             vol.id,
-            status="created",
+            step=CREATE_DONE,
             array_id="0123456789abcdef",
             config={"size": "16GiB", "volatile.uuid": "u"},
         )

@@ -48,7 +48,7 @@ def pool(view: PoolView, used_by: list[str]) -> dict[str, Any]:
         "driver": view.driver,
         "description": view.description,
         "config": dict(view.config),
-        "status": "Created" if view.status == "created" else view.status.capitalize(),
+        "status": view.status.capitalize(),  # LXD: "Created"
         "locations": ["none"],
         "used_by": used_by,
     }

@@ -25,7 +25,7 @@ from ..driver.volumes import Progress
 from ..host.archive import COMPRESSIONS, compression_available
 from ..host.fs import is_mounted
 from ..host.runner import CommandError
-from ..state import Database, NameTaken
+from ..state import CREATE_DONE, Database, NameTaken, Status
 from ..state import backups as bk
 from ..state import store as st
 from ..times import ZERO_TIME, parse_rfc3339
@@ -80,13 +80,13 @@ class BackupService:
         await self._expire()
         vol = await self.volumes.record(pool, volume, project=project)
         async with self.db.read() as conn:
-            return [b for b in await bk.list_backups(conn, vol.id) if b.status == "created"]
+            return [b for b in await bk.list_backups(conn, vol.id) if b.status == Status.CREATED]
 
     async def get(self, pool: str, volume: str, name: str, *, project: str = "default") -> Backup:
         vol = await self.volumes.record(pool, volume, project=project)
         async with self.db.read() as conn:
             found = await bk.get_backup(conn, vol.id, name)
-        if found is None or found.status != "created":
+        if found is None or found.status != Status.CREATED:
             raise NotFound("Storage volume backup not found")
         return found
 
@@ -136,7 +136,7 @@ class BackupService:
                 raise InvalidRequest(f"a {vol.content_type} volume has no backups: keep its file")
             async with self.db.read() as conn:
                 taken = {b.name for b in await bk.list_backups(conn, vol.id)}
-                snaps = [s for s in await st.list_snapshots(conn, vol.id) if s.status == "created"]
+                snaps = await st.list_snapshots(conn, vol.id, whole=True)
             name = name or next_name("backup%d", taken)
             check_name(name)
             try:
@@ -190,7 +190,7 @@ class BackupService:
                 async with self.db.write() as conn:
                     # The export removed its snapshot, or kept it as a leftover by ID.
                     await journal.settle(conn, intents)
-                    await bk.update_backup(conn, backup.id, status="created")
+                    await bk.update_backup(conn, backup.id, step=CREATE_DONE)
             except BaseException:
                 partial.unlink(missing_ok=True)
                 out.unlink(missing_ok=True)
@@ -245,7 +245,7 @@ class BackupService:
         async with self.db.read() as conn:
             found = await bk.all_backups(conn)
         for backup in found:
-            if backup.status != "created":  # cut short: its name is free again
+            if backup.status != Status.CREATED:  # cut short: its name is free again
                 partial = self._file(backup).with_name(f".{backup.name}.partial")
                 partial.unlink(missing_ok=True)
                 await self._remove(backup)
@@ -322,7 +322,7 @@ class BackupService:
             try:
                 async with self.db.write() as conn:
                     await journal.settle(conn, intents)
-                    await st.update_volume(conn, row.id, status="created", array_id=vol_id)
+                    await st.update_volume(conn, row.id, step=CREATE_DONE, array_id=vol_id)
                     for snap, snap_uuid, snap_id in zip(
                         snapshots, snap_uuids, snap_ids, strict=True
                     ):
@@ -333,7 +333,7 @@ class BackupService:
                             {**filled, **snap["config"], "volatile.uuid": str(snap_uuid)},
                             description=snap["description"],
                             expires_at=snap["expires_at"],
-                            status="created",
+                            status=Status.CREATED,
                         )
                         await st.update_snapshot(conn, made_snap.id, array_id=snap_id)
             except BaseException:

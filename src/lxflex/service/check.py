@@ -42,7 +42,7 @@ from ..driver.naming import Content
 from ..driver.units import format_size, parse_size
 from ..host.fs import Filesystems, mounted_under
 from ..powerflex import Volume as ArrayVolume
-from ..state import Database
+from ..state import Database, Status
 from ..state import store as st
 from .journal import Entry
 from .pools import PoolService
@@ -258,7 +258,7 @@ async def _rows(
         if ctx.busy(pool_name, vol.project, lock_name(vol.type, vol.name)):
             continue  # work under way: judged when it is over
         snaps = state.snaps.get(vol.id, [])
-        if vol.status != "created" or any(s.status != "created" for s in snaps):
+        if vol.status != Status.CREATED or any(s.status != Status.CREATED for s in snaps):
             await _interrupted(ctx, runtime, pool_name, vol, report, repair)
             continue
         records: list[st.Volume | st.Snapshot] = [vol, *snaps]

@@ -28,7 +28,14 @@ from ..driver.units import format_size, parse_size, round_up
 from ..driver.volumes import PowerFlexVolumes, Progress
 from ..host.fs import is_mounted
 from ..host.lxdimage import ImageFiles, InstanceImage
-from ..state import Database, NameTaken
+from ..state import (
+    CREATE_DONE,
+    DELETE_BEGIN,
+    RESTORE_BEGIN,
+    RESTORE_DONE,
+    Database,
+    NameTaken,
+)
 from ..state import store as st
 from .pools import PoolService
 from .rules import check_name, fill_config, lock_name, next_name
@@ -77,7 +84,7 @@ class InstanceService:
         pool = await self.pools.record(pool_name)
         async with self.db.read() as conn:
             vol = await st.get_volume(conn, pool.id, project, kind, name)
-        if vol is None or vol.status == "creating":
+        if vol is None or not vol.status.visible:
             raise NotFound(f"{kind} volume {name!r} not found in pool {pool_name!r}")
         return pool, vol
 
@@ -167,7 +174,7 @@ class InstanceService:
         return [
             make_view(pool, v, snaps.get(v.id, []))
             for v in vols
-            if v.type in KINDS and v.status != "creating"
+            if v.type in KINDS and v.status.visible
         ]
 
     async def resize(
@@ -222,7 +229,7 @@ class InstanceService:
             path = self.mount_path(pool_name, kind, name, project=project)
             await self._unmount(runtime.volumes, vol, path)
             async with self.db.write() as conn:
-                await st.update_volume(conn, vol.id, status="deleting")
+                await st.update_volume(conn, vol.id, step=DELETE_BEGIN)
                 snaps = await st.list_snapshots(conn, vol.id)
             for snap in reversed(snaps):
                 if snap.array_id:
@@ -317,7 +324,7 @@ class InstanceService:
             try:
                 async with self.db.write() as conn:
                     await st.update_snapshot(
-                        conn, row.id, status="created", array_id=made.root, fs_array_id=made.fs
+                        conn, row.id, step=CREATE_DONE, array_id=made.root, fs_array_id=made.fs
                     )
             except BaseException:
                 await runtime.instances.drop(*made.all())
@@ -359,19 +366,19 @@ class InstanceService:
             yield
             return
         async with self.db.write() as conn:
-            await st.update_volume(conn, vol.id, status="restoring")
+            await st.update_volume(conn, vol.id, step=RESTORE_BEGIN)
         try:
             yield
         except RestoreInterrupted:
             raise
         except BaseException:
-            await self._mark_created(vol.id)
+            await self._restored(vol.id)
             raise
-        await self._mark_created(vol.id)
+        await self._restored(vol.id)
 
-    async def _mark_created(self, vol_id: int) -> None:
+    async def _restored(self, vol_id: int) -> None:
         async with self.db.write() as conn:
-            await st.update_volume(conn, vol_id, status="created")
+            await st.update_volume(conn, vol_id, step=RESTORE_DONE)
 
     # --- copy -------------------------------------------------------------------------
 
@@ -402,7 +409,7 @@ class InstanceService:
             )
         async with self._locked(pool_name, kind, project, source):
             async with self.db.read() as conn:
-                snaps = [s for s in await st.list_snapshots(conn, vol.id) if s.status == "created"]
+                snaps = await st.list_snapshots(conn, vol.id, whole=True)
             snaps = snaps if with_snapshots else []
 
             async def copy(uuids: list[uuid.UUID]) -> tuple[InstanceIds, list[InstanceIds]]:

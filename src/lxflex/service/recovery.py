@@ -13,7 +13,7 @@ from ..driver.instances import InstanceIds
 from ..driver.naming import Content
 from ..driver.units import format_size, parse_size
 from ..host.fs import Filesystems, mounted_under
-from ..state import Database
+from ..state import RESTORE_DONE, Database, Status
 from ..state import store as st
 from .pools import PoolService
 from .rules import lock_name
@@ -49,7 +49,8 @@ async def recover_pool(db: Database, pools: PoolService, lock: Lock, pool_name: 
     pending = [
         v
         for v in vols
-        if v.status != "created" or any(s.status != "created" for s in snaps.get(v.id, []))
+        if v.status != Status.CREATED
+        or any(s.status != Status.CREATED for s in snaps.get(v.id, []))
     ]
     repaired = len(journal.done)
     for vol in pending:
@@ -57,7 +58,7 @@ async def recover_pool(db: Database, pools: PoolService, lock: Lock, pool_name: 
             repaired += await recover_volume(db, runtime, vol, snaps.get(vol.id, []))
     listed = {v.id: v.size_bytes for v in await runtime.volumes.listed()}
     for vol in vols:
-        if vol.status == "created" and _grown(vol, listed):
+        if vol.status == Status.CREATED and _grown(vol, listed):
             async with lock(pool_name, vol.project, lock_name(vol.type, vol.name)):
                 try:
                     await finish_grow(db, runtime, vol, listed[vol.array_id or ""])
@@ -149,23 +150,23 @@ async def recover_volume(
     """Finish or undo what a crash interrupted on one volume; return the rows repaired."""
     repaired = 0
     for snap in snaps:
-        if snap.status == "created" and vol.status != "deleting":
+        if snap.status == Status.CREATED and vol.status != Status.DELETING:
             continue
         for array_id in await _array_ids(runtime, vol, snap, snapshot=True):
             await runtime.volumes.delete(array_id)
         async with db.write() as conn:
             await st.delete_snapshot(conn, snap.id)
         repaired += 1
-    if vol.status in ("creating", "deleting"):
+    if vol.status in (Status.CREATING, Status.DELETING):
         for array_id in await _array_ids(runtime, vol, vol, snapshot=False):
             await runtime.volumes.delete(array_id)
         async with db.write() as conn:
             await st.delete_volume(conn, vol.id)
         repaired += 1
-    elif vol.status == "restoring" and vol.array_id:
+    elif vol.status == Status.RESTORING and vol.array_id:
         spec = spec_of(vol.content_type, vol.config, vol.type)
         await runtime.instances.recover_restore(spec, InstanceIds(vol.array_id, vol.fs_array_id))
         async with db.write() as conn:
-            await st.update_volume(conn, vol.id, status="created")
+            await st.update_volume(conn, vol.id, step=RESTORE_DONE)
         repaired += 1
     return repaired

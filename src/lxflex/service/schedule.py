@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import logging
 
+from ..state import Status
 from ..state import store as st
 from .rules import add_expiry, schedule_due
 from .volumes import CUSTOM, VolumeService
@@ -28,7 +29,7 @@ async def run_schedule(volumes: VolumeService, now: datetime.datetime) -> tuple[
             vols = await st.list_volumes(conn, pool.id)
             snaps = await st.list_pool_snapshots(conn, pool.id)
         for vol in vols:
-            if vol.type != CUSTOM or vol.status != "created":
+            if vol.type != CUSTOM or vol.status != Status.CREATED:
                 continue
             for snap in snaps.get(vol.id, []):
                 if snap.expires_at is not None and snap.expires_at <= now:

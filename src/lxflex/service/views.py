@@ -9,6 +9,7 @@ from typing import Protocol
 import msgspec
 
 from ..driver.errors import Conflict
+from ..state import Status
 from ..state import store as st
 
 __all__ = ["SnapshotRecord", "VolumeView", "array_of", "make_view"]
@@ -58,7 +59,7 @@ def make_view(pool: st.Pool, vol: st.Volume, snaps: list[st.Snapshot]) -> Volume
         vol.description,
         dict(vol.config),
         vol.created_at,
-        tuple(s for s in snaps if s.status == "created"),
+        tuple(s for s in snaps if s.status == Status.CREATED),
     )
 
 

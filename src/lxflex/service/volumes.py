@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from ..driver.config import copy_volume_config, updated_volume_config
 from ..driver.errors import Conflict, DriverError, InvalidRequest, NotFound
@@ -32,7 +32,7 @@ from ..driver.volumes import CopyPlan, Progress
 from ..host.fs import is_mounted
 from ..locks import KeyedLocks
 from ..revert import Reverter
-from ..state import Conn, Database, NameTaken
+from ..state import CREATE_DONE, DELETE_BEGIN, DELETE_REFUSED, Conn, Database, NameTaken, Status
 from ..state import store as st
 from .pools import PoolService
 from .recovery import recover_pool
@@ -90,7 +90,7 @@ class VolumeService:
         pool = await self.pools.record(pool_name)
         async with self.db.read() as conn:
             vol = await st.get_volume(conn, pool.id, project, CUSTOM, name)
-        if vol is None or vol.status == "creating":
+        if vol is None or not vol.status.visible:
             raise NotFound(f"storage volume {name!r} not found in pool {pool_name!r}")
         return pool, vol
 
@@ -170,7 +170,7 @@ class VolumeService:
                     )
                 async with self.db.write() as conn:
                     await st.update_volume(
-                        conn, row.id, status="created", array_id=ids.root, fs_array_id=ids.fs
+                        conn, row.id, step=CREATE_DONE, array_id=ids.root, fs_array_id=ids.fs
                     )
                     if on_created is not None:
                         await on_created(conn, row.id)
@@ -210,7 +210,7 @@ class VolumeService:
                     snap.name,
                     {**snap.config, "volatile.uuid": str(snap_uuid)},
                     description=snap.description,
-                    status="created",
+                    status=Status.CREATED,
                 )
                 await st.update_snapshot(conn, row.id, array_id=ids.root, fs_array_id=ids.fs)
             await journal.settle(conn, intents)
@@ -244,7 +244,7 @@ class VolumeService:
         async with self.db.read() as conn:
             vols = await st.list_volumes(conn, pool.id, project=project, volume_type=CUSTOM)
             snaps = await st.list_pool_snapshots(conn, pool.id)
-        return [make_view(pool, v, snaps.get(v.id, [])) for v in vols if v.status != "creating"]
+        return [make_view(pool, v, snaps.get(v.id, [])) for v in vols if v.status.visible]
 
     async def names(self, pool_name: str) -> list[tuple[str, str]]:
         """(project, name) of the pool's custom volumes, without loading them."""
@@ -280,7 +280,7 @@ class VolumeService:
                 )
                 new["size"] = format_size(grown)
             async with self.db.write() as conn:
-                values = {"description": description} if description is not None else {}
+                values: dict[str, Any] = {} if description is None else {"description": description}
                 await st.update_volume(conn, vol.id, config=new, **values)
         self.pools.events.volume("updated", pool_name, name, project)
         return await self.get(pool_name, name, project=project)
@@ -316,7 +316,7 @@ class VolumeService:
             runtime = await self.pools.runtime(pool)
             await runtime.volumes.unmount(array_of(vol), self.mount_path(pool_name, project, name))
             async with self.db.write() as conn:
-                await st.update_volume(conn, vol.id, status="deleting")
+                await st.update_volume(conn, vol.id, step=DELETE_BEGIN)
                 snaps = await st.list_snapshots(conn, vol.id)
             snapshot_ids = [s.array_id for s in snaps if s.array_id]
             try:
@@ -346,7 +346,7 @@ class VolumeService:
         async with self.db.write() as conn:
             for snap in gone:
                 await st.delete_snapshot(conn, snap.id)
-            await st.update_volume(conn, vol.id, status="created")
+            await st.update_volume(conn, vol.id, step=DELETE_REFUSED)
         return len(gone)
 
     async def usage(self, pool_name: str, name: str, *, project: str = "default") -> dict[str, int]:
@@ -456,7 +456,7 @@ class VolumeService:
                     await st.update_snapshot(
                         conn,
                         row.id,
-                        status="created",
+                        step=CREATE_DONE,
                         array_id=array_id,
                         config={**config, "size": size},
                     )
@@ -495,7 +495,7 @@ class VolumeService:
         """The created snapshot ``snapshot`` of a volume record; NotFound otherwise."""
         async with self.db.read() as conn:
             snap = await st.get_snapshot(conn, vol.id, snapshot)
-        if snap is None or snap.status != "created":
+        if snap is None or snap.status != Status.CREATED:
             raise NotFound(f"snapshot {snapshot!r} of {vol.name!r} not found")
         return snap
 
@@ -504,7 +504,7 @@ class VolumeService:
     ) -> list[st.Snapshot]:
         _, vol = await self._load(pool_name, project, name)
         async with self.db.read() as conn:
-            return [s for s in await st.list_snapshots(conn, vol.id) if s.status == "created"]
+            return await st.list_snapshots(conn, vol.id, whole=True)
 
     async def rename_snapshot(
         self, pool_name: str, name: str, snapshot: str, new_name: str, *, project: str = "default"
@@ -584,7 +584,7 @@ class VolumeService:
         filled["volatile.uuid"] = str(uuid.uuid4())
         async with self._locked(source_pool, project, source):
             async with self.db.read() as conn:
-                snaps = [s for s in await st.list_snapshots(conn, vol.id) if s.status == "created"]
+                snaps = await st.list_snapshots(conn, vol.id, whole=True)
             snaps = snaps if with_snapshots and snap_source is None else []
             source_spec = spec_of(vol.content_type, source_config)
             target_spec = spec_of(vol.content_type, filled)
@@ -642,12 +642,8 @@ class VolumeService:
                     "refreshes between pools of different gateways are not supported yet"
                 )
             async with self.db.read() as conn:
-                src_snaps = [
-                    s for s in await st.list_snapshots(conn, vol.id) if s.status == "created"
-                ]
-                dst_snaps = [
-                    s for s in await st.list_snapshots(conn, dst.id) if s.status == "created"
-                ]
+                src_snaps = await st.list_snapshots(conn, vol.id, whole=True)
+                dst_snaps = await st.list_snapshots(conn, dst.id, whole=True)
             have = {s.name for s in dst_snaps}
             missing = [s for s in src_snaps if s.name not in have]
             extra = [s for s in dst_snaps if s.name not in {s.name for s in src_snaps}]
@@ -696,7 +692,7 @@ class VolumeService:
                         },
                         description=snap.description,
                         expires_at=snap.expires_at,
-                        status="created",
+                        status=Status.CREATED,
                     )
                     await st.update_snapshot(conn, row.id, array_id=array_id)
                 await st.update_volume(conn, dst.id, config={**dst.config, "size": size})
@@ -724,7 +720,7 @@ class VolumeService:
                 name,
                 {**vol.config, "volatile.uuid": str(guard_uuid)},
                 description="the volume before a refresh that failed",
-                status="created",
+                status=Status.CREATED,
             )
             await st.update_snapshot(conn, row.id, array_id=guard_id)
             await self.pools.journal.settle(conn, intents)

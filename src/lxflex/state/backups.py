@@ -11,7 +11,8 @@ from sqlalchemy.exc import IntegrityError
 
 from .db import Conn
 from .schema import backups
-from .store import NameTaken, now
+from .status import Status, Step
+from .store import NameTaken, now, update_row
 
 __all__ = ["Backup"]
 
@@ -25,7 +26,7 @@ class Backup:
     expires_at: datetime.datetime | None
     volume_only: bool
     compression: str
-    status: str  # creating, created
+    status: Status  # creating, then created
 
 
 def _utc(value: datetime.datetime | None) -> datetime.datetime | None:
@@ -45,7 +46,7 @@ def _backup(row: Any) -> Backup:
         _utc(row.expires_at),
         bool(row.volume_only),
         row.compression,
-        row.status,
+        Status(row.status),
     )
 
 
@@ -89,7 +90,7 @@ async def create_backup(
         "expires_at": expires_at,
         "volume_only": volume_only,
         "compression": compression,
-        "status": "creating",
+        "status": Status.CREATING.value,
     }
     try:
         async with conn.begin_nested():
@@ -101,12 +102,12 @@ async def create_backup(
     return found
 
 
-async def update_backup(conn: Conn, backup_id: int, **values: Any) -> None:
-    try:
-        async with conn.begin_nested():
-            await conn.execute(sa.update(backups).where(backups.c.id == backup_id).values(**values))
-    except IntegrityError as exc:
-        raise NameTaken(str(values.get("name", ""))) from exc
+async def update_backup(
+    conn: Conn, backup_id: int, *, step: Step | None = None, **values: Any
+) -> None:
+    """Set columns of one backup row (a clash of names raises NameTaken); its status
+    changes only by ``step``."""
+    await update_row(conn, backups, backup_id, values, step)
 
 
 async def delete_backup(conn: Conn, backup_id: int) -> None:

@@ -55,6 +55,9 @@ class Rows:
     def __init__(self, rows: list[Any]) -> None:
         self._rows = rows
 
+    def all(self) -> list[Any]:
+        return self._rows
+
     def scalar_one(self) -> Any:
         if len(self._rows) != 1:
             raise sa.exc.NoResultFound(f"expected one row, got {len(self._rows)}")

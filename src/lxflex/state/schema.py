@@ -22,8 +22,9 @@ The migrations under ``migrations/`` create exactly this (a test compares the tw
 Pools, volumes and snapshots keep their config as a JSON object in ``config``: it is
 read and written whole, never by key.
 
-``status`` marks rows whose array work is under way (``creating``, ``deleting``): a row
-left in such a state by a crash tells the service what to clean up.
+``status`` marks rows whose array work is under way (``creating``, ``deleting``,
+``restoring``): a row left in such a state by a crash tells the service what to clean
+up. :mod:`lxflex.state.status` holds the statuses and the only steps between them.
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ from sqlalchemy.exc import IntegrityError
 
 from .db import Conn
 from .direct import prepared
-from .schema import pools, servers, snapshots, volumes
+from .schema import backups, pools, servers, snapshots, volumes
+from .status import Status, StatusChanged, Step
 
 __all__ = [
     "NameTaken",
@@ -34,10 +35,19 @@ __all__ = [
 # times the time it takes to execute a cached one, and every request runs several. The
 # writes among them run on SQLite's driver directly (see direct.py).
 _ROW: sa.BindParameter[int] = sa.bindparam("row_id")
-_TABLES = (pools, volumes, snapshots, servers)
+_TABLES = (pools, volumes, snapshots, servers, backups)
 _INSERT = {t.name: prepared(sa.insert(t).returning(t.c.id)) for t in _TABLES}
 _UPDATE = {t.name: prepared(sa.update(t).where(t.c.id == _ROW)) for t in _TABLES}
 _DELETE = {t.name: prepared(sa.delete(t).where(t.c.id == _ROW)) for t in _TABLES}
+# A status step: the update matches only while the row reads the step's old status.
+_STEP = {
+    t.name: prepared(
+        sa.update(t)
+        .where(t.c.id == _ROW, t.c.status == sa.bindparam("old_status"))
+        .returning(t.c.id)
+    )
+    for t in (volumes, snapshots, backups)
+}
 _POOL_BY_NAME = sa.select(pools).where(pools.c.name == sa.bindparam("name"))
 _VOLUME_BY_NAME = sa.select(volumes).where(
     volumes.c.pool_id == sa.bindparam("pool_id"),
@@ -102,7 +112,7 @@ class Pool(msgspec.Struct, frozen=True):
     name: str
     driver: str
     description: str
-    status: str
+    status: Status
     created_at: datetime.datetime
     config: Mapping[str, str] = msgspec.field(default_factory=dict)
 
@@ -124,7 +134,7 @@ class Volume(msgspec.Struct, frozen=True):
     type: str
     content_type: str
     description: str
-    status: str
+    status: Status
     array_id: str | None
     created_at: datetime.datetime
     config: Mapping[str, str] = msgspec.field(default_factory=dict)
@@ -136,7 +146,7 @@ class Snapshot(msgspec.Struct, frozen=True):
     volume_id: int
     name: str
     description: str
-    status: str
+    status: Status
     array_id: str | None
     created_at: datetime.datetime
     expires_at: datetime.datetime | None
@@ -162,9 +172,26 @@ async def _insert(conn: Conn, table: sa.Table, values: Mapping[str, Any]) -> int
     return int(result.scalar_one())
 
 
-async def _update(conn: Conn, table: sa.Table, row_id: int, values: Mapping[str, Any]) -> None:
-    """Set ``values`` (column: value) on one row; a name clash raises NameTaken."""
-    await _guarded(conn, _UPDATE[table.name], {**values, "row_id": row_id})
+async def update_row(
+    conn: Conn,
+    table: sa.Table,
+    row_id: int,
+    values: dict[str, Any],
+    step: Step | None = None,
+) -> None:
+    """Set ``values`` (column: value) on one row; a name clash raises NameTaken.
+
+    Its status changes only by ``step``, and only if the row still reads the step's old
+    status (see :mod:`lxflex.state.status`); otherwise StatusChanged is raised and the
+    row is left as it was."""
+    if "status" in values:
+        raise TypeError("a row's status changes by a status Step, not by value")
+    if step is None:
+        await _guarded(conn, _UPDATE[table.name], {**values, "row_id": row_id})
+        return
+    params = {**values, "status": step.new.value, "old_status": step.old.value, "row_id": row_id}
+    if not (await _guarded(conn, _STEP[table.name], params)).all():
+        raise StatusChanged(f"{table.name} row {row_id}: {step.name}, but it is not {step.old}")
 
 
 async def _delete(conn: Conn, table: sa.Table, row_id: int) -> None:
@@ -190,7 +217,7 @@ def _pool(row: Any) -> Pool:
         row.name,
         row.driver,
         row.description,
-        row.status,
+        Status(row.status),
         _aware(row.created_at) or now(),
         # Read-only: the service may cache pool records.
         MappingProxyType(_config_from(row.config)),
@@ -204,7 +231,6 @@ async def create_pool(
     config: Mapping[str, str],
     *,
     description: str = "",
-    status: str = "created",
 ) -> Pool:
     await _insert(
         conn,
@@ -213,7 +239,7 @@ async def create_pool(
             "name": name,
             "driver": driver,
             "description": description,
-            "status": status,
+            "status": Status.CREATED.value,
             "created_at": now(),
             "config": _config_text(config),
         },
@@ -243,13 +269,12 @@ async def update_pool(
     *,
     config: Mapping[str, str] | None = None,
     description: str | None = None,
-    status: str | None = None,
 ) -> None:
-    values = {k: v for k, v in (("description", description), ("status", status)) if v is not None}
+    values: dict[str, Any] = {} if description is None else {"description": description}
     if config is not None:
         values["config"] = _config_text(config)
     if values:
-        await _update(conn, pools, pool_id, values)
+        await update_row(conn, pools, pool_id, values)
 
 
 async def delete_pool(conn: Conn, pool_id: int) -> None:
@@ -259,12 +284,15 @@ async def delete_pool(conn: Conn, pool_id: int) -> None:
 # --- volumes -------------------------------------------------------------------------
 
 
+_STATUS = {s.value: s for s in Status}  # a dict look-up: a tenth of Status(text)
+
+
 def _volume(row: Any) -> Volume:
     # Positional: attribute access by name on 10,000 rows costs more than the query itself.
     vid, pool, project, name, vtype, content, about, status, array, created, fs, config = row
     when, settings = _timestamp(created), _config_from(config)
     return Volume(
-        vid, pool, project, name, vtype, content, about, status, array, when, settings, fs
+        vid, pool, project, name, vtype, content, about, _STATUS[status], array, when, settings, fs
     )
 
 
@@ -278,7 +306,7 @@ async def create_volume(
     config: Mapping[str, str],
     *,
     description: str = "",
-    status: str = "creating",
+    status: Status = Status.CREATING,
 ) -> Volume:
     created = now()
     vol_id = await _insert(
@@ -291,7 +319,7 @@ async def create_volume(
             "type": volume_type,
             "content_type": content_type,
             "description": description,
-            "status": status,
+            "status": status.value,
             "array_id": None,
             "created_at": created,
             "config": _config_text(config),
@@ -344,7 +372,9 @@ async def volume_names(conn: Conn, pool_id: int) -> list[tuple[str, str]]:
     query = (
         sa.select(volumes.c.project, volumes.c.name)
         .where(
-            volumes.c.pool_id == pool_id, volumes.c.type == "custom", volumes.c.status == "created"
+            volumes.c.pool_id == pool_id,
+            volumes.c.type == "custom",
+            volumes.c.status == Status.CREATED.value,
         )
         .order_by(volumes.c.name)
     )
@@ -360,13 +390,15 @@ async def update_volume(
     conn: Conn,
     vol_id: int,
     *,
+    step: Step | None = None,
     config: Mapping[str, str] | None = None,
     **values: Any,
 ) -> None:
+    """Set columns of one volume row; its status changes only by ``step``."""
     if config is not None:
         values["config"] = _config_text(config)
-    if values:
-        await _update(conn, volumes, vol_id, values)
+    if values or step is not None:
+        await update_row(conn, volumes, vol_id, values, step)
 
 
 async def delete_volume(conn: Conn, vol_id: int) -> None:
@@ -382,7 +414,7 @@ def _snapshot(row: Any) -> Snapshot:
         row.volume_id,
         row.name,
         row.description,
-        row.status,
+        _STATUS[row.status],
         row.array_id,
         _aware(row.created_at) or now(),
         _aware(row.expires_at),
@@ -399,7 +431,7 @@ async def create_snapshot(
     *,
     description: str = "",
     expires_at: datetime.datetime | None = None,
-    status: str = "creating",
+    status: Status = Status.CREATING,
 ) -> Snapshot:
     snap_id = await _insert(
         conn,
@@ -408,7 +440,7 @@ async def create_snapshot(
             "volume_id": volume_id,
             "name": name,
             "description": description,
-            "status": status,
+            "status": status.value,
             "array_id": None,
             "created_at": now(),
             "expires_at": expires_at,
@@ -423,14 +455,15 @@ async def snapshot_by_id(conn: Conn, snap_id: int) -> Snapshot:
     return _snapshot(row)
 
 
-async def list_snapshots(conn: Conn, volume_id: int) -> list[Snapshot]:
-    """A volume's snapshots, oldest first."""
+async def list_snapshots(conn: Conn, volume_id: int, *, whole: bool = False) -> list[Snapshot]:
+    """A volume's snapshots, oldest first; ``whole``: only those ``created``."""
     query = (
         sa.select(snapshots)
         .where(snapshots.c.volume_id == volume_id)
         .order_by(snapshots.c.created_at, snapshots.c.id)
     )
-    return [_snapshot(r) for r in await conn.execute(query)]
+    found = [_snapshot(r) for r in await conn.execute(query)]
+    return [s for s in found if s.status is Status.CREATED] if whole else found
 
 
 async def list_pool_snapshots(conn: Conn, pool_id: int) -> dict[int, list[Snapshot]]:
@@ -456,11 +489,17 @@ async def get_snapshot(conn: Conn, volume_id: int, name: str) -> Snapshot | None
 
 
 async def update_snapshot(
-    conn: Conn, snap_id: int, *, config: Mapping[str, str] | None = None, **values: Any
+    conn: Conn,
+    snap_id: int,
+    *,
+    step: Step | None = None,
+    config: Mapping[str, str] | None = None,
+    **values: Any,
 ) -> None:
+    """Set columns of one snapshot row; its status changes only by ``step``."""
     if config is not None:
         values["config"] = _config_text(config)
-    await _update(conn, snapshots, snap_id, values)
+    await update_row(conn, snapshots, snap_id, values, step)
 
 
 async def delete_snapshot(conn: Conn, snap_id: int) -> None:
