@@ -17,5 +17,7 @@ from lxflex.sim import Simulator
 async def stack(api_version: str = "4.5") -> AsyncIterator[tuple[Simulator, Storage]]:
     with tempfile.TemporaryDirectory(prefix="lxflex-bench-") as tmp:
         async with embedded(Path(tmp), api_version=api_version) as env:
-            await env.storage.pools.create("pf", "powerflex", env.pool_config())
+            await env.storage.pools.create(
+                "pf", "powerflex", env.pool_config(), password=env.secret
+            )
             yield env.sim, env.storage

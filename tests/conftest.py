@@ -19,7 +19,7 @@ import pytest
 
 from lxflex.powerflex import PowerFlexClient, RetryPolicy
 from lxflex.secret import Secret
-from lxflex.sim import SimConfig, Simulator
+from lxflex.sim import Clock, SimConfig, Simulator
 
 GIB = 1024**3
 
@@ -44,13 +44,14 @@ def password() -> str:
 
 @pytest.fixture
 async def make_sim(tmp_path: Path, password: str) -> AsyncIterator[SimFactory]:
-    """Start simulators (stopped at teardown); keyword arguments go to SimConfig."""
+    """Start simulators (stopped at teardown); keyword arguments go to SimConfig, but
+    ``clock``, which is the simulator's (a ManualClock for tests of time)."""
     started: list[Simulator] = []
 
-    async def factory(**kwargs: Any) -> Simulator:
+    async def factory(*, clock: Clock | None = None, **kwargs: Any) -> Simulator:
         kwargs.setdefault("state_dir", tmp_path / f"sim{len(started)}")
         kwargs.setdefault("admin_password", password)
-        sim = Simulator(SimConfig(**kwargs))
+        sim = Simulator(SimConfig(**kwargs), clock)
         await sim.start()
         started.append(sim)
         return sim

@@ -102,7 +102,11 @@ async def _open_storage(
     existing = next((p for p in await env.storage.pools.all() if p.name == SIM_POOL), None)
     if existing is None:
         await env.storage.pools.create(
-            SIM_POOL, "powerflex", env.pool_config(), "PowerFlex pool on the embedded simulator"
+            SIM_POOL,
+            "powerflex",
+            env.pool_config(),
+            "PowerFlex pool on the embedded simulator",
+            password=env.secret,
         )
         log.info("created pool %r on the embedded simulator", SIM_POOL)
     elif existing.config.get("powerflex.gateway") != env.sim.url:

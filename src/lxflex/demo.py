@@ -35,7 +35,9 @@ async def _run(state_dir: Path) -> None:
         click.echo(f"lxflex-sim (PowerFlex API {env.sim.array.api_version}) serving {env.sim.url}")
         storage = env.storage
         try:
-            pool = await storage.pools.create("pf", "powerflex", env.pool_config())
+            pool = await storage.pools.create(
+                "pf", "powerflex", env.pool_config(), password=env.secret
+            )
             cfg = pool.config
             _say(
                 "pool",

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .host.nvme import NvmeConfig
+from .secret import Secret
 from .service import HostSettings, Storage
 from .sim import SimConfig, Simulator
 
@@ -43,13 +44,18 @@ class Embedded:
     password: str
 
     def pool_config(self, pool: str = "sp1", domain: str = "pd1") -> dict[str, str]:
-        """The config of a pool on the simulator's storage pool ``pool``."""
+        """The config of a pool on the simulator's storage pool ``pool`` (its password
+        is :attr:`secret`)."""
         return {
             "powerflex.gateway": self.sim.url,
-            "powerflex.user.password": self.password,
             "powerflex.pool": pool,
             "powerflex.domain": domain,
         }
+
+    @property
+    def secret(self) -> Secret:
+        """The simulator's gateway password, for a pool's ``password``."""
+        return Secret(self.password)
 
 
 @asynccontextmanager

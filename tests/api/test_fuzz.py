@@ -82,7 +82,7 @@ _NAMES = st.one_of(
 @pytest.fixture
 async def env(no_leaked_loops: None, tmp_path: Path) -> AsyncIterator[tuple[Embedded, TestClient]]:
     async with embedded(tmp_path) as e:
-        await e.storage.pools.create("pf", "powerflex", e.pool_config())
+        await e.storage.pools.create("pf", "powerflex", e.pool_config(), password=e.secret)
         client = TestClient(TestServer(build_app(e.storage)))
         await client.start_server()
         try:

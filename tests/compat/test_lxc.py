@@ -56,6 +56,16 @@ def test_pools(daemon: Daemon) -> None:
     )
     daemon.lxc("storage", "edit", POOL, stdin=edited)
     assert "description: edited by lxc" in daemon.lxc("storage", "show", POOL).stdout
+    wrong = daemon.lxc("storage", "set", POOL, "powerflex.user.password=wrong", check=False)
+    assert wrong.returncode != 0
+    assert "refused the user name or password" in wrong.stderr
+    # The right one through stdin (never on a command line): checked, kept, not shown.
+    password = (daemon.state / "sim" / "admin.password").read_text().strip()
+    doc = yaml.safe_load(daemon.lxc("storage", "show", POOL).stdout)
+    doc["config"]["powerflex.user.password"] = password
+    daemon.lxc("storage", "edit", POOL, stdin=yaml.safe_dump(doc))
+    assert password not in daemon.lxc("storage", "show", POOL).stdout
+    assert password not in daemon.log.read_text()
     info = daemon.lxc("storage", "info", POOL).stdout
     assert "total space: 4.00TiB" in info
     bad = daemon.lxc("storage", "set", POOL, "powerflex.pool=sp2", check=False)

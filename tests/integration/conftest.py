@@ -12,6 +12,7 @@ import pytest
 
 from lxflex.driver.volumes import PowerFlexVolumes
 from lxflex.embedded import host_settings
+from lxflex.secret import Secret
 from lxflex.service import Storage
 
 from ..conftest import SimFactory
@@ -36,13 +37,12 @@ async def make_storage(
         store.sim = sim  # type: ignore[attr-defined]
         config = {
             "powerflex.gateway": sim.url,
-            "powerflex.user.password": password,
             "powerflex.pool": "sp1",
             "powerflex.domain": "pd1",
         }
         if mode:
             config["powerflex.mode"] = mode
-        await store.pools.create("pf", "powerflex", config)
+        await store.pools.create("pf", "powerflex", config, password=Secret(password))
         return store
 
     try:

@@ -17,9 +17,9 @@ async def test_pool_and_failed_changes(make_storage: StorageFactory) -> None:
     storage = await make_storage()
     seen: list[Lifecycle] = []
     storage.pools.events.subscribe(seen.append)
-    stored = (await storage.pools.record("pf")).config
-    config = {k: v for k, v in stored.items() if not k.startswith("volatile.")}
-    await storage.pools.create("pf2", "powerflex", config)
+    stored = await storage.pools.record("pf")
+    config = {k: v for k, v in stored.config.items() if not k.startswith("volatile.")}
+    await storage.pools.create("pf2", "powerflex", config, password=stored.password)
     await storage.pools.update("pf2", {**config, "volume.size": "16GiB"})
     await storage.pools.delete("pf2")
     assert [(e.action, e.pool) for e in seen] == [

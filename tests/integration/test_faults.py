@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import time
+from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 
 from lxflex.powerflex import GatewayError, PowerFlexClient, RetryPolicy, TransportError
 from lxflex.secret import Secret
-from lxflex.sim import Simulator
+from lxflex.sim import ManualClock, Simulator
 
-from ..conftest import GIB, Control
+from ..conftest import GIB, Control, SimFactory
 
 QUERY = "POST /api/types/Volume/instances/action/queryIdByKey"
 CREATE = "POST /api/types/Volume/instances"
@@ -93,12 +94,32 @@ async def test_unreachable_gateway_is_a_transport_error(password: str) -> None:
     assert "unreachable" in str(info.value)
 
 
-async def test_probability_and_latency(client: PowerFlexClient, control: Control) -> None:
+@pytest.fixture
+async def clocked(
+    make_sim: SimFactory, password: str
+) -> AsyncIterator[tuple[PowerFlexClient, Control, ManualClock]]:
+    """A client and the control of a simulator whose time moves only by hand."""
+    clock = ManualClock()
+    sim = await make_sim(api_version="4.5", clock=clock)
+    async with (
+        PowerFlexClient(sim.url, "admin", Secret(password)) as client,
+        aiohttp.ClientSession(base_url=sim.url) as session,
+    ):
+        yield client, Control(session), clock
+
+
+async def test_probability_and_latency(
+    clocked: tuple[PowerFlexClient, Control, ManualClock],
+) -> None:
+    client, control, clock = clocked
     await client.system()
     await control.fault(route="GET /api/types/System/instances", latency_ms=50)
-    started = time.perf_counter()
-    await client.system()
-    assert time.perf_counter() - started >= 0.05
+    call = asyncio.create_task(client.system())
+    await asyncio.wait_for(clock.until_sleeping(1), 10)
+    clock.advance(0.049)
+    assert clock.sleeping == 1  # the request waits the whole latency
+    clock.advance(0.001)
+    assert (await call).id
     await control.post("/_sim/faults", {})  # a no-op fault: matches all, never fails
     faults = await control.get("/_sim/faults")
     assert len(faults) == 2
@@ -109,15 +130,16 @@ async def test_probability_and_latency(client: PowerFlexClient, control: Control
         await client.system()
 
 
-async def test_concurrency_with_latency(client: PowerFlexClient, control: Control) -> None:
+async def test_concurrency_with_latency(
+    clocked: tuple[PowerFlexClient, Control, ManualClock],
+) -> None:
+    client, control, clock = clocked
     pool = await _pool(client)
-    await client.system()
     await control.fault(route=CREATE, latency_ms=50)
-    started = time.perf_counter()
-    ids = await asyncio.gather(*(client.create_volume(pool, GIB) for _ in range(16)))
-    elapsed = time.perf_counter() - started
-    assert len(set(ids)) == 16
-    assert elapsed < 16 * 0.05 / 2  # overlapped, not serial
+    calls = asyncio.gather(*(client.create_volume(pool, GIB) for _ in range(16)))
+    await asyncio.wait_for(clock.until_sleeping(16), 10)  # all in their latency at once
+    clock.advance(0.05)
+    assert len(set(await calls)) == 16
 
 
 async def test_timeouts_are_retried_for_reads(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from lxflex.secret import Secret
 from lxflex.service import Storage
 
 from ..conftest import GIB
@@ -58,8 +59,8 @@ async def _pool_with_snapshot_copy(storage: Storage, password: str) -> str:
     """A second pool on the same array whose copies are made on the array."""
     config = dict((await storage.pools.get("pf")).config)
     config = {k: v for k, v in config.items() if not k.startswith("volatile.")}
-    config.update({"powerflex.user.password": password, "powerflex.snapshot_copy": "true"})
-    await storage.pools.create("arr", "powerflex", config)
+    config["powerflex.snapshot_copy"] = "true"
+    await storage.pools.create("arr", "powerflex", config, password=Secret(password))
     return "arr"
 
 

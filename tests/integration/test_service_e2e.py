@@ -17,7 +17,8 @@ from lxflex.driver.errors import Conflict, DriverError, InvalidRequest, NotFound
 from lxflex.embedded import host_settings
 from lxflex.host.fs import is_mounted
 from lxflex.host.runner import CommandError
-from lxflex.service import HostSettings, PoolService, Storage, VolumeService
+from lxflex.secret import Secret
+from lxflex.service import PASSWORD_KEY, HostSettings, PoolService, Storage, VolumeService
 from lxflex.sim import Simulator
 from lxflex.state import DELETE_BEGIN, Database
 
@@ -36,6 +37,7 @@ class Stack:
     settings: HostSettings
     config: dict[str, str]
     mode: str
+    password: Secret
 
     def array_volumes(self) -> dict[str, object]:
         return dict(self.sim.array.volumes)
@@ -64,13 +66,12 @@ async def stack(
     db, pools, volumes = storage.db, storage.pools, storage.volumes
     config = {
         "powerflex.gateway": sim.url,
-        "powerflex.user.password": password,
         "powerflex.pool": "sp1",
         "powerflex.domain": "pd1",
         "powerflex.mode": mode,
     }
     try:
-        yield Stack(sim, db, pools, volumes, settings, config, mode)
+        yield Stack(sim, db, pools, volumes, settings, config, mode, Secret(password))
     finally:
         mounts = subprocess.run(
             ["findmnt", "-rn", "-o", "TARGET"], capture_output=True, text=True
@@ -92,7 +93,9 @@ def _leftovers(stack: Stack) -> dict[str, object]:
 
 
 async def test_pool_create_show_resources_delete(stack: Stack, password: str) -> None:
-    view = await stack.pools.create("pf", "powerflex", stack.config, "first pool")
+    view = await stack.pools.create(
+        "pf", "powerflex", stack.config, "first pool", password=stack.password
+    )
     assert view.config["powerflex.mode"] == stack.mode
     if stack.mode == "sdc":
         assert "powerflex.sdt" not in view.config
@@ -100,12 +103,15 @@ async def test_pool_create_show_resources_delete(stack: Stack, password: str) ->
         assert view.config["powerflex.sdt"] == "127.0.0.11,127.0.0.12"
     assert view.config["volatile.powerflex.version"] == "4.5"
     assert view.config["volume.size"] == "8GiB"
-    assert "powerflex.user.password" not in view.config
+    assert PASSWORD_KEY not in view.config
     assert all(password not in v for v in view.config.values())
+    record = await stack.pools.record("pf")
+    assert record.password == stack.password
+    assert password not in repr(record)
     used, total = await stack.pools.resources("pf")
     assert (used, total) == (0, 4096 * GIB)
     with pytest.raises(Conflict):
-        await stack.pools.create("pf", "powerflex", stack.config)
+        await stack.pools.create("pf", "powerflex", stack.config, password=stack.password)
     await stack.volumes.create("pf", "v1", content_type="block")
     with pytest.raises(InvalidRequest, match="in use: it still has 1 volume"):
         await stack.pools.delete("pf")
@@ -113,6 +119,9 @@ async def test_pool_create_show_resources_delete(stack: Stack, password: str) ->
         await stack.pools.update("pf", {**stack.config, "powerflex.pool": "sp2"})
     updated = await stack.pools.update("pf", {**view.config, "volume.size": "16GiB"})
     assert updated.config["volume.size"] == "16GiB"  # password kept though not given
+    with pytest.raises(ConfigError, match="refused"):  # a new password is checked first
+        await stack.pools.update("pf", updated.config, password=Secret("wrong"))
+    assert (await stack.pools.record("pf")).password == stack.password
     v2 = await stack.volumes.create("pf", "v2", content_type="block")
     assert v2.config["size"] == "16GiB"  # a new volume sees the pool's new default
     await stack.volumes.delete("pf", "v1")
@@ -126,7 +135,7 @@ async def test_pool_create_show_resources_delete(stack: Stack, password: str) ->
 @pytest.mark.parametrize(
     ("change", "key", "text"),
     [
-        ({"powerflex.user.password": "wrong"}, "powerflex.user.password", "refused"),
+        ({PASSWORD_KEY: "wrong"}, PASSWORD_KEY, "refused"),
         ({"powerflex.pool": "sp2"}, "powerflex.pool", "zero padding"),
         ({"powerflex.domain": "pd9"}, "powerflex.domain", "no protection domain"),
         ({"powerflex.pool": "nope"}, "powerflex.pool", "no storage pool"),
@@ -142,8 +151,10 @@ async def test_pool_create_show_resources_delete(stack: Stack, password: str) ->
 async def test_pool_create_checks_everything_first(
     stack: Stack, change: dict[str, str], key: str, text: str
 ) -> None:
+    given = {**stack.config, **change}
+    password = Secret(given.pop(PASSWORD_KEY)) if PASSWORD_KEY in given else stack.password
     with pytest.raises(ConfigError) as info:
-        await stack.pools.create("bad", "powerflex", {**stack.config, **change})
+        await stack.pools.create("bad", "powerflex", given, password=password)
     assert info.value.key == key
     assert text in str(info.value)
     assert await stack.pools.all() == []
@@ -155,19 +166,19 @@ async def test_mode_discovery_failure_says_what_is_missing(stack: Stack, tmp_pat
     stack.pools.runtimes.host = HostSettings(state_dir=stack.settings.state_dir, host_root=empty)
     discovered = {k: v for k, v in stack.config.items() if k != "powerflex.mode"}
     with pytest.raises(ConfigError) as info:
-        await stack.pools.create("bad", "powerflex", discovered)
+        await stack.pools.create("bad", "powerflex", discovered, password=stack.password)
     assert info.value.key == "powerflex.mode"
     assert "nvme_tcp and nvme_fabrics" in str(info.value)  # what each mode lacks
     assert "scini" in str(info.value)
     with pytest.raises(ConfigError) as info:  # the mode asked for: what it lacks
-        await stack.pools.create("bad", "powerflex", stack.config)
+        await stack.pools.create("bad", "powerflex", stack.config, password=stack.password)
     assert ("drv_cfg" in str(info.value)) == (stack.mode == "sdc")
     assert ("nvme_tcp" in str(info.value)) == (stack.mode != "sdc")
 
 
 @pytest.mark.parametrize("fstype", ["ext4", "xfs", "btrfs"])
 async def test_filesystem_volume_lifecycle(stack: Stack, fstype: str) -> None:
-    await stack.pools.create("pf", "powerflex", stack.config)
+    await stack.pools.create("pf", "powerflex", stack.config, password=stack.password)
     view = await stack.volumes.create(
         "pf", "data", config={"size": "10GiB", "block.filesystem": fstype}
     )
@@ -206,7 +217,7 @@ async def test_filesystem_volume_lifecycle(stack: Stack, fstype: str) -> None:
 
 
 async def test_block_volume_copy_keeps_data_and_stays_thin(stack: Stack) -> None:
-    await stack.pools.create("pf", "powerflex", stack.config)
+    await stack.pools.create("pf", "powerflex", stack.config, password=stack.password)
     await stack.volumes.create("pf", "blk", content_type="block", config={"size": "8GiB"})
     runtime = await stack.pools.runtime(await stack.pools.record("pf"))
     src_id = (await stack.volumes.record("pf", "blk")).array_id
@@ -235,7 +246,7 @@ async def test_block_volume_copy_keeps_data_and_stays_thin(stack: Stack) -> None
 
 
 async def test_snapshot_limit_checked_first(stack: Stack) -> None:
-    await stack.pools.create("pf", "powerflex", stack.config)
+    await stack.pools.create("pf", "powerflex", stack.config, password=stack.password)
     await stack.volumes.create("pf", "lim", content_type="block")
     vol = await stack.volumes.record("pf", "lim")
     runtime = await stack.pools.runtime(await stack.pools.record("pf"))
@@ -256,7 +267,7 @@ async def test_snapshot_limit_checked_first(stack: Stack) -> None:
 
 
 async def test_names_and_errors(stack: Stack) -> None:
-    await stack.pools.create("pf", "powerflex", stack.config)
+    await stack.pools.create("pf", "powerflex", stack.config, password=stack.password)
     with pytest.raises(NotFound):
         await stack.volumes.get("pf", "missing")
     with pytest.raises(InvalidRequest):
@@ -287,7 +298,7 @@ async def test_names_and_errors(stack: Stack) -> None:
 async def test_failed_create_leaves_nothing(stack: Stack, route: str) -> None:
     if stack.mode == "sdc" and route == "POST /api/types/Host/instances":
         pytest.skip("an SDC is registered by the SDC software: lxflex creates no host")
-    await stack.pools.create("pf", "powerflex", stack.config)
+    await stack.pools.create("pf", "powerflex", stack.config, password=stack.password)
     from lxflex.sim.control import Fault
 
     stack.sim.faults.append(Fault(route=route, http_status=500, error_code=65, count=1))
@@ -300,7 +311,7 @@ async def test_failed_create_leaves_nothing(stack: Stack, route: str) -> None:
 
 
 async def test_failed_mkfs_leaves_nothing(stack: Stack, tmp_path: Path) -> None:
-    await stack.pools.create("pf", "powerflex", stack.config)
+    await stack.pools.create("pf", "powerflex", stack.config, password=stack.password)
     # A filesystem tool that fails: the volume must go again, unmapped.
     runtime = await stack.pools.runtime(await stack.pools.record("pf"))
     real = runtime.volumes.fs.make
@@ -338,7 +349,7 @@ async def _state_rows(stack: Stack) -> tuple[list[str], list[str]]:
 
 
 async def test_failed_snapshot_leaves_nothing(stack: Stack) -> None:
-    await stack.pools.create("pf", "powerflex", stack.config)
+    await stack.pools.create("pf", "powerflex", stack.config, password=stack.password)
     await stack.volumes.create("pf", "v", content_type="block")
     _fault(stack, "POST /api/instances/System/action/snapshotVolumes")
     with pytest.raises(DriverError):
@@ -359,7 +370,7 @@ async def test_failed_snapshot_leaves_nothing(stack: Stack) -> None:
     ],
 )
 async def test_failed_copy_leaves_nothing(stack: Stack, route: str) -> None:
-    await stack.pools.create("pf", "powerflex", stack.config)
+    await stack.pools.create("pf", "powerflex", stack.config, password=stack.password)
     await stack.volumes.create("pf", "src", content_type="block")
     await stack.volumes.snapshot("pf", "src", "s0")
     before = sorted(stack.sim.array.volumes)
@@ -377,7 +388,9 @@ async def test_unreachable_targets_leave_nothing(stack: Stack) -> None:
     if stack.mode == "sdc":
         pytest.skip("NVMe/TCP targets: the SDC reaches its MDMs by itself")
     # A storage-only address serves no hosts: connecting fails after the mapping.
-    await stack.pools.create("pf", "powerflex", {**stack.config, "powerflex.sdt": "127.0.1.11"})
+    await stack.pools.create(
+        "pf", "powerflex", {**stack.config, "powerflex.sdt": "127.0.1.11"}, password=stack.password
+    )
     with pytest.raises(DriverError, match="no NVMe/TCP target answered"):
         await stack.volumes.create("pf", "fs")
     assert _leftovers(stack) == {"volumes": [], "mapped": [], "devices": []}
@@ -386,7 +399,7 @@ async def test_unreachable_targets_leave_nothing(stack: Stack) -> None:
 
 @pytest.mark.parametrize("fstype", ["ext4", "xfs"])
 async def test_filesystem_copy_mounts_beside_its_source(stack: Stack, fstype: str) -> None:
-    await stack.pools.create("pf", "powerflex", stack.config)
+    await stack.pools.create("pf", "powerflex", stack.config, password=stack.password)
     await stack.volumes.create("pf", "orig", config={"block.filesystem": fstype})
     path = await stack.volumes.mount("pf", "orig")
     (path / "hello").write_text("copied data")
@@ -406,7 +419,12 @@ async def test_filesystem_copy_mounts_beside_its_source(stack: Stack, fstype: st
 
 
 async def test_copy_without_clone_copy_is_an_array_snapshot(stack: Stack) -> None:
-    await stack.pools.create("pf", "powerflex", {**stack.config, "powerflex.clone_copy": "false"})
+    await stack.pools.create(
+        "pf",
+        "powerflex",
+        {**stack.config, "powerflex.clone_copy": "false"},
+        password=stack.password,
+    )
     await stack.volumes.create("pf", "base", content_type="block")
     copy = await stack.volumes.copy("pf", "base", "pf", "quick", with_snapshots=False)
     assert copy.snapshots == []
@@ -424,7 +442,7 @@ async def test_copy_without_clone_copy_is_an_array_snapshot(stack: Stack) -> Non
 
 
 async def test_thick_volumes_show_in_pool_usage(stack: Stack) -> None:
-    await stack.pools.create("pf", "powerflex", stack.config)
+    await stack.pools.create("pf", "powerflex", stack.config, password=stack.password)
     used0, _ = await stack.pools.resources("pf")
     await stack.volumes.create("pf", "thin1", content_type="block", config={"size": "16GiB"})
     used1, _ = await stack.pools.resources("pf")
@@ -443,7 +461,7 @@ async def test_thick_volumes_show_in_pool_usage(stack: Stack) -> None:
 
 
 async def test_copy_after_growth_with_an_older_smaller_snapshot(stack: Stack) -> None:
-    await stack.pools.create("pf", "powerflex", stack.config)
+    await stack.pools.create("pf", "powerflex", stack.config, password=stack.password)
     await stack.volumes.create("pf", "grown")
     path = await stack.volumes.mount("pf", "grown")
     (path / "v").write_text("one")
@@ -463,7 +481,7 @@ async def test_copy_after_growth_with_an_older_smaller_snapshot(stack: Stack) ->
 
 
 async def test_attach_is_reference_counted_and_idempotent(stack: Stack) -> None:
-    await stack.pools.create("pf", "powerflex", stack.config)
+    await stack.pools.create("pf", "powerflex", stack.config, password=stack.password)
     await stack.volumes.create("pf", "rc", content_type="block")
     vol_id = (await stack.volumes.record("pf", "rc")).array_id
     assert vol_id is not None
@@ -481,7 +499,7 @@ async def test_attach_is_reference_counted_and_idempotent(stack: Stack) -> None:
 
 
 async def test_delete_of_a_volume_gone_from_the_array(stack: Stack) -> None:
-    await stack.pools.create("pf", "powerflex", stack.config)
+    await stack.pools.create("pf", "powerflex", stack.config, password=stack.password)
     await stack.volumes.create("pf", "ghost", content_type="block")
     await stack.volumes.snapshot("pf", "ghost", "s")
     runtime = await stack.pools.runtime(await stack.pools.record("pf"))
@@ -495,7 +513,7 @@ async def test_delete_of_a_volume_gone_from_the_array(stack: Stack) -> None:
 
 
 async def test_failed_delete_can_be_retried(stack: Stack) -> None:
-    await stack.pools.create("pf", "powerflex", stack.config)
+    await stack.pools.create("pf", "powerflex", stack.config, password=stack.password)
     await stack.volumes.create("pf", "sticky", content_type="block")
     await stack.volumes.snapshot("pf", "sticky", "s")
     _fault(stack, "POST /api/instances/Volume::{id}/action/removeVolume")
@@ -507,7 +525,7 @@ async def test_failed_delete_can_be_retried(stack: Stack) -> None:
 
 
 async def test_failed_resize_and_restore_change_nothing(stack: Stack) -> None:
-    await stack.pools.create("pf", "powerflex", stack.config)
+    await stack.pools.create("pf", "powerflex", stack.config, password=stack.password)
     await stack.volumes.create("pf", "firm")
     path = await stack.volumes.mount("pf", "firm")
     (path / "f").write_text("kept")
@@ -533,7 +551,7 @@ async def test_recovery_after_a_crash(stack: Stack) -> None:
     from lxflex.powerflex import SnapshotDef
     from lxflex.state import store as st
 
-    await stack.pools.create("pf", "powerflex", stack.config)
+    await stack.pools.create("pf", "powerflex", stack.config, password=stack.password)
     await stack.volumes.create("pf", "kept", content_type="block")
     await stack.volumes.create("pf", "half-deleted", content_type="block")
     runtime = await stack.pools.runtime(await stack.pools.record("pf"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from collections.abc import AsyncIterator
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from lxflex.sim import Simulator
+from lxflex.sim import ManualClock, Simulator
 
 from ..conftest import GIB, SimFactory
 
@@ -507,20 +506,24 @@ async def test_credentials_and_logout(sim: Simulator, password: str) -> None:
 
 
 async def test_token_expiry(make_sim: SimFactory, password: str) -> None:
-    sim = await make_sim(api_version="4.5", token_lifetime=0.2, token_idle=60)
+    clock = ManualClock()
+    sim = await make_sim(api_version="4.5", token_lifetime=300, token_idle=600, clock=clock)
     async with aiohttp.ClientSession(base_url=sim.url) as s:
         raw = Raw(s, await _login(s, sim, password), sim)
         await raw.ok("GET", "/api/version")
-        await asyncio.sleep(0.3)
+        clock.advance(299)
+        await raw.ok("GET", "/api/version")
+        clock.advance(2)  # past its lifetime, though in use
         status, _ = await raw.call("GET", "/api/version")
         assert status == 401
-    idle = await make_sim(api_version="3.6", token_lifetime=60, token_idle=0.2)
+    clock = ManualClock()
+    idle = await make_sim(api_version="3.6", token_lifetime=3600, token_idle=600, clock=clock)
     async with aiohttp.ClientSession(base_url=idle.url) as s:
         raw = Raw(s, await _login(s, idle, password), idle)
         for _ in range(3):
-            await asyncio.sleep(0.1)
+            clock.advance(500)
             await raw.ok("GET", "/api/version")  # use keeps it alive
-        await asyncio.sleep(0.3)
+        clock.advance(601)
         status, _ = await raw.call("GET", "/api/version")
         assert status == 401
 

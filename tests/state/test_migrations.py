@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime
+import json
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
+from lxflex.secret import Secret
 from lxflex.state import Database
 from lxflex.state import store as s
 from lxflex.state.db import _MIGRATIONS, normalize_url
@@ -93,3 +95,35 @@ async def test_configs_move_into_their_rows_and_back(db_url: str) -> None:
         back = sorted(c.execute(sa.text('SELECT volume_id, "key", value FROM volume_config')))
     engine.dispose()
     assert back == [(7, "size", "8GiB"), (7, "user.quote", 'say "hi"\n')]
+
+
+async def test_the_gateway_password_moves_out_of_the_config_and_back(db_url: str) -> None:
+    _migrate(db_url, "0007")
+    engine = sa.create_engine(normalize_url(db_url))
+    config = {"powerflex.pool": "sp1", "powerflex.user.password": "Sim-Passw0rd!"}
+    with engine.begin() as c:
+        c.execute(
+            sa.text(
+                "INSERT INTO pools (id, name, driver, status, created_at, config) "
+                "VALUES (1, 'p', 'powerflex', 'created', :t, :c)"
+            ),
+            {"t": WHEN, "c": json.dumps(config)},
+        )
+    engine.dispose()
+
+    db = await Database.open(db_url)  # upgrades to the head
+    try:
+        async with db.read() as conn:
+            pool = await s.get_pool(conn, "p")
+    finally:
+        await db.close()
+    assert pool is not None
+    assert dict(pool.config) == {"powerflex.pool": "sp1"}
+    assert pool.password == Secret("Sim-Passw0rd!")
+
+    _migrate(db_url, "0007", down=True)
+    engine = sa.create_engine(normalize_url(db_url))
+    with engine.begin() as c:
+        (back,) = c.execute(sa.text("SELECT config FROM pools")).one()
+    engine.dispose()
+    assert json.loads(back) == config

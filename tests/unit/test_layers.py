@@ -41,16 +41,18 @@ def test_client_imports_nothing_above_it() -> None:
 
 
 # What each layer may import besides itself (ARCHITECTURE.md's house, top to bottom).
-# ``lxflex`` alone is the package's ``__version__``; locks, revert and secret are leaf
-# helpers any layer below the API may use.
+# ``lxflex`` alone is the package's ``__version__``; locks, revert, secret and times are
+# leaf helpers any layer below the API may use; the API wraps the gateway password in a
+# Secret where it arrives, and the state keeps it one.
 _HELPERS = ("lxflex.locks", "lxflex.revert", "lxflex.secret", "lxflex.times")
 ALLOWED = {
     "cli": ("lxflex", "lxflex.times"),  # HTTP to the daemon only: nothing below the API
-    "api": ("lxflex", "lxflex.service", "lxflex.driver", "lxflex.times"),  # driver: errors
+    # The API reaches the driver for its errors only.
+    "api": ("lxflex", "lxflex.service", "lxflex.driver", "lxflex.secret", "lxflex.times"),
     "service": ("lxflex.driver", "lxflex.host", "lxflex.state", "lxflex.powerflex", *_HELPERS),
     "driver": ("lxflex.host", "lxflex.powerflex", *_HELPERS),
     "host": (),
-    "state": (),
+    "state": ("lxflex.secret",),
     "powerflex": ("lxflex.secret",),
     "sim": (),
 }

@@ -63,6 +63,7 @@ PUBLIC = {
         "CheckReport",
         "HostSettings",
         "InstanceService",
+        "PASSWORD_KEY",
         "PoolService",
         "PoolView",
         "Runtimes",
@@ -90,9 +91,12 @@ PUBLIC = {
         "normalize_url",
     ],
     "sim": [
+        "Clock",
         "DEFAULT_ADMIN_PASSWORD",
+        "ManualClock",
         "SimConfig",
         "Simulator",
+        "SystemClock",
     ],
 }
 

@@ -25,6 +25,7 @@ def test_secret_compares_by_value_and_refuses_pickling() -> None:
 def test_a_pool_record_never_shows_its_password() -> None:
     import datetime
 
+    from lxflex.state import Status
     from lxflex.state.store import Pool
 
     pool = Pool(
@@ -32,11 +33,13 @@ def test_a_pool_record_never_shows_its_password() -> None:
         "pf",
         "powerflex",
         "",
-        "created",
+        Status.CREATED,
         datetime.datetime.now(datetime.UTC),
-        {"powerflex.user.password": "Sim-Passw0rd!", "powerflex.gateway": "gw:443"},
+        {"powerflex.gateway": "gw:443"},
+        Secret("Sim-Passw0rd!"),
     )
     for text in (repr(pool), str(pool), f"{pool}", repr([pool])):
         assert "Sim-Passw0rd!" not in text
         assert "gw:443" in text
-    assert pool.config["powerflex.user.password"] == "Sim-Passw0rd!"  # the value stays
+    assert pool.password is not None
+    assert pool.password.reveal() == "Sim-Passw0rd!"  # the value stays

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
 
-from lxflex.sim import topology
+from lxflex.sim import ManualClock, topology
 from lxflex.sim.data import DataStore
 from lxflex.sim.errors import SimError
 from lxflex.sim.model import Array
@@ -65,19 +65,19 @@ def test_indexes_match_a_scan(tmp_path: Path, ops: list[tuple[str, int]]) -> Non
     store = tmp_path / "data"
     for f in store.glob("*"):
         f.unlink()
-    array = Array("4.5", DataStore(store))
+    array = Array("4.5", DataStore(store), ManualClock())
     array.load_topology(topology.load(None))
     pool_id = next(iter(array.pools))
     for op, n in ops:
         _apply(array, pool_id, op, n)
         assert _indexed(array) == _scan(array)
-    again = Array("4.5", DataStore(store))
+    again = Array("4.5", DataStore(store), ManualClock())
     again.load_dict(array.to_dict())
     assert _indexed(again) == _scan(array)
 
 
 def test_names_are_one_namespace(tmp_path: Path) -> None:
-    array = Array("4.5", DataStore(tmp_path))
+    array = Array("4.5", DataStore(tmp_path), ManualClock())
     array.load_topology(topology.load(None))
     pool_id = next(iter(array.pools))
     vol = array.create_volume({"storagePoolId": pool_id, "volumeSizeInGb": 8, "name": "a"})

@@ -14,7 +14,8 @@ import msgspec
 from aiohttp import web
 
 from ..driver.errors import NotFound
-from ..service import SnapshotRecord, Storage, VolumeView
+from ..secret import Secret
+from ..service import PASSWORD_KEY, SnapshotRecord, Storage, VolumeView
 from . import render
 from .backups import import_volume
 from .common import (
@@ -59,14 +60,23 @@ async def pools_get(request: web.Request) -> web.Response:
     return sync([render.pool(v, await _used_by(storage, v.name)) for v in views])
 
 
+def _pool_config(value: Any) -> tuple[dict[str, str], Secret | None]:
+    """A pool's config from a request, and its gateway password apart, as a Secret
+    (None when not given or empty: an update then keeps the pool's)."""
+    config = config_of(value)
+    password = config.pop(PASSWORD_KEY, "")
+    return config, Secret(password) if password else None
+
+
 async def pools_post(request: web.Request) -> web.Response:
     doc = await json_body(request)
     target = request.query.get("target")
     if target not in (None, "", "none", request.app[SERVER_NAME]):
         raise ApiError(400, f"this server is not clustered: no member {target!r}")
     name = str_of(doc, "name")
+    config, password = _pool_config(doc.get("config"))
     view = await storage_of(request).pools.create(
-        name, str_of(doc, "driver"), config_of(doc.get("config")), str_of(doc, "description")
+        name, str_of(doc, "driver"), config, str_of(doc, "description"), password=password
     )
     return created(render.pool_url(view.name))
 
@@ -85,14 +95,17 @@ async def _pool_update(request: web.Request, *, merge: bool) -> web.Response:
     current = await storage.pools.get(name)
     check_etag(request, render.pool_etag(current))
     doc = await json_body(request)
-    config = config_of(doc.get("config"))
+    config, password = _pool_config(doc.get("config"))
     if merge:
         config = {**current.config, **config}
     description = doc.get("description")
     if description is not None and not isinstance(description, str):
         raise ApiError(400, "description must be a string")
     await storage.pools.update(
-        name, config, description if description is not None or not merge else None
+        name,
+        config,
+        description if description is not None or not merge else None,
+        password=password,
     )
     return empty()
 

@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from ..host.nvme import split_address
 from ..powerflex.policy import parse_gateway
 from ..powerflex.transport import DEFAULT_CONNECTIONS
+from ..secret import Secret
 from .units import GIB, format_size, parse_size
 
 __all__ = [
+    "PASSWORD_KEY",
     "POOL_KEYS",
     "SCHEDULE_ALIASES",
     "VOLUME_KEYS",
@@ -182,7 +184,10 @@ class Key:
     always: bool = False
     copied: bool = True
     imported: bool = True
+    secret: bool = False  # given apart from the config, as a Secret; never shown back
 
+
+PASSWORD_KEY = "powerflex.user.password"  # noqa: S105 - the key, not a value
 
 POOL_KEYS: dict[str, Key] = {
     "powerflex.gateway": Key(
@@ -200,7 +205,7 @@ POOL_KEYS: dict[str, Key] = {
         "Most requests this host has in flight to the gateway at once; more wait their turn.",
     ),
     "powerflex.user.name": Key("admin", _nonempty, "Gateway user; needs the SystemAdmin role."),
-    "powerflex.user.password": Key(None, _nonempty, "Gateway password; never shown back."),
+    PASSWORD_KEY: Key(None, _nonempty, "Gateway password; never shown back.", secret=True),
     "powerflex.pool": Key(
         None,
         _nonempty,
@@ -360,6 +365,8 @@ def _check(keys: Mapping[str, Key], config: Mapping[str, str], what: str) -> Non
         spec = keys.get(key)
         if spec is None:
             raise ConfigError(key, f"unknown {what} configuration key")
+        if spec.secret:
+            raise ConfigError(key, "is a secret: it is given apart from the config")
         if not isinstance(value, str):
             raise ConfigError(key, "must be a string")
         if value == "" and spec.default is not None:
@@ -370,13 +377,18 @@ def _check(keys: Mapping[str, Key], config: Mapping[str, str], what: str) -> Non
             raise ConfigError(key, str(exc)) from None
 
 
-def validate_pool_config(config: Mapping[str, str], *, creating: bool) -> None:
-    """Check every key of a pool's config; raise ConfigError naming the first bad key."""
+def validate_pool_config(
+    config: Mapping[str, str], password: Secret | None, *, creating: bool
+) -> None:
+    """Check every key of a pool's config, and that it has a password; raise ConfigError
+    naming the first bad key."""
     user = {k: v for k, v in config.items() if k != "volatile.powerflex.version"}
     _check(POOL_KEYS, user, "pool")
-    for key in ("powerflex.gateway", "powerflex.user.password", "powerflex.pool"):
+    for key in ("powerflex.gateway", "powerflex.pool"):
         if not config.get(key):
             raise ConfigError(key, "is required")
+    if not password:
+        raise ConfigError(PASSWORD_KEY, "is required")
     pool = config["powerflex.pool"]
     if not config.get("powerflex.domain") and not re.fullmatch(r"[0-9a-f]{16}", pool):
         raise ConfigError(

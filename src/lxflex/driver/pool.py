@@ -25,7 +25,7 @@ from ..powerflex import (
     version_tuple,
 )
 from ..secret import Secret
-from .config import MODE_NVME, MODE_SDC, ConfigError, bool_value
+from .config import MODE_NVME, MODE_SDC, PASSWORD_KEY, ConfigError, bool_value
 from .errors import Unavailable
 
 __all__ = ["ResolvedPool", "client_for", "resolve"]
@@ -43,11 +43,14 @@ class ResolvedPool:
     sdts: tuple[str, ...]
 
 
-def client_for(config: dict[str, str], retry: RetryPolicy | None = None) -> PowerFlexClient:
+def client_for(
+    config: dict[str, str], password: Secret, retry: RetryPolicy | None = None
+) -> PowerFlexClient:
+    """A gateway client for a pool's config and its password."""
     return PowerFlexClient(
         config["powerflex.gateway"],
         config.get("powerflex.user.name") or "admin",
-        Secret(config["powerflex.user.password"]),
+        password,
         tls=TlsPolicy(verify=bool_value(config.get("powerflex.gateway.verify"), True)),
         retry=retry,
         connections=int(config.get("powerflex.gateway.connections") or DEFAULT_CONNECTIONS),
@@ -64,9 +67,7 @@ async def resolve(client: PowerFlexClient, config: dict[str, str], host_root: Pa
     try:
         return await _resolve(client, config, host_root)
     except AuthenticationError:
-        raise ConfigError(
-            "powerflex.user.password", "the gateway refused the user name or password"
-        ) from None
+        raise ConfigError(PASSWORD_KEY, "the gateway refused the user name or password") from None
     except TransportError as exc:
         raise Unavailable(f"cannot reach the PowerFlex gateway: {exc.reason}") from exc
 

@@ -3,7 +3,7 @@ snapshots, backups, trust."""
 
 from .check import Report as CheckReport
 from .instances import InstanceService
-from .pools import PoolService, PoolView
+from .pools import PASSWORD_KEY, PoolService, PoolView
 from .runtime import HostSettings, Runtimes
 from .storage import Storage
 from .trust import TrustService
@@ -11,6 +11,7 @@ from .views import SnapshotRecord, VolumeView
 from .volumes import VolumeService
 
 __all__ = [
+    "PASSWORD_KEY",
     "CheckReport",
     "HostSettings",
     "InstanceService",

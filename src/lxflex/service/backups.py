@@ -29,7 +29,7 @@ from ..state import CREATE_DONE, Database, NameTaken, Status
 from ..state import backups as bk
 from ..state import store as st
 from ..times import ZERO_TIME, parse_rfc3339
-from .pools import PoolService, public_config
+from .pools import PoolService
 from .rules import check_name, fill_config, next_name
 from .specs import snapshot_names, spec_of
 from .views import VolumeView, array_of, make_view
@@ -377,7 +377,7 @@ def _index(pool: st.Pool, vol: st.Volume, snaps: list[st.Snapshot]) -> bytes:
                 "name": pool.name,
                 "description": pool.description,
                 "driver": pool.driver,
-                "config": public_config(pool.config),
+                "config": dict(pool.config),  # holds no password
                 "status": "Created",
                 "locations": ["none"],
             },

@@ -13,9 +13,10 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..driver.config import POOL_KEYS, ConfigError, validate_pool_config
+from ..driver.config import PASSWORD_KEY, POOL_KEYS, ConfigError, validate_pool_config
 from ..driver.errors import Conflict, InvalidRequest, NotFound, Unavailable
 from ..driver.units import granularity, parse_size
+from ..secret import Secret
 from ..state import Database, NameTaken
 from ..state import journal as jn
 from ..state import store as st
@@ -28,14 +29,12 @@ __all__ = ["PASSWORD_KEY", "PoolService", "PoolView"]
 log = logging.getLogger("lxflex.service")
 
 _POOL_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}")
-PASSWORD_KEY = "powerflex.user.password"  # noqa: S105 - the key, not a value
 DRIVER = "powerflex"
 # Keys whose change needs the gateway again: the pool must still be the same pool.
 _RECHECK = {
     "powerflex.gateway",
     "powerflex.gateway.verify",
     "powerflex.user.name",
-    PASSWORD_KEY,
     "powerflex.sdt",
 }
 
@@ -49,14 +48,9 @@ class PoolView:
     config: dict[str, str]
 
 
-def public_config(config: Mapping[str, str]) -> dict[str, str]:
-    return {k: v for k, v in config.items() if k != PASSWORD_KEY}
-
-
 def _view(pool: st.Pool) -> PoolView:
-    return PoolView(
-        pool.name, pool.driver, pool.description, pool.status, public_config(pool.config)
-    )
+    # The record's config holds no password: it is the record's own field, a Secret.
+    return PoolView(pool.name, pool.driver, pool.description, pool.status, dict(pool.config))
 
 
 class PoolService:
@@ -86,13 +80,23 @@ class PoolService:
             self._records.pop(name, None)
 
     async def runtime(self, pool: st.Pool) -> PoolRuntime:
+        if pool.password is None:
+            raise ConfigError(PASSWORD_KEY, f"is not set on storage pool {pool.name!r}")
         return await self.runtimes.get(
-            pool.name, dict(pool.config), self.journal.leftovers(pool.id)
+            pool.name, dict(pool.config), pool.password, self.journal.leftovers(pool.id)
         )
 
     async def create(
-        self, name: str, driver: str, config: Mapping[str, str], description: str = ""
+        self,
+        name: str,
+        driver: str,
+        config: Mapping[str, str],
+        description: str = "",
+        *,
+        password: Secret | None = None,
     ) -> PoolView:
+        """Check a new pool against the gateway and this host, then store it. ``config``
+        holds its keys but the gateway password, which is ``password``."""
         if driver != DRIVER:
             raise InvalidRequest(f"unsupported storage driver {driver!r}: lxflex serves {DRIVER}")
         if not _POOL_NAME.fullmatch(name):
@@ -101,11 +105,12 @@ class PoolService:
                 "first), at most 64"
             )
         user = {k: v for k, v in config.items() if v != ""}
-        validate_pool_config(user, creating=True)
+        validate_pool_config(user, password, creating=True)
         async with self.db.read() as conn:
             if await st.get_pool(conn, name) is not None:
                 raise Conflict(f"storage pool {name!r} already exists")
-        resolved = await self.runtimes.check(user)
+        assert password is not None  # noqa: S101 - validated: it is required
+        resolved = await self.runtimes.check(user, password)
         _check_size_step(user, resolved.version)
         stored = dict(user)
         stored["powerflex.mode"] = user.get("powerflex.mode") or resolved.mode
@@ -117,7 +122,9 @@ class PoolService:
         stored["volatile.powerflex.version"] = resolved.version
         try:
             async with self.db.write() as conn:
-                pool = await st.create_pool(conn, name, DRIVER, stored, description=description)
+                pool = await st.create_pool(
+                    conn, name, DRIVER, stored, password=password, description=description
+                )
         except NameTaken:
             raise Conflict(f"storage pool {name!r} already exists") from None
         self.events.emit(Lifecycle("storage-pool-created", name))
@@ -131,18 +138,22 @@ class PoolService:
             return [_view(p) for p in await st.list_pools(conn)]
 
     async def update(
-        self, name: str, config: Mapping[str, str], description: str | None = None
+        self,
+        name: str,
+        config: Mapping[str, str],
+        description: str | None = None,
+        *,
+        password: Secret | None = None,
     ) -> PoolView:
         """Replace the pool's config (keys absent or empty are unset).
 
         Keys that cannot change on a live pool are refused with the reason; a change of
         gateway, credentials or targets is checked against the gateway first, which must
-        still serve the same system and pool. A password not given is kept.
+        still serve the same system and pool. Without a ``password`` the pool's is kept.
         """
         pool = await self.record(name)
         new = {k: v for k, v in config.items() if v != "" and k != "volatile.powerflex.version"}
-        if PASSWORD_KEY not in new and PASSWORD_KEY in pool.config:
-            new[PASSWORD_KEY] = pool.config[PASSWORD_KEY]
+        secret = password or pool.password
         old = {k: v for k, v in pool.config.items() if k != "volatile.powerflex.version"}
         for key in set(old) | set(new):
             spec = POOL_KEYS.get(key)
@@ -150,9 +161,10 @@ class PoolService:
                 raise InvalidRequest(
                     f'"{key}" cannot be changed on an existing pool: {spec.why_not_live}'
                 )
-        validate_pool_config(new, creating=False)
-        if any(old.get(k) != new.get(k) for k in _RECHECK):
-            resolved = await self.runtimes.check(new)
+        validate_pool_config(new, secret, creating=False)
+        assert secret is not None  # noqa: S101 - validated: it is required
+        if secret != pool.password or any(old.get(k) != new.get(k) for k in _RECHECK):
+            resolved = await self.runtimes.check(new, secret)
             try:
                 before = (await self.runtime(pool)).resolved
             except Unavailable:
@@ -169,7 +181,9 @@ class PoolService:
         new["volatile.powerflex.version"] = version
         try:
             async with self.db.write() as conn:
-                await st.update_pool(conn, pool.id, config=new, description=description)
+                await st.update_pool(
+                    conn, pool.id, config=new, description=description, password=password
+                )
         finally:
             self._changed(name)
         await self.runtimes.drop(name)

@@ -31,6 +31,7 @@ from ..host.nvme import NvmeConfig, NvmeHost, host_nqn
 from ..host.runner import Runner, SubprocessRunner
 from ..host.sdc import SdcHost
 from ..powerflex import PowerFlexClient, RetryPolicy
+from ..secret import Secret
 
 __all__ = ["HostSettings", "PoolRuntime", "Runtimes"]
 
@@ -79,13 +80,17 @@ class Runtimes:
         self._pools: dict[str, PoolRuntime] = {}
         self._lock = asyncio.Lock()
 
-    async def check(self, config: dict[str, str]) -> ResolvedPool:
+    async def check(self, config: dict[str, str], password: Secret) -> ResolvedPool:
         """Resolve a config against the gateway and this host, with a throwaway client."""
-        async with client_for(config, self.host.retry) as client:
+        async with client_for(config, password, self.host.retry) as client:
             return await resolve(client, config, self.host.host_root)
 
     async def get(
-        self, name: str, config: dict[str, str], leftovers: Leftovers | None = None
+        self,
+        name: str,
+        config: dict[str, str],
+        password: Secret,
+        leftovers: Leftovers | None = None,
     ) -> PoolRuntime:
         """The pool's runtime, built on first use; its driver hands the leftovers of
         failed cleanups to ``leftovers``."""
@@ -95,12 +100,14 @@ class Runtimes:
         async with self._lock:
             runtime = self._pools.get(name)
             if runtime is None:
-                runtime = await self._build(config, leftovers)
+                runtime = await self._build(config, password, leftovers)
                 self._pools[name] = runtime
             return runtime
 
-    async def _build(self, config: dict[str, str], leftovers: Leftovers | None) -> PoolRuntime:
-        client = client_for(config, self.host.retry)
+    async def _build(
+        self, config: dict[str, str], password: Secret, leftovers: Leftovers | None
+    ) -> PoolRuntime:
+        client = client_for(config, password, self.host.retry)
         try:
             resolved = await resolve(client, config, self.host.host_root)
         except BaseException:

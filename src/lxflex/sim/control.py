@@ -18,7 +18,6 @@ delays the request by ``latency_ms``; with ``http_status`` it then answers that 
 
 from __future__ import annotations
 
-import asyncio
 import fnmatch
 import random
 from dataclasses import asdict, dataclass
@@ -91,7 +90,7 @@ async def traffic_middleware(request: web.Request, handler: Handler) -> web.Stre
     firing = [f for f in sim.faults if f.matches(key) and f.fires()]
     latency = sum(f.latency_ms for f in firing)
     if latency:
-        await asyncio.sleep(latency / 1000)
+        await sim.clock.sleep(latency / 1000)
     for fault in firing:
         if fault.breaks:
             return _fail(

@@ -16,13 +16,13 @@ snapshots per volume family instead of 126 per VTree.
 from __future__ import annotations
 
 import secrets
-import time
 import uuid
 from typing import Any
 
 import msgspec
 
 from . import errors as e
+from .clock import Clock
 from .data import DataStore
 from .objects import (
     GIB_KB,
@@ -45,9 +45,10 @@ __all__ = ["GIB_KB", "Array", "Host", "Sdt", "StoragePool", "VTree", "Volume", "
 class Array:
     """One simulated PowerFlex system. Not thread-safe: call from one event loop."""
 
-    def __init__(self, api_version: str, data: DataStore) -> None:
+    def __init__(self, api_version: str, data: DataStore, clock: Clock) -> None:
         self.api_version = api_version
         self.data = data
+        self.clock = clock  # creation times
         self.system_id = secrets.token_hex(8)
         self.system_name = "lxflex-sim"
         self.install_id = secrets.token_hex(8)
@@ -288,7 +289,7 @@ class Array:
         self._check_capacity(pool, size_kb, vtype == "ThickProvisioned")
         vol_id = self.new_id("vol")
         vtree_id = self.new_id("vtree")
-        vol = Volume(vol_id, name, size_kb, pool.id, vtree_id, vtype, None, int(time.time()))
+        vol = Volume(vol_id, name, size_kb, pool.id, vtree_id, vtype, None, int(self.clock.time()))
         vol.nsid = self._next_nsid()
         self._add_volume(vol)
         self.vtrees[vtree_id] = VTree(vtree_id, pool.id, vol_id)
@@ -407,7 +408,7 @@ class Array:
                         src.vtree_id,
                         volume_type,
                         src.id,
-                        int(time.time()),
+                        int(self.clock.time()),
                         consistency_group_id=group,
                         access_mode_limit=mode,
                         nsid=self._next_nsid(),

@@ -29,6 +29,7 @@ from typing import Any
 from aiohttp import web
 
 from . import actions, control, gateway, topology
+from .clock import Clock, SystemClock
 from .data import DataStore
 from .fabric import Fabric, FabricError, FabricHost
 from .model import Array, Host
@@ -67,7 +68,9 @@ class SimConfig:
 class Simulator:
     """One simulated gateway with its array and emulated hosts."""
 
-    def __init__(self, config: SimConfig) -> None:
+    def __init__(self, config: SimConfig, clock: Clock | None = None) -> None:
+        """``clock``: the time of tokens, creation times and fault latency (the system's
+        unless a test gives one it moves itself)."""
         if config.api_version not in API_VERSIONS:
             raise ValueError(f"api version must be one of {', '.join(API_VERSIONS)}")
         self.config = config
@@ -75,7 +78,8 @@ class Simulator:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.state_dir.chmod(0o700)  # it holds volume data: root's only
         self.data = DataStore(self.state_dir / "volumes")
-        self.array = Array(config.api_version, self.data)
+        self.clock: Clock = clock or SystemClock()
+        self.array = Array(config.api_version, self.data, self.clock)
         self._state_file = self.state_dir / "state.json"
         self._load_or_create()
         legacy = self.array.legacy
@@ -83,7 +87,7 @@ class Simulator:
             lifetime=config.token_lifetime or (8 * 3600.0 if legacy else 300.0),
             idle=config.token_idle or 600.0,
         )
-        self.tokens = TokenStore({config.admin_user: config.admin_password}, policy)
+        self.tokens = TokenStore({config.admin_user: config.admin_password}, policy, self.clock)
         self.counters: Counter[str] = Counter()
         self.faults: list[control.Fault] = []
         self.down: str | None = None

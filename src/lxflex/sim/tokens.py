@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hmac
 import secrets
-import time
 from dataclasses import dataclass
+
+from .clock import Clock
 
 
 @dataclass(frozen=True)
@@ -30,9 +31,10 @@ class _Entry:
 
 
 class TokenStore:
-    def __init__(self, users: dict[str, str], policy: TokenPolicy) -> None:
+    def __init__(self, users: dict[str, str], policy: TokenPolicy, clock: Clock) -> None:
         self._users = users
         self.policy = policy
+        self.clock = clock
         self._tokens: dict[str, _Entry] = {}
         self.logins = 0
 
@@ -45,7 +47,7 @@ class TokenStore:
 
     def issue(self, user: str, *, with_refresh: bool = False) -> tuple[str, str | None]:
         self.logins += 1
-        now = time.monotonic()
+        now = self.clock.monotonic()
         access = secrets.token_urlsafe(32)
         refresh = secrets.token_urlsafe(32) if with_refresh else None
         self._tokens[access] = _Entry(user, now, now, refresh)
@@ -58,7 +60,7 @@ class TokenStore:
         entry = self._tokens.get(token)
         if entry is None:
             return None
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if now - entry.issued > self.policy.lifetime or now - entry.last_used > self.policy.idle:
             self.revoke(token)
             return None

@@ -3,8 +3,8 @@
 The migrations under ``migrations/`` create exactly this (a test compares the two).
 
 * ``servers``: each lxflex server of a cluster, by the UUID in its ``server.uuid`` file.
-* ``pools``: storage pools and their keys (the gateway password among them: the SQLite
-  file is readable by root only).
+* ``pools``: storage pools and their keys; the gateway password in a column of its own
+  (``password``, never in ``config``; the SQLite file is readable by root only).
 * ``volumes``: volumes per pool, project, type and name; the array's volume ID is cached
   in ``array_id`` so no call needs a lookup by name (a virtual machine's root disk; its
   filesystem twin's ID is ``fs_array_id``).
@@ -61,6 +61,8 @@ pools = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("created_at", _TS, nullable=False),
     sa.Column("config", sa.Text, nullable=False, server_default="{}"),
+    # The gateway password: never in ``config``, which callers may be shown.
+    sa.Column("password", sa.Text, nullable=True),
 )
 
 volumes = sa.Table(

@@ -16,6 +16,7 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from ..secret import Secret
 from .db import Conn
 from .direct import prepared
 from .schema import backups, pools, servers, snapshots, volumes
@@ -104,9 +105,6 @@ def _aware(value: datetime.datetime | None) -> datetime.datetime | None:
     return value
 
 
-_SECRET_WORDS = ("password", "secret", "token", "key")
-
-
 class Pool(msgspec.Struct, frozen=True):
     id: int
     name: str
@@ -115,15 +113,8 @@ class Pool(msgspec.Struct, frozen=True):
     status: Status
     created_at: datetime.datetime
     config: Mapping[str, str] = msgspec.field(default_factory=dict)
-
-    def __repr__(self) -> str:
-        """Without the values of secret keys (the gateway password): records reach logs
-        and tracebacks."""
-        shown = {
-            k: "<redacted>" if any(w in k.rsplit(".", 1)[-1] for w in _SECRET_WORDS) else v
-            for k, v in self.config.items()
-        }
-        return f"Pool(id={self.id}, name={self.name!r}, driver={self.driver!r}, config={shown!r})"
+    # The gateway password, apart from the config that callers may be shown.
+    password: Secret | None = None
 
 
 class Volume(msgspec.Struct, frozen=True):
@@ -221,6 +212,7 @@ def _pool(row: Any) -> Pool:
         _aware(row.created_at) or now(),
         # Read-only: the service may cache pool records.
         MappingProxyType(_config_from(row.config)),
+        None if row.password is None else Secret(row.password),
     )
 
 
@@ -230,6 +222,7 @@ async def create_pool(
     driver: str,
     config: Mapping[str, str],
     *,
+    password: Secret | None = None,
     description: str = "",
 ) -> Pool:
     await _insert(
@@ -242,6 +235,7 @@ async def create_pool(
             "status": Status.CREATED.value,
             "created_at": now(),
             "config": _config_text(config),
+            "password": None if password is None else password.reveal(),
         },
     )
     found = await get_pool(conn, name)
@@ -269,8 +263,12 @@ async def update_pool(
     *,
     config: Mapping[str, str] | None = None,
     description: str | None = None,
+    password: Secret | None = None,
 ) -> None:
+    """Set what is given of one pool row (a password not given is kept)."""
     values: dict[str, Any] = {} if description is None else {"description": description}
+    if password is not None:
+        values["password"] = password.reveal()
     if config is not None:
         values["config"] = _config_text(config)
     if values:

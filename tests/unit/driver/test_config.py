@@ -1,6 +1,7 @@
 import pytest
 
 from lxflex.driver.config import (
+    PASSWORD_KEY,
     ConfigError,
     copy_volume_config,
     fill_volume_config,
@@ -9,18 +10,16 @@ from lxflex.driver.config import (
     validate_pool_config,
     validate_volume_config,
 )
+from lxflex.secret import Secret
 
-BASE = {
-    "powerflex.gateway": "gw.example:443",
-    "powerflex.user.password": "pw",
-    "powerflex.pool": "0123456789abcdef",
-}
+BASE = {"powerflex.gateway": "gw.example:443", "powerflex.pool": "0123456789abcdef"}
+PW = Secret("pw")
 
 
 def test_minimal_pool_config() -> None:
-    validate_pool_config(BASE, creating=True)
+    validate_pool_config(BASE, PW, creating=True)
     validate_pool_config(
-        {**BASE, "powerflex.pool": "sp1", "powerflex.domain": "pd1"}, creating=True
+        {**BASE, "powerflex.pool": "sp1", "powerflex.domain": "pd1"}, PW, creating=True
     )
 
 
@@ -49,23 +48,33 @@ def test_minimal_pool_config() -> None:
         ),
         ({"powerflex.mode": "sdc", "powerflex.sdt": "10.0.0.1"}, "powerflex.sdt", "nvme/tcp"),
         ({"volatile.powerflex.version": "4.5"}, "volatile.powerflex.version", "read-only"),
-        ({"powerflex.user.password": ""}, "powerflex.user.password", "must not be empty"),
+        ({PASSWORD_KEY: "pw"}, PASSWORD_KEY, "given apart from the config"),
     ],
 )
 def test_pool_config_errors_name_the_key(extra: dict[str, str], key: str, reason: str) -> None:
     with pytest.raises(ConfigError) as info:
-        validate_pool_config({**BASE, **extra}, creating=True)
+        validate_pool_config({**BASE, **extra}, PW, creating=True)
     assert info.value.key == key
     assert reason in str(info.value)
     assert str(info.value).startswith(f'Invalid value for "{key}"')
 
 
+@pytest.mark.parametrize("password", [None, Secret("")])
+def test_a_pool_needs_a_password(password: Secret | None) -> None:
+    with pytest.raises(ConfigError, match="is required") as info:
+        validate_pool_config(BASE, password, creating=True)
+    assert info.value.key == PASSWORD_KEY
+
+
 def test_consistent_copy_keys_and_lxd_mode_spelling() -> None:
     validate_pool_config(
-        {**BASE, "powerflex.clone_copy": "false", "powerflex.snapshot_copy": "true"}, creating=True
+        {**BASE, "powerflex.clone_copy": "false", "powerflex.snapshot_copy": "true"},
+        PW,
+        creating=True,
     )
     validate_pool_config(
         {**BASE, "powerflex.mode": "nvme", "powerflex.sdt": "[::1]:4420,host.example"},
+        PW,
         creating=True,
     )
 
