@@ -110,6 +110,10 @@ class Control:
     async def fault(self, **fault: Any) -> None:
         await self.post("/_sim/faults", fault)
 
+    async def clear_faults(self) -> None:
+        async with self.session.delete("/_sim/faults") as r:
+            assert r.status == 200, await r.text()
+
     async def stats(self) -> dict[str, Any]:
         result: dict[str, Any] = await self.get("/_sim/stats")
         return result

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tarfile
 import threading
@@ -319,7 +318,9 @@ class _Monitor:
 
     def stop(self) -> list[dict[str, Any]]:
         time.sleep(0.5)  # the last events on their way
-        self.proc.send_signal(signal.SIGINT)
+        # SIGTERM, not SIGINT: a test run started in the background of a shell inherits
+        # SIGINT ignored, and so would lxc.
+        self.proc.terminate()
         self.proc.wait(timeout=30)
         self._reader.join(timeout=30)
         return self.events

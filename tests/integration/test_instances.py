@@ -11,8 +11,8 @@ import os
 
 import pytest
 
-from lxflex.driver.errors import Conflict, InvalidRequest, NotFound
-from lxflex.driver.instances import RestoreInterrupted
+from lxflex.driver.errors import Conflict, InvalidRequest, NotFound, Unavailable
+from lxflex.driver.instances import DeleteInterrupted, RestoreInterrupted
 from lxflex.driver.naming import Content, VolumeType, volume_name
 from lxflex.service import Storage
 from lxflex.sim.control import Fault
@@ -183,6 +183,43 @@ async def test_vm_create_fault_leaves_neither(storage: Storage, after: int) -> N
     assert await storage.instances.all("pf") == []
     await storage.instances.create("pf", VM, "vm1")  # the name is free again
     await storage.instances.delete("pf", VM, "vm1")
+
+
+REMOVE = "POST /api/instances/Volume::{id}/action/removeVolume"
+
+
+async def test_a_vm_delete_the_array_refuses_keeps_the_vm_whole(storage: Storage) -> None:
+    """The disk goes first: when the array refuses it, nothing is gone and the volume
+    is usable again (as a custom volume's refused delete)."""
+    await storage.instances.create("pf", VM, "vm1")
+    await storage.instances.snapshot("pf", VM, "vm1", "s1")
+    before = _array(storage)
+    _fault(storage, REMOVE, count=10)
+    with pytest.raises(Unavailable, match="virtual-machine volume 'vm1' is kept"):
+        await storage.instances.delete("pf", VM, "vm1")
+    assert _array(storage) == before
+    kept = await storage.instances.get("pf", VM, "vm1")
+    assert kept.snapshots == ["s1"]
+    assert (await storage.instances.record("pf", VM, "vm1")).status == "created"
+    storage.sim.faults.clear()  # type: ignore[attr-defined]
+    await storage.instances.delete("pf", VM, "vm1")
+    assert _leftovers(storage) == {"volumes": [], "mapped": []}
+
+
+async def test_a_vm_whose_twin_the_array_refuses_is_finished_later(storage: Storage) -> None:
+    """The disk is gone, the twin is not: the row stays deleting, and a second delete
+    (or the next start) finishes it; nothing is ever shown as whole again."""
+    await storage.instances.create("pf", VM, "vm1")
+    record = await storage.instances.record("pf", VM, "vm1")
+    _fault(storage, REMOVE, after=1, count=10)  # the disk's removal passes, the twin's not
+    with pytest.raises(DeleteInterrupted, match="disk is deleted"):
+        await storage.instances.delete("pf", VM, "vm1")
+    assert set(_array(storage).values()) == {record.fs_array_id}
+    assert (await storage.instances.record("pf", VM, "vm1")).status == "deleting"
+    storage.sim.faults.clear()  # type: ignore[attr-defined]
+    await storage.instances.delete("pf", VM, "vm1")
+    assert _leftovers(storage) == {"volumes": [], "mapped": []}
+    assert await storage.instances.all("pf") == []
 
 
 async def test_vm_restore_fault_puts_both_back(storage: Storage) -> None:

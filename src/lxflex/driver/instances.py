@@ -15,7 +15,10 @@ operation here treats the pair as one volume:
   removed. A crash in between leaves it on the array for recovery to put back the same way;
 - copy: each volume of the pair is copied with its snapshots (in one of the ways of
   :mod:`lxflex.driver.copies`); if the second copy fails, the first is removed;
-- delete: the root disk's and the twin's array volumes, each with its snapshots.
+- delete: the root disk with its snapshots first, then the twin with its snapshots. If the
+  array refuses the first, nothing of the volume is gone (but what that refusal says);
+  if it refuses the second, the disk is gone and :class:`DeleteInterrupted` says the rest
+  is to be finished (recovery and ``storage check --repair`` do).
 
 Images never live on the array (the VTree limit would cap the instances of one image):
 each instance volume is filled from a local image, a full copy whatever ``clone_copy``
@@ -40,6 +43,7 @@ from .naming import Content, VolumeType
 from .volumes import CopyPlan, PowerFlexVolumes, Progress, VolumeSpec
 
 __all__ = [
+    "DeleteInterrupted",
     "InstanceCopy",
     "InstanceIds",
     "InstanceVolumes",
@@ -70,6 +74,11 @@ class InstanceCopy:
     ids: InstanceIds
     snapshots: list[InstanceIds]  # in the order of the plan's snapshots
     bytes_written: int
+
+
+class DeleteInterrupted(Unavailable):
+    """A virtual machine's delete removed its root disk, and the array refused to remove
+    its filesystem twin: the volume is gone in all but that, which is finished later."""
 
 
 class RestoreInterrupted(Unavailable):
@@ -175,6 +184,25 @@ class InstanceVolumes:
         """Remove the volume's array volumes (the caller removes its snapshots first)."""
         for vol_id in ids.all():
             await self.volumes.delete(vol_id)
+
+    async def delete_with_snapshots(
+        self, root: str | None, fs: str | None, snapshots: Sequence[InstanceIds]
+    ) -> None:
+        """Remove a volume of any kind (None: a part never made) with its snapshots, each
+        VTree as :meth:`PowerFlexVolumes.delete_with_snapshots` does: the root (a custom
+        or a container volume, or a virtual machine's disk) first, then the twin."""
+        await self.volumes.delete_with_snapshots(root, [s.root for s in snapshots])
+        twins = [s.fs for s in snapshots if s.fs is not None]
+        if fs is None and not twins:
+            return
+        try:
+            await self.volumes.delete_with_snapshots(fs, twins)
+        except DriverError as exc:
+            raise DeleteInterrupted(
+                f"{exc}; the virtual machine's disk is deleted, and what is left of its "
+                "filesystem volume is removed when lxflexd next starts (or by storage "
+                "check --repair)"
+            ) from exc
 
     # --- snapshots and restore --------------------------------------------------------
 

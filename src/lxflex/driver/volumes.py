@@ -358,10 +358,18 @@ class PowerFlexVolumes:
 
     # --- attach and mount -------------------------------------------------------------
 
+    async def _attach(self, vol_id: str) -> Path:
+        """The volume's device, made ready on this host; a failure of the gateway or
+        the host is a driver error that says why (nothing of the attach is left)."""
+        try:
+            return await self.attacher.attach(vol_id)
+        except (PowerFlexError, CommandError, TimeoutError, OSError) as exc:
+            raise wrap("attach", exc) from exc
+
     @asynccontextmanager
     async def attached(self, vol_id: str) -> AsyncIterator[Path]:
         """The volume's device for the duration of the block."""
-        device = await self.attacher.attach(vol_id)
+        device = await self._attach(vol_id)
         try:
             yield device
         finally:
@@ -372,7 +380,7 @@ class PowerFlexVolumes:
     ) -> None:
         if is_mounted(target):
             return
-        device = await self.attacher.attach(vol_id)
+        device = await self._attach(vol_id)
         options = ",".join(o for o in (spec.mount_options, "ro" if read_only else "") if o)
         try:
             await self.fs.mount(device, target, spec.filesystem, options)
@@ -500,11 +508,13 @@ class PowerFlexVolumes:
                     await DiskImages(self.fs.runner).fit_partition_table(device)
         except Exception as exc:
             step = "grow the filesystem" if spec.is_filesystem else "move the GPT backup header"
-            raise wrap(
+            context = (
                 f"the volume grew to {format_size(new)} but could not {step} (retry the "
-                "resize with the same size to finish it)",
-                exc,
-            ) from exc
+                "resize with the same size to finish it)"
+            )
+            if isinstance(exc, DriverError):  # an attach that failed says why already
+                raise type(exc)(f"{context}: {exc}") from exc
+            raise wrap(context, exc) from exc
         return new
 
     async def grow_filesystem(

@@ -45,9 +45,9 @@ from ..powerflex import Volume as ArrayVolume
 from ..state import Database, Status
 from ..state import store as st
 from .journal import Entry
+from .kinds import kind_of
 from .pools import PoolService
 from .recovery import Lock, clear_scratch_entry, finish_grow, recover_volume
-from .rules import lock_name
 from .runtime import PoolRuntime
 from .specs import array_names
 
@@ -127,7 +127,7 @@ class CheckContext:
     fs: Filesystems
     mounts: Path  # this host's mount directory (one directory per pool below it)
     scratch: Path
-    lock: Lock  # a volume's lock (see rules.lock_name for the key)
+    lock: Lock  # a volume's lock (its key: Kind.lock_key)
     busy: Callable[[str, str, str], bool]  # whether that lock is held or waited for now
     idle: Callable[[], bool]  # whether no volume work runs at all
 
@@ -255,7 +255,7 @@ async def _rows(
     repair: bool,
 ) -> None:
     for vol in state.vols:
-        if ctx.busy(pool_name, vol.project, lock_name(vol.type, vol.name)):
+        if ctx.busy(pool_name, vol.project, kind_of(vol.type).lock_key(vol.name)):
             continue  # work under way: judged when it is over
         snaps = state.snaps.get(vol.id, [])
         if vol.status != Status.CREATED or any(s.status != Status.CREATED for s in snaps):
@@ -294,7 +294,7 @@ async def _interrupted(
         if fresh is not None:
             await recover_volume(ctx.db, runtime, fresh, snaps)
 
-    async with ctx.lock(pool_name, vol.project, lock_name(vol.type, vol.name)):
+    async with ctx.lock(pool_name, vol.project, kind_of(vol.type).lock_key(vol.name)):
         await _attempt(finding, fix)
 
 
@@ -346,7 +346,7 @@ async def _array_of(
         )
         report.findings.append(finding)
         if grown and repair:
-            async with ctx.lock(pool_name, vol.project, lock_name(vol.type, vol.name)):
+            async with ctx.lock(pool_name, vol.project, kind_of(vol.type).lock_key(vol.name)):
                 await _attempt(
                     finding, functools.partial(finish_grow, ctx.db, runtime, vol, found.size_bytes)
                 )

@@ -17,49 +17,37 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
-from ..driver.errors import Conflict, InvalidRequest, NotFound
-from ..driver.instances import InstanceIds, RestoreInterrupted
+from ..driver.errors import Conflict, InvalidRequest
+from ..driver.instances import InstanceIds
 from ..driver.naming import Content, VolumeType
 from ..driver.units import format_size, parse_size, round_up
 from ..driver.volumes import PowerFlexVolumes, Progress
 from ..host.fs import is_mounted
 from ..host.lxdimage import ImageFiles, InstanceImage
 from ..state import (
-    CREATE_DONE,
-    DELETE_BEGIN,
-    RESTORE_BEGIN,
-    RESTORE_DONE,
     Database,
-    NameTaken,
 )
 from ..state import store as st
+from .kinds import INSTANCE_KINDS, Kind
 from .pools import PoolService
-from .rules import check_name, fill_config, lock_name, next_name
+from .rules import check_name, fill_config
 from .specs import spec_of
-from .views import VolumeView, array_of, make_view
+from .views import VolumeView, array_of, ids_of, make_view
 from .volumes import NewVolume, VolumeService
 
-__all__ = ["KINDS", "InstanceService"]
+__all__ = ["InstanceService"]
 
-# Instance volume type -> its content, and the directory of its mounts (as LXD names it).
-KINDS = {
-    VolumeType.CONTAINER.value: (Content.FILESYSTEM, "containers"),
-    VolumeType.VIRTUAL_MACHINE.value: (Content.BLOCK, "virtual-machines"),
-}
+_KINDS = {k.name: k for k in INSTANCE_KINDS}
 
 
-def _content(kind: str) -> Content:
-    if kind not in KINDS:
-        raise InvalidRequest(f"instance volume type {kind!r}: {' or '.join(KINDS)}")
-    return KINDS[kind][0]
-
-
-def _ids(record: st.Volume | st.Snapshot) -> InstanceIds:
-    return InstanceIds(array_of(record), record.fs_array_id)
+def _kind(kind: str) -> Kind:
+    if kind not in _KINDS:
+        raise InvalidRequest(f"instance volume type {kind!r}: {' or '.join(_KINDS)}")
+    return _KINDS[kind]
 
 
 class InstanceService:
@@ -71,34 +59,29 @@ class InstanceService:
     def _locked(
         self, pool: str, kind: str, project: str, name: str
     ) -> AbstractAsyncContextManager[None]:
-        return self.volumes.lock(pool, project, lock_name(kind, name))
+        return self.volumes.lock(pool, project, _kind(kind).lock_key(name))
 
     def mount_path(self, pool: str, kind: str, name: str, *, project: str = "default") -> Path:
         """Where a container's volume, or a virtual machine's filesystem twin, mounts."""
-        return self.pools.runtimes.host.mounts / pool / KINDS[kind][1] / f"{project}_{name}"
+        return self.volumes.mount_path(pool, project, name, _kind(kind))
 
     async def _load(
         self, pool_name: str, kind: str, name: str, project: str
     ) -> tuple[st.Pool, st.Volume]:
-        _content(kind)
-        pool = await self.pools.record(pool_name)
-        async with self.db.read() as conn:
-            vol = await st.get_volume(conn, pool.id, project, kind, name)
-        if vol is None or not vol.status.visible:
-            raise NotFound(f"{kind} volume {name!r} not found in pool {pool_name!r}")
-        return pool, vol
+        return await self.volumes.load(pool_name, project, name, _kind(kind))
 
     async def record(
         self, pool_name: str, kind: str, name: str, *, project: str = "default"
     ) -> st.Volume:
         """The stored record of an instance volume (with its array IDs)."""
-        return (await self._load(pool_name, kind, name, project))[1]
+        return await self.volumes.record(pool_name, name, project=project, kind=_kind(kind))
 
     async def snapshot_record(
         self, pool_name: str, kind: str, name: str, snapshot: str, *, project: str = "default"
     ) -> st.Snapshot:
-        _, vol = await self._load(pool_name, kind, name, project)
-        return await self.volumes.snapshot_of(vol, snapshot)
+        return await self.volumes.snapshot_record(
+            pool_name, name, snapshot, project=project, kind=_kind(kind)
+        )
 
     # --- create / read ----------------------------------------------------------------
 
@@ -117,7 +100,8 @@ class InstanceService:
         """An instance volume, empty or filled from a local LXD image (always a full copy
         of it). Without a ``size``, a volume too small for the image grows to the next
         size that holds it; an explicit size too small is refused."""
-        content = _content(kind)
+        content = _kind(kind).content
+        assert content is not None  # noqa: S101 - an instance kind's is fixed
         check_name(name)
         pool = await self.pools.record(pool_name)
         async with self.db.read() as conn:
@@ -158,10 +142,7 @@ class InstanceService:
     async def get(
         self, pool_name: str, kind: str, name: str, *, project: str = "default"
     ) -> VolumeView:
-        pool, vol = await self._load(pool_name, kind, name, project)
-        async with self.db.read() as conn:
-            snaps = await st.list_snapshots(conn, vol.id)
-        return make_view(pool, vol, snaps)
+        return await self.volumes.get(pool_name, name, project=project, kind=_kind(kind))
 
     async def all(
         self, pool_name: str, kind: str | None = None, *, project: str | None = None
@@ -174,7 +155,7 @@ class InstanceService:
         return [
             make_view(pool, v, snaps.get(v.id, []))
             for v in vols
-            if v.type in KINDS and v.status.visible
+            if v.type in _KINDS and v.status.visible
         ]
 
     async def resize(
@@ -204,44 +185,17 @@ class InstanceService:
     async def rename(
         self, pool_name: str, kind: str, name: str, new_name: str, *, project: str = "default"
     ) -> VolumeView:
-        """Rename the volume (both of a pair: array names follow the UUID, so only the
-        state changes)."""
-        check_name(new_name)
-        async with self._locked(pool_name, kind, project, name):
-            _, vol = await self._load(pool_name, kind, name, project)
-            if is_mounted(self.mount_path(pool_name, kind, name, project=project)):
-                raise Conflict(f"{kind} volume {name!r} is mounted; unmount it before renaming")
-            try:
-                async with self.db.write() as conn:
-                    await st.update_volume(conn, vol.id, name=new_name)
-            except NameTaken:
-                raise Conflict(f"{kind} volume {new_name!r} already exists") from None
-        return await self.get(pool_name, kind, new_name, project=project)
+        """Rename the volume (both of a pair)."""
+        return await self.volumes.rename(
+            pool_name, name, new_name, project=project, kind=_kind(kind)
+        )
 
     async def delete(
         self, pool_name: str, kind: str, name: str, *, project: str = "default"
     ) -> None:
-        """Delete the snapshots, then the volume (both of a pair). The row reads
-        ``deleting`` meanwhile, so a crash is finished at the next start."""
-        async with self._locked(pool_name, kind, project, name):
-            pool, vol = await self._load(pool_name, kind, name, project)
-            runtime = await self.pools.runtime(pool)
-            path = self.mount_path(pool_name, kind, name, project=project)
-            await self._unmount(runtime.volumes, vol, path)
-            async with self.db.write() as conn:
-                await st.update_volume(conn, vol.id, step=DELETE_BEGIN)
-                snaps = await st.list_snapshots(conn, vol.id)
-            for snap in reversed(snaps):
-                if snap.array_id:
-                    await runtime.instances.delete(_ids(snap))
-                async with self.db.write() as conn:
-                    await st.delete_snapshot(conn, snap.id)
-            if vol.array_id:
-                await runtime.instances.delete(_ids(vol))
-            async with self.db.write() as conn:
-                await st.delete_volume(conn, vol.id)
-            with contextlib.suppress(OSError):
-                path.rmdir()
+        """Delete the volume with its snapshots (both of a pair), as custom volumes are:
+        see :meth:`VolumeService.delete`."""
+        await self.volumes.delete(pool_name, name, project=project, kind=_kind(kind))
 
     def _fs_of(self, vol: st.Volume, twin: bool) -> str:
         """The array ID of the filesystem that mounts: the container's volume, or the
@@ -294,91 +248,22 @@ class InstanceService:
     ) -> str:
         """Snapshot the volume (a pair as one consistent set); return the snapshot's
         name (the next free one of ``snapshots.pattern`` when none is given)."""
-        async with self._locked(pool_name, kind, project, name):
-            pool, vol = await self._load(pool_name, kind, name, project)
-            runtime = await self.pools.runtime(pool)
-            if not snapshot:
-                async with self.db.read() as conn:
-                    taken = {s.name for s in await st.list_snapshots(conn, vol.id)}
-                snapshot = next_name(vol.config.get("snapshots.pattern") or "snap%d", taken)
-            check_name(snapshot)
-            config = {**vol.config, "volatile.uuid": str(uuid.uuid4())}
-            try:
-                async with self.db.write() as conn:
-                    row = await st.create_snapshot(
-                        conn, vol.id, snapshot, config, description=description
-                    )
-            except NameTaken:
-                raise Conflict(f"snapshot {snapshot!r} of {name!r} already exists") from None
-            try:
-                made = await runtime.instances.snapshot(
-                    spec_of(vol.content_type, vol.config, kind),
-                    _ids(vol),
-                    uuid.UUID(config["volatile.uuid"]),
-                    self.mount_path(pool_name, kind, name, project=project),
-                )
-            except BaseException:
-                async with self.db.write() as conn:
-                    await st.delete_snapshot(conn, row.id)
-                raise
-            try:
-                async with self.db.write() as conn:
-                    await st.update_snapshot(
-                        conn, row.id, step=CREATE_DONE, array_id=made.root, fs_array_id=made.fs
-                    )
-            except BaseException:
-                await runtime.instances.drop(*made.all())
-                raise
-        return snapshot
+        return await self.volumes.snapshot(
+            pool_name, name, snapshot, description=description, project=project, kind=_kind(kind)
+        )
 
     async def delete_snapshot(
         self, pool_name: str, kind: str, name: str, snapshot: str, *, project: str = "default"
     ) -> None:
-        async with self._locked(pool_name, kind, project, name):
-            pool, vol = await self._load(pool_name, kind, name, project)
-            snap = await self.volumes.snapshot_of(vol, snapshot)
-            if snap.array_id:
-                await (await self.pools.runtime(pool)).instances.delete(_ids(snap))
-            async with self.db.write() as conn:
-                await st.delete_snapshot(conn, snap.id)
+        await self.volumes.delete_snapshot(
+            pool_name, name, snapshot, project=project, kind=_kind(kind)
+        )
 
     async def restore(
         self, pool_name: str, kind: str, name: str, snapshot: str, *, project: str = "default"
     ) -> None:
         """Put a snapshot's content back (both volumes of a pair, or neither)."""
-        async with self._locked(pool_name, kind, project, name):
-            pool, vol = await self._load(pool_name, kind, name, project)
-            snap = await self.volumes.snapshot_of(vol, snapshot)
-            runtime = await self.pools.runtime(pool)
-            async with self._restoring(vol):
-                await runtime.instances.restore(
-                    spec_of(vol.content_type, vol.config, kind),
-                    _ids(vol),
-                    _ids(snap),
-                    self.mount_path(pool_name, kind, name, project=project),
-                )
-
-    @asynccontextmanager
-    async def _restoring(self, vol: st.Volume) -> AsyncIterator[None]:
-        """Mark a pair's row ``restoring`` for the block; left so only when the restore
-        could not be undone, for recovery to finish."""
-        if vol.fs_array_id is None:
-            yield
-            return
-        async with self.db.write() as conn:
-            await st.update_volume(conn, vol.id, step=RESTORE_BEGIN)
-        try:
-            yield
-        except RestoreInterrupted:
-            raise
-        except BaseException:
-            await self._restored(vol.id)
-            raise
-        await self._restored(vol.id)
-
-    async def _restored(self, vol_id: int) -> None:
-        async with self.db.write() as conn:
-            await st.update_volume(conn, vol_id, step=RESTORE_DONE)
+        await self.volumes.restore(pool_name, name, snapshot, project=project, kind=_kind(kind))
 
     # --- copy -------------------------------------------------------------------------
 
@@ -415,9 +300,9 @@ class InstanceService:
             async def copy(uuids: list[uuid.UUID]) -> tuple[InstanceIds, list[InstanceIds]]:
                 result = await runtime.instances.copy(
                     spec_of(vol.content_type, vol.config, kind),
-                    _ids(vol),
+                    ids_of(vol),
                     spec_of(vol.content_type, filled, kind),
-                    [_ids(s) for s in snaps],
+                    [ids_of(s) for s in snaps],
                     uuids,
                     progress,
                     [parse_size(s.config["size"]) for s in snaps],

@@ -15,8 +15,8 @@ from ..driver.units import format_size, parse_size
 from ..host.fs import Filesystems, mounted_under
 from ..state import RESTORE_DONE, Database, Status
 from ..state import store as st
+from .kinds import kind_of
 from .pools import PoolService
-from .rules import lock_name
 from .runtime import PoolRuntime
 from .specs import array_names, spec_of
 
@@ -54,12 +54,12 @@ async def recover_pool(db: Database, pools: PoolService, lock: Lock, pool_name: 
     ]
     repaired = len(journal.done)
     for vol in pending:
-        async with lock(pool_name, vol.project, lock_name(vol.type, vol.name)):
+        async with lock(pool_name, vol.project, kind_of(vol.type).lock_key(vol.name)):
             repaired += await recover_volume(db, runtime, vol, snaps.get(vol.id, []))
     listed = {v.id: v.size_bytes for v in await runtime.volumes.listed()}
     for vol in vols:
         if vol.status == Status.CREATED and _grown(vol, listed):
-            async with lock(pool_name, vol.project, lock_name(vol.type, vol.name)):
+            async with lock(pool_name, vol.project, kind_of(vol.type).lock_key(vol.name)):
                 try:
                     await finish_grow(db, runtime, vol, listed[vol.array_id or ""])
                     repaired += 1

@@ -18,7 +18,6 @@ __all__ = [
     "add_expiry",
     "check_name",
     "fill_config",
-    "lock_name",
     "next_name",
     "schedule_due",
 ]
@@ -43,12 +42,6 @@ def check_name(name: str) -> None:
             f"invalid name {name!r}: no slashes, backslashes, spaces, control characters "
             f"or leading dots, and at most {NAME_BYTES} bytes"
         )
-
-
-def lock_name(volume_type: str, name: str) -> str:
-    """The key of a volume's lock: custom volumes by name, others by type and name (no
-    volume name holds a slash, so the two never meet)."""
-    return name if volume_type == "custom" else f"{volume_type}/{name}"
 
 
 def next_name(pattern: str, taken: set[str]) -> str:

@@ -9,10 +9,11 @@ from typing import Protocol
 import msgspec
 
 from ..driver.errors import Conflict
+from ..driver.instances import InstanceIds
 from ..state import Status
 from ..state import store as st
 
-__all__ = ["SnapshotRecord", "VolumeView", "array_of", "make_view"]
+__all__ = ["SnapshotRecord", "VolumeView", "array_of", "ids_of", "make_view"]
 
 
 class SnapshotRecord(Protocol):
@@ -67,3 +68,8 @@ def array_of(record: st.Volume | st.Snapshot) -> str:
     if not record.array_id:
         raise Conflict(f"{record.name!r} has no array volume yet (an operation is under way)")
     return record.array_id
+
+
+def ids_of(record: st.Volume | st.Snapshot) -> InstanceIds:
+    """The array IDs of a volume or snapshot: its own, and a virtual machine's twin."""
+    return InstanceIds(array_of(record), record.fs_array_id)

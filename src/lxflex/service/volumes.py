@@ -16,15 +16,15 @@ import functools
 import logging
 import os
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from ..driver.config import copy_volume_config, updated_volume_config
 from ..driver.errors import Conflict, DriverError, InvalidRequest, NotFound
-from ..driver.instances import InstanceIds
+from ..driver.instances import DeleteInterrupted, InstanceIds, RestoreInterrupted
 from ..driver.naming import Content, VolumeType
 from ..driver.refresh import GuardKept, RefreshPlan
 from ..driver.units import format_size, parse_size
@@ -32,14 +32,26 @@ from ..driver.volumes import CopyPlan, Progress
 from ..host.fs import is_mounted
 from ..locks import KeyedLocks
 from ..revert import Reverter
-from ..state import CREATE_DONE, DELETE_BEGIN, DELETE_REFUSED, Conn, Database, NameTaken, Status
+from ..state import (
+    CREATE_DONE,
+    DELETE_BEGIN,
+    DELETE_REFUSED,
+    RESTORE_BEGIN,
+    RESTORE_DONE,
+    Conn,
+    Database,
+    NameTaken,
+    Status,
+)
 from ..state import store as st
+from .kinds import CUSTOM as CUSTOM_KIND
+from .kinds import Kind, kind_of
 from .pools import PoolService
 from .recovery import recover_pool
-from .rules import add_expiry, check_name, fill_config, lock_name, next_name
+from .rules import add_expiry, check_name, fill_config, next_name
 from .runtime import PoolRuntime
 from .specs import snapshot_names, spec_of
-from .views import VolumeView, array_of, make_view
+from .views import VolumeView, array_of, ids_of, make_view
 
 __all__ = ["NewVolume", "VolumeService", "VolumeView"]
 
@@ -68,35 +80,44 @@ class VolumeService:
         self.pools = pools
         self._locks: KeyedLocks[tuple[str, str, str]] = KeyedLocks()
 
-    def _locked(self, pool: str, project: str, name: str) -> AbstractAsyncContextManager[None]:
-        return self._locks.hold((pool, project, name))
+    def _locked(
+        self, pool: str, project: str, name: str, kind: Kind = CUSTOM_KIND
+    ) -> AbstractAsyncContextManager[None]:
+        return self._locks.hold((pool, project, kind.lock_key(name)))
 
-    def lock(self, pool: str, project: str, name: str) -> AbstractAsyncContextManager[None]:
-        """Serialize work on one volume (backups take the volume's lock too)."""
-        return self._locked(pool, project, name)
+    def lock(self, pool: str, project: str, key: str) -> AbstractAsyncContextManager[None]:
+        """Serialize work on one volume, by its lock key (:meth:`Kind.lock_key`; a custom
+        volume's is its name): backups, checks and recovery take the volume's lock too."""
+        return self._locks.hold((pool, project, key))
 
-    def busy(self, pool: str, project: str, name: str) -> bool:
-        """Whether work on the volume runs or waits now (``name`` as :meth:`lock`'s)."""
-        return self._locks.held((pool, project, name))
+    def busy(self, pool: str, project: str, key: str) -> bool:
+        """Whether work on the volume runs or waits now (``key`` as :meth:`lock`'s)."""
+        return self._locks.held((pool, project, key))
 
     def idle(self) -> bool:
         """Whether no work on any volume runs or waits now."""
         return len(self._locks) == 0
 
-    def mount_path(self, pool: str, project: str, name: str) -> Path:
-        return self.pools.runtimes.host.mounts / pool / "custom" / f"{project}_{name}"
+    def mount_path(self, pool: str, project: str, name: str, kind: Kind = CUSTOM_KIND) -> Path:
+        """Where the volume mounts on this host (a virtual machine: its filesystem twin)."""
+        return self.pools.runtimes.host.mounts / pool / kind.directory / f"{project}_{name}"
 
-    async def _load(self, pool_name: str, project: str, name: str) -> tuple[st.Pool, st.Volume]:
+    async def load(
+        self, pool_name: str, project: str, name: str, kind: Kind = CUSTOM_KIND
+    ) -> tuple[st.Pool, st.Volume]:
+        """The pool and the volume's row; a volume not yet made is not found."""
         pool = await self.pools.record(pool_name)
         async with self.db.read() as conn:
-            vol = await st.get_volume(conn, pool.id, project, CUSTOM, name)
+            vol = await st.get_volume(conn, pool.id, project, kind.name, name)
         if vol is None or not vol.status.visible:
-            raise NotFound(f"storage volume {name!r} not found in pool {pool_name!r}")
+            raise NotFound(f"{kind.noun} {name!r} not found in pool {pool_name!r}")
         return pool, vol
 
-    async def record(self, pool_name: str, name: str, *, project: str = "default") -> st.Volume:
-        """The stored record of a volume (with its array ID), for tools and diagnostics."""
-        return (await self._load(pool_name, project, name))[1]
+    async def record(
+        self, pool_name: str, name: str, *, project: str = "default", kind: Kind = CUSTOM_KIND
+    ) -> st.Volume:
+        """The stored record of a volume (with its array IDs), for tools and diagnostics."""
+        return (await self.load(pool_name, project, name, kind))[1]
 
     async def _view(self, pool: st.Pool, vol: st.Volume) -> VolumeView:
         async with self.db.read() as conn:
@@ -141,7 +162,7 @@ class VolumeService:
         neither row nor array volume. The name is claimed first, so a clash costs no
         array work."""
         pool = new.pool
-        async with self._locked(pool.name, new.project, lock_name(new.volume_type, new.name)):
+        async with self._locked(pool.name, new.project, new.name, kind_of(new.volume_type)):
             try:
                 async with self.db.write() as conn:
                     row = await st.create_volume(
@@ -234,8 +255,10 @@ class VolumeService:
         except Exception:
             log.exception("cleanup: cannot remove the reserved row %d", vol_id)
 
-    async def get(self, pool_name: str, name: str, *, project: str = "default") -> VolumeView:
-        pool, vol = await self._load(pool_name, project, name)
+    async def get(
+        self, pool_name: str, name: str, *, project: str = "default", kind: Kind = CUSTOM_KIND
+    ) -> VolumeView:
+        pool, vol = await self.load(pool_name, project, name, kind)
         return await self._view(pool, vol)
 
     async def all(self, pool_name: str, *, project: str | None = None) -> list[VolumeView]:
@@ -265,7 +288,7 @@ class VolumeService:
     ) -> VolumeView:
         """Apply config changes; a new ``size`` grows the volume (and its filesystem)."""
         async with self._locked(pool_name, project, name):
-            pool, vol = await self._load(pool_name, project, name)
+            pool, vol = await self.load(pool_name, project, name)
             new = updated_volume_config(vol.config, config, vol.content_type, pool.config)
             if parse_size(new["size"]) != parse_size(vol.config["size"]):
                 if vol.content_type == Content.ISO:
@@ -285,46 +308,68 @@ class VolumeService:
         self.pools.events.volume("updated", pool_name, name, project)
         return await self.get(pool_name, name, project=project)
 
+    def _event(
+        self, kind: Kind, action: str, pool: str, name: str, project: str, **extra: Any
+    ) -> None:
+        """LXD's lifecycle event of a custom volume (instance volumes have instance
+        events, which lxflex does not serve)."""
+        if kind is CUSTOM_KIND:
+            self.pools.events.volume(action, pool, name, project, **extra)
+
     async def rename(
-        self, pool_name: str, name: str, new_name: str, *, project: str = "default"
+        self,
+        pool_name: str,
+        name: str,
+        new_name: str,
+        *,
+        project: str = "default",
+        kind: Kind = CUSTOM_KIND,
     ) -> VolumeView:
+        """Rename a volume of any kind (both of a pair): array names follow the UUID, so
+        only the state changes. A mounted volume is refused: its mount path has its name."""
         check_name(new_name)
-        async with self._locked(pool_name, project, name):
-            _, vol = await self._load(pool_name, project, name)
-            if is_mounted(self.mount_path(pool_name, project, name)):
-                raise Conflict(f"storage volume {name!r} is mounted; unmount it before renaming")
+        async with self._locked(pool_name, project, name, kind):
+            _, vol = await self.load(pool_name, project, name, kind)
+            if is_mounted(self.mount_path(pool_name, project, name, kind)):
+                raise Conflict(f"{kind.noun} {name!r} is mounted; unmount it before renaming")
             try:
                 async with self.db.write() as conn:
                     await st.update_volume(conn, vol.id, name=new_name)
             except NameTaken:
-                raise Conflict(f"storage volume {new_name!r} already exists") from None
-        self.pools.events.volume(
-            "renamed", pool_name, new_name, project, context={"old_name": name}
-        )
-        return await self.get(pool_name, new_name, project=project)
+                raise Conflict(f"{kind.noun} {new_name!r} already exists") from None
+        self._event(kind, "renamed", pool_name, new_name, project, context={"old_name": name})
+        return await self.get(pool_name, new_name, project=project, kind=kind)
 
-    async def delete(self, pool_name: str, name: str, *, project: str = "default") -> None:
-        """Delete the volume's snapshots, then the volume, on the array and in the state.
+    async def delete(
+        self, pool_name: str, name: str, *, project: str = "default", kind: Kind = CUSTOM_KIND
+    ) -> None:
+        """Delete a volume of any kind, its snapshots first, on the array and in the state.
 
-        All or nothing where the array allows it (one removal of the volume with its
-        snapshots). When the array refuses, the volume stays as it was, usable; only the
-        snapshots the array did remove (a volume with clones goes one by one) lose their
-        records, and the error says so. A crash midway leaves the row ``deleting``, which
-        start-up recovery finishes: the client was never told the delete failed."""
-        async with self._locked(pool_name, project, name):
-            pool, vol = await self._load(pool_name, project, name)
+        All or nothing where the array allows it (one removal of a volume with its
+        snapshots; a virtual machine's disk first, then its filesystem twin). When the
+        array refuses, the volume stays as it was, usable; only the snapshots the array
+        did remove (a volume with clones goes one by one) lose their records, and the
+        error says so. When it refuses a virtual machine's twin after removing its disk,
+        or a crash comes midway, the row stays ``deleting``, which start-up recovery (and
+        ``storage check --repair``) finishes."""
+        async with self._locked(pool_name, project, name, kind):
+            pool, vol = await self.load(pool_name, project, name, kind)
             runtime = await self.pools.runtime(pool)
-            await runtime.volumes.unmount(array_of(vol), self.mount_path(pool_name, project, name))
+            path = self.mount_path(pool_name, project, name, kind)
+            await runtime.volumes.unmount(vol.fs_array_id or array_of(vol), path)
             async with self.db.write() as conn:
-                await st.update_volume(conn, vol.id, step=DELETE_BEGIN)
+                if vol.status is not Status.DELETING:  # else a delete cut short: finish it
+                    await st.update_volume(conn, vol.id, step=DELETE_BEGIN)
                 snaps = await st.list_snapshots(conn, vol.id)
-            snapshot_ids = [s.array_id for s in snaps if s.array_id]
+            made = [InstanceIds(s.array_id, s.fs_array_id) for s in snaps if s.array_id]
             try:
-                await runtime.volumes.delete_with_snapshots(vol.array_id, snapshot_ids)
+                await runtime.instances.delete_with_snapshots(vol.array_id, vol.fs_array_id, made)
             except BaseException as exc:
+                if isinstance(exc, DeleteInterrupted) or not await self._still_there(runtime, vol):
+                    raise  # gone but for a part: the row stays "deleting", finished later
                 lost = await self._keep_after_failed_delete(runtime, vol, snaps)
                 if isinstance(exc, DriverError):
-                    kept = f"storage volume {name!r} is kept"
+                    kept = f"{kind.noun} {name!r} is kept"
                     if lost:
                         kept += f" without {lost} of its {len(snaps)} snapshot(s), removed already"
                     raise type(exc)(f"{exc}; {kept}") from exc
@@ -334,15 +379,23 @@ class VolumeService:
                     await st.delete_snapshot(conn, snap.id)
                 await st.delete_volume(conn, vol.id)
             with contextlib.suppress(OSError):
-                self.mount_path(pool_name, project, name).rmdir()
-        self.pools.events.volume("deleted", pool_name, name, project)
+                path.rmdir()
+        self._event(kind, "deleted", pool_name, name, project)
+
+    @staticmethod
+    async def _still_there(runtime: PoolRuntime, vol: st.Volume) -> bool:
+        """Whether the array still has a volume whose delete failed (when it cannot be
+        asked, it is taken to)."""
+        return vol.array_id is None or await runtime.volumes.exists(vol.array_id)
 
     async def _keep_after_failed_delete(
         self, runtime: PoolRuntime, vol: st.Volume, snaps: list[st.Snapshot]
     ) -> int:
         """After the array refused a delete: the volume is ``created`` again, and the
-        snapshots the array removed lose their rows. Return how many did."""
+        snapshots the array removed lose their rows (with their twins, of which a
+        snapshot without its disk is no use). Return how many did."""
         gone = [s for s in snaps if s.array_id and not await runtime.volumes.exists(s.array_id)]
+        await runtime.instances.drop(*(s.fs_array_id for s in gone))
         async with self.db.write() as conn:
             for snap in gone:
                 await st.delete_snapshot(conn, snap.id)
@@ -351,7 +404,7 @@ class VolumeService:
 
     async def usage(self, pool_name: str, name: str, *, project: str = "default") -> dict[str, int]:
         """``total`` bytes, and ``used`` bytes when the filesystem is mounted here."""
-        _, vol = await self._load(pool_name, project, name)
+        _, vol = await self.load(pool_name, project, name)
         result = {"total": parse_size(vol.config.get("size", "0"))}
         path = self.mount_path(pool_name, project, name)
         if vol.content_type == Content.FILESYSTEM and is_mounted(path):
@@ -364,7 +417,7 @@ class VolumeService:
     async def mount(self, pool_name: str, name: str, *, project: str = "default") -> Path:
         """Mount a filesystem volume at its path on this host (idempotent)."""
         async with self._locked(pool_name, project, name):
-            pool, vol = await self._load(pool_name, project, name)
+            pool, vol = await self.load(pool_name, project, name)
             if vol.content_type != Content.FILESYSTEM:
                 raise InvalidRequest(f"storage volume {name!r} is a {vol.content_type} volume")
             path = self.mount_path(pool_name, project, name)
@@ -374,7 +427,7 @@ class VolumeService:
 
     async def unmount(self, pool_name: str, name: str, *, project: str = "default") -> None:
         async with self._locked(pool_name, project, name):
-            pool, vol = await self._load(pool_name, project, name)
+            pool, vol = await self.load(pool_name, project, name)
             runtime = await self.pools.runtime(pool)
             await runtime.volumes.unmount(array_of(vol), self.mount_path(pool_name, project, name))
 
@@ -386,7 +439,7 @@ class VolumeService:
         """Refuse at once what :meth:`snapshot` would refuse of this name, as LXD answers
         before any work: a bad name, a name taken (Conflict), a volume that takes none."""
         check_name(snapshot)
-        _, vol = await self._load(pool_name, project, name)
+        _, vol = await self.load(pool_name, project, name)
         _snapshottable(vol)
         async with self.db.read() as conn:
             taken = {s.name for s in await st.list_snapshots(conn, vol.id)}
@@ -402,15 +455,17 @@ class VolumeService:
         project: str = "default",
         description: str = "",
         expires_at: datetime.datetime | Literal["default"] | None = "default",
+        kind: Kind = CUSTOM_KIND,
     ) -> str:
-        """Snapshot a volume; return the snapshot's name.
+        """Snapshot a volume of any kind (a pair as one consistent set, its filesystem
+        frozen while mounted); return the snapshot's name.
 
         Without a name, the volume's ``snapshots.pattern`` (``snap%d``) picks the next
         free one. ``expires_at`` defaults to now + ``snapshots.expiry`` (none if unset);
         None means no expiry.
         """
-        async with self._locked(pool_name, project, name):
-            pool, vol = await self._load(pool_name, project, name)
+        async with self._locked(pool_name, project, name, kind):
+            pool, vol = await self.load(pool_name, project, name, kind)
             _snapshottable(vol)
             runtime = await self.pools.runtime(pool)
             if not snapshot:  # the next free name of the volume's pattern
@@ -439,37 +494,43 @@ class VolumeService:
                     lambda: self._forget(row.id, st.delete_snapshot),
                     f"the record of snapshot {snapshot!r}",
                 )
-                array_id = await runtime.volumes.snapshot(
-                    spec_of(vol.content_type, vol.config),
-                    array_of(vol),
+                made = await runtime.instances.snapshot(
+                    spec_of(vol.content_type, vol.config, kind.name),
+                    ids_of(vol),
                     uuid.UUID(config["volatile.uuid"]),
-                    self.mount_path(pool_name, project, name),
+                    self.mount_path(pool_name, project, name, kind),
                 )
-                revert.add(
-                    functools.partial(runtime.volumes.remove_quietly, array_id),
-                    f"array snapshot {array_id}",
-                )
+                for array_id in made.all():
+                    revert.add(
+                        functools.partial(runtime.volumes.remove_quietly, array_id),
+                        f"array snapshot {array_id}",
+                    )
                 # The array's size, not the row's: they differ after a grow whose
                 # filesystem step failed, and a copy of the snapshot needs the true one.
-                size = format_size(await runtime.volumes.size_of(array_id))
+                size = format_size(await runtime.volumes.size_of(made.root))
                 async with self.db.write() as conn:
                     await st.update_snapshot(
                         conn,
                         row.id,
                         step=CREATE_DONE,
-                        array_id=array_id,
+                        array_id=made.root,
+                        fs_array_id=made.fs,
                         config={**config, "size": size},
                     )
                 revert.success()
-        self.pools.events.volume(
-            "created", pool_name, name, project, snapshot=snapshot, context=_CUSTOM
-        )
+        self._event(kind, "created", pool_name, name, project, snapshot=snapshot, context=_CUSTOM)
         return snapshot
 
     async def snapshot_record(
-        self, pool_name: str, name: str, snapshot: str, *, project: str = "default"
+        self,
+        pool_name: str,
+        name: str,
+        snapshot: str,
+        *,
+        project: str = "default",
+        kind: Kind = CUSTOM_KIND,
     ) -> st.Snapshot:
-        _, vol = await self._load(pool_name, project, name)
+        _, vol = await self.load(pool_name, project, name, kind)
         return await self.snapshot_of(vol, snapshot)
 
     async def update_snapshot(
@@ -483,7 +544,7 @@ class VolumeService:
         project: str = "default",
     ) -> None:
         async with self._locked(pool_name, project, name):
-            _, vol = await self._load(pool_name, project, name)
+            _, vol = await self.load(pool_name, project, name)
             snap = await self.snapshot_of(vol, snapshot)
             async with self.db.write() as conn:
                 await st.update_snapshot(
@@ -502,7 +563,7 @@ class VolumeService:
     async def snapshots(
         self, pool_name: str, name: str, *, project: str = "default"
     ) -> list[st.Snapshot]:
-        _, vol = await self._load(pool_name, project, name)
+        _, vol = await self.load(pool_name, project, name)
         async with self.db.read() as conn:
             return await st.list_snapshots(conn, vol.id, whole=True)
 
@@ -511,7 +572,7 @@ class VolumeService:
     ) -> None:
         check_name(new_name)
         async with self._locked(pool_name, project, name):
-            _, vol = await self._load(pool_name, project, name)
+            _, vol = await self.load(pool_name, project, name)
             snap = await self.snapshot_of(vol, snapshot)
             try:
                 async with self.db.write() as conn:
@@ -523,33 +584,67 @@ class VolumeService:
         )
 
     async def delete_snapshot(
-        self, pool_name: str, name: str, snapshot: str, *, project: str = "default"
+        self,
+        pool_name: str,
+        name: str,
+        snapshot: str,
+        *,
+        project: str = "default",
+        kind: Kind = CUSTOM_KIND,
     ) -> None:
-        async with self._locked(pool_name, project, name):
-            pool, vol = await self._load(pool_name, project, name)
+        async with self._locked(pool_name, project, name, kind):
+            pool, vol = await self.load(pool_name, project, name, kind)
             snap = await self.snapshot_of(vol, snapshot)
             if snap.array_id:
-                await (await self.pools.runtime(pool)).volumes.delete(snap.array_id)
+                await (await self.pools.runtime(pool)).instances.delete(ids_of(snap))
             async with self.db.write() as conn:
                 await st.delete_snapshot(conn, snap.id)
-        self.pools.events.volume("deleted", pool_name, name, project, snapshot=snapshot)
+        self._event(kind, "deleted", pool_name, name, project, snapshot=snapshot)
 
     async def restore(
-        self, pool_name: str, name: str, snapshot: str, *, project: str = "default"
+        self,
+        pool_name: str,
+        name: str,
+        snapshot: str,
+        *,
+        project: str = "default",
+        kind: Kind = CUSTOM_KIND,
     ) -> None:
-        async with self._locked(pool_name, project, name):
-            pool, vol = await self._load(pool_name, project, name)
+        """Put a snapshot's content back (both volumes of a pair, or neither). While a
+        pair is restored its row reads ``restoring``; it is left so only when the restore
+        could not be undone, for recovery to finish."""
+        async with self._locked(pool_name, project, name, kind):
+            pool, vol = await self.load(pool_name, project, name, kind)
             snap = await self.snapshot_of(vol, snapshot)
             runtime = await self.pools.runtime(pool)
-            await runtime.volumes.restore(
-                spec_of(vol.content_type, vol.config),
-                array_of(vol),
-                array_of(snap),
-                self.mount_path(pool_name, project, name),
-            )
-        self.pools.events.volume(
-            "restored", pool_name, name, project, context={"snapshot": snapshot}
-        )
+            async with self._restoring(vol):
+                await runtime.instances.restore(
+                    spec_of(vol.content_type, vol.config, kind.name),
+                    ids_of(vol),
+                    ids_of(snap),
+                    self.mount_path(pool_name, project, name, kind),
+                )
+        self._event(kind, "restored", pool_name, name, project, context={"snapshot": snapshot})
+
+    @asynccontextmanager
+    async def _restoring(self, vol: st.Volume) -> AsyncIterator[None]:
+        if vol.fs_array_id is None:  # one volume: a failed overwrite changed nothing
+            yield
+            return
+        async with self.db.write() as conn:
+            await st.update_volume(conn, vol.id, step=RESTORE_BEGIN)
+        try:
+            yield
+        except RestoreInterrupted:
+            raise
+        except BaseException:
+            await self._restored(vol.id)
+            raise
+        await self._restored(vol.id)
+
+    async def _restored(self, vol_id: int) -> None:
+        async with self.db.write() as conn:
+            await st.update_volume(conn, vol_id, step=RESTORE_DONE)
 
     # --- copy -------------------------------------------------------------------------
 
@@ -571,7 +666,7 @@ class VolumeService:
         snapshot of it (``source_snapshot``) into a new volume with the snapshot's config."""
         check_name(target)
         dest_project = target_project or project
-        src_pool, vol = await self._load(source_pool, project, source)
+        src_pool, vol = await self.load(source_pool, project, source)
         snap_source = await self.snapshot_of(vol, source_snapshot) if source_snapshot else None
         dst_pool = await self.pools.record(target_pool)
         if src_pool.id != dst_pool.id and src_pool.config.get(
@@ -629,8 +724,8 @@ class VolumeService:
         async with contextlib.AsyncExitStack() as held:
             for key in keys:  # in one order, so two refreshes cannot deadlock
                 await held.enter_async_context(self._locked(*key))
-            src_pool, vol = await self._load(source_pool, project, source)
-            dst_pool, dst = await self._load(target_pool, dest_project, target)
+            src_pool, vol = await self.load(source_pool, project, source)
+            dst_pool, dst = await self.load(target_pool, dest_project, target)
             if vol.id == dst.id:
                 raise InvalidRequest("a volume cannot be refreshed from itself")
             if vol.content_type != dst.content_type:

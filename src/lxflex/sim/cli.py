@@ -74,6 +74,14 @@ def _password(path: Path | None) -> str:
 @click.option("--token-idle", type=float, help="Idle expiry of tokens in seconds.")
 @click.option("--no-fabric", is_flag=True, help="Do not emulate the host fabric (no loop devices).")
 @click.option(
+    "--fabric-devices",
+    type=click.Choice(["loop", "file"]),
+    default="loop",
+    show_default=True,
+    help="What a host's by-id links lead to: loop devices (root), or the backing files "
+    "themselves (no root; no partitions).",
+)
+@click.option(
     "--by-id-dir",
     type=click.Path(path_type=Path),
     help="by-id directory of the emulated local host.",
@@ -91,6 +99,7 @@ def main(
     token_lifetime: float | None,
     token_idle: float | None,
     no_fabric: bool,
+    fabric_devices: str,
     by_id_dir: Path | None,
     verbose: bool,
 ) -> None:
@@ -120,6 +129,7 @@ def main(
         token_lifetime=token_lifetime,
         token_idle=token_idle,
         fabric=not no_fabric,
+        fabric_devices=fabric_devices,
         by_id_dir=by_id_dir,
     )
     asyncio.run(_serve(config))

@@ -22,6 +22,11 @@ reconcile (every mapping change, ``nvme list``, ``drv_cfg --rescan``). Like the 
 NVMe sees a resize at once, SDC only after ``drv_cfg --rescan``. Only loop devices this
 fabric created are ever detached: they are recorded in ``fabric-devices.json`` with their
 backing file, and checked against ``/sys/block/loopN/loop/backing_file`` before any detach.
+
+With ``files=True`` a host's link leads to the volume's backing file itself instead of a
+loop device: no root is needed and nothing is attached in the kernel, so tests of block
+I/O run anywhere. Such a host has no partitions and no page cache between it and the
+array's data; everything else (controllers, links, ``wwid``) is the same.
 """
 
 from __future__ import annotations
@@ -128,8 +133,17 @@ def _backing_file(loop: str) -> str | None:
 class Fabric:
     """The emulated hosts of one simulator. Methods run on the simulator's event loop."""
 
-    def __init__(self, array: Array, state_dir: Path, control_url: str, ca_file: str | None):
+    def __init__(
+        self,
+        array: Array,
+        state_dir: Path,
+        control_url: str,
+        ca_file: str | None,
+        *,
+        files: bool = False,
+    ):
         self.array = array
+        self.files = files  # links lead to the backing files: no loop devices, no root
         self.state_dir = state_dir
         self.control_url = control_url
         self.ca_file = ca_file
@@ -257,14 +271,16 @@ class Fabric:
                 dev = await self._attach(host, vol_id, kind, link)
                 host.devices[vol_id] = dev
             elif dev.size != size and (kind == "nvme" or rescan_sdc):
-                await _run("losetup", "-c", dev.loop)
+                if not self.files:  # a file shows its new size by itself
+                    await _run("losetup", "-c", dev.loop)
                 dev.size = size
-            await self._sync_partitions(host, dev)
+            if not self.files:
+                await self._sync_partitions(host, dev)
 
     async def _attach(self, host: FabricHost, vol_id: str, kind: str, link: str) -> Device:
         size = self.array.volumes[vol_id].size_kb * 1024
         backing = str(self.array.data.materialize(vol_id, size))
-        loop = await _attach_loop(backing)
+        loop = backing if self.files else await _attach_loop(backing)
         dev = Device(vol_id, loop, link, size, kind)
         target = host.by_id / link
         with contextlib.suppress(FileNotFoundError):
@@ -285,7 +301,8 @@ class Fabric:
         for loop, _, _ in dev.parts.values():
             await self._detach_loop(loop, backing)
         dev.parts.clear()
-        await self._detach_loop(dev.loop, backing)
+        if not self.files:
+            await self._detach_loop(dev.loop, backing)
         shutil.rmtree(host.sys_root / "block" / Path(dev.loop).name, ignore_errors=True)
         log.info("host %s: %s removed", host.name, dev.link)
 
@@ -321,7 +338,7 @@ class Fabric:
         """Drop cached blocks of a volume's devices after its content changed underneath."""
         for host in self.hosts.values():
             dev = host.devices.get(volume_id)
-            if dev is not None:
+            if dev is not None and not self.files:
                 with contextlib.suppress(FabricError):
                     await _run("blockdev", "--flushbufs", dev.loop)
 

@@ -60,6 +60,9 @@ class SimConfig:
     fabric: bool = True
     by_id_dir: Path | None = None
     fabric_delay: float = 0.0  # seconds between a mapping change and the host seeing it
+    # "loop": hosts see loop devices (root); "file": their links lead to the volumes'
+    # backing files (no root; no partitions), for tests of block I/O.
+    fabric_devices: str = "loop"
 
     def __repr__(self) -> str:  # the admin password stays out of reprs and logs
         return f"SimConfig(state_dir={str(self.state_dir)!r}, api_version={self.api_version!r})"
@@ -73,6 +76,8 @@ class Simulator:
         unless a test gives one it moves itself)."""
         if config.api_version not in API_VERSIONS:
             raise ValueError(f"api version must be one of {', '.join(API_VERSIONS)}")
+        if config.fabric_devices not in ("loop", "file"):
+            raise ValueError("fabric devices are loop devices or the backing files")
         self.config = config
         self.state_dir = config.state_dir
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -233,7 +238,13 @@ class Simulator:
         scheme = "https" if ctx else "http"
         host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
         self.url = f"{scheme}://{host}:{port}"
-        self.fabric = Fabric(self.array, self.state_dir, self.url, self.ca_file)
+        self.fabric = Fabric(
+            self.array,
+            self.state_dir,
+            self.url,
+            self.ca_file,
+            files=self.config.fabric_devices == "file",
+        )
         await self.fabric.cleanup_stale()
         if self.config.fabric:
             local = next((h for h in self.array.hosts.values() if h.kind == "SdcHost"), None)
