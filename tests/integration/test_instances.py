@@ -210,12 +210,16 @@ async def test_a_vm_whose_twin_the_array_refuses_is_finished_later(storage: Stor
     """The disk is gone, the twin is not: the row stays deleting, and a second delete
     (or the next start) finishes it; nothing is ever shown as whole again."""
     await storage.instances.create("pf", VM, "vm1")
+    await storage.instances.snapshot("pf", VM, "vm1", "s1")
     record = await storage.instances.record("pf", VM, "vm1")
+    snap = await storage.instances.snapshot_record("pf", VM, "vm1", "s1")
     _fault(storage, REMOVE, after=1, count=10)  # the disk's removal passes, the twin's not
     with pytest.raises(DeleteInterrupted, match="disk is deleted"):
         await storage.instances.delete("pf", VM, "vm1")
-    assert set(_array(storage).values()) == {record.fs_array_id}
+    assert set(_array(storage).values()) == {record.fs_array_id, snap.fs_array_id}
     assert (await storage.instances.record("pf", VM, "vm1")).status == "deleting"
+    with pytest.raises(Conflict, match="is being deleted: delete it again"):
+        await storage.instances.restore("pf", VM, "vm1", "s1")
     storage.sim.faults.clear()  # type: ignore[attr-defined]
     await storage.instances.delete("pf", VM, "vm1")
     assert _leftovers(storage) == {"volumes": [], "mapped": []}

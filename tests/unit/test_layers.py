@@ -76,6 +76,16 @@ def test_every_layer_imports_only_what_is_below_it() -> None:
     assert found == {package: [] for package in ALLOWED}
 
 
+def test_the_layers_above_reach_the_driver_through_its_face() -> None:
+    """The service and the API import the driver's package (its ``__all__``), never a
+    module inside it: what the driver offers is one list, pinned by test_public."""
+    inside = {
+        package: sorted(m for m in _imports(package) if m.startswith("lxflex.driver."))
+        for package in ("service", "api")
+    }
+    assert inside == {"service": [], "api": []}
+
+
 def test_the_rule_catches_an_upward_import() -> None:
     assert not _allowed("lxflex.service.volumes", ALLOWED["driver"])
     assert not _allowed("lxflex.api.server", ALLOWED["cli"])

@@ -21,8 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from .. import __version__
-from ..driver.config import ConfigError
-from ..driver.errors import DriverError
+from ..driver import ConfigError, DriverError
 from ..service import Storage
 from ..service.trust import check_server_config
 from . import backups as backup_routes

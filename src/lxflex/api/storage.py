@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from ..driver.errors import NotFound
+from ..driver import NotFound
 from ..secret import Secret
 from ..service import PASSWORD_KEY, SnapshotRecord, Storage, VolumeView
 from . import render

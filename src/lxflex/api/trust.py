@@ -32,7 +32,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..driver.errors import InvalidRequest
+from ..driver import InvalidRequest
 from ..service.trust import Certificate, check_entry, parse_address, parse_expiry
 from . import servercert
 from .common import OPS, STORAGE

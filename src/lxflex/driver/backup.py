@@ -50,7 +50,6 @@ Progress = Callable[[int, int], None]
 class BackupSource:
     spec: VolumeSpec
     array_id: str
-    mounted_at: Path | None  # where the volume is mounted now, if it is
     snapshots: list[tuple[str, VolumeSpec, str]]  # (name, spec, array ID), oldest first
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .runner import Runner
 
-__all__ = ["Filesystems", "device_in_use", "is_mounted", "mounted_under"]
+__all__ = ["Filesystems", "device_in_use", "is_mounted", "mounted_under", "used_bytes"]
 
 _MKFS = {
     "ext4": ["mkfs.ext4", "-q", "-F", "-E", "nodiscard"],
@@ -39,6 +39,15 @@ def is_mounted(path: Path) -> bool:
             return any(_unescape(line.split()[4]) == target for line in f)
     except OSError:
         return os.path.ismount(path)
+
+
+def used_bytes(path: Path) -> int | None:
+    """The bytes the filesystem mounted at ``path`` uses; None when nothing is mounted
+    there."""
+    if not is_mounted(path):
+        return None
+    stats = os.statvfs(path)
+    return (stats.f_blocks - stats.f_bfree) * stats.f_frsize
 
 
 def mounted_under(root: Path) -> list[Path]:

@@ -18,12 +18,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..driver.backup import BackupSource
-from ..driver.config import imported_volume_config
-from ..driver.errors import Conflict, InvalidRequest, NotFound
-from ..driver.volumes import Progress
+from ..driver import (
+    BackupSource,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    Progress,
+    imported_volume_config,
+)
 from ..host.archive import COMPRESSIONS, compression_available
-from ..host.fs import is_mounted
 from ..host.runner import CommandError
 from ..state import CREATE_DONE, Database, NameTaken, Status
 from ..state import backups as bk
@@ -130,8 +133,7 @@ class BackupService:
             raise InvalidRequest(f"compression {compression!r} needs its tool on this server")
         await self._expire()
         async with self.volumes.lock(pool_name, project, volume):
-            pool = await self.pools.record(pool_name)
-            vol = await self.volumes.record(pool_name, volume, project=project)
+            pool, vol = await self.volumes.load(pool_name, project, volume)
             if vol.content_type not in ("filesystem", "block"):
                 raise InvalidRequest(f"a {vol.content_type} volume has no backups: keep its file")
             async with self.db.read() as conn:
@@ -152,11 +154,9 @@ class BackupService:
             except NameTaken:
                 raise Conflict(f"backup {name!r} of {volume!r} already exists") from None
             snaps = [] if volume_only else snaps
-            mounted = self.volumes.mount_path(pool_name, project, volume)
             source = BackupSource(
                 spec_of(vol.content_type, vol.config),
                 array_of(vol),
-                mounted if is_mounted(mounted) else None,
                 [(s.name, spec_of(vol.content_type, s.config), array_of(s)) for s in snaps],
             )
             out = self._file(backup)

@@ -37,9 +37,7 @@ from pathlib import Path
 
 import msgspec
 
-from ..driver.errors import InvalidRequest
-from ..driver.naming import Content
-from ..driver.units import format_size, parse_size
+from ..driver import Content, InvalidRequest, PoolDriver, format_size, parse_size
 from ..host.fs import Filesystems, mounted_under
 from ..powerflex import Volume as ArrayVolume
 from ..state import Database, Status
@@ -48,7 +46,6 @@ from .journal import Entry
 from .kinds import kind_of
 from .pools import PoolService
 from .recovery import Lock, clear_scratch_entry, finish_grow, recover_volume
-from .runtime import PoolRuntime
 from .specs import array_names
 
 __all__ = ["Finding", "Kind", "Report", "check_pool"]
@@ -139,7 +136,7 @@ async def _read(ctx: CheckContext, pool_id: int) -> _State:
     return _State(vols, snaps, await ctx.pools.journal.entries(pool_id))
 
 
-def _known(runtime: PoolRuntime, state: _State) -> _Known:
+def _known(runtime: PoolDriver, state: _State) -> _Known:
     """The array IDs and names the state accounts for (rows, and their names where an
     operation under way has no IDs recorded yet; journal entries)."""
     known = _Known()
@@ -231,7 +228,7 @@ async def _attempt(finding: Finding, fix: Callable[[], Awaitable[object]]) -> No
 
 async def _unrecorded(
     ctx: CheckContext,
-    runtime: PoolRuntime,
+    runtime: PoolDriver,
     pool_id: int,
     listed: dict[str, ArrayVolume],
     state: _State,
@@ -247,7 +244,7 @@ async def _unrecorded(
 
 async def _rows(
     ctx: CheckContext,
-    runtime: PoolRuntime,
+    runtime: PoolDriver,
     pool_name: str,
     listed: dict[str, ArrayVolume],
     state: _State,
@@ -268,7 +265,7 @@ async def _rows(
 
 async def _interrupted(
     ctx: CheckContext,
-    runtime: PoolRuntime,
+    runtime: PoolDriver,
     pool_name: str,
     vol: st.Volume,
     report: Report,
@@ -300,7 +297,7 @@ async def _interrupted(
 
 async def _array_of(
     ctx: CheckContext,
-    runtime: PoolRuntime,
+    runtime: PoolDriver,
     pool_name: str,
     vol: st.Volume,
     record: st.Volume | st.Snapshot,
@@ -354,7 +351,7 @@ async def _array_of(
 
 async def _journal(
     ctx: CheckContext,
-    runtime: PoolRuntime,
+    runtime: PoolDriver,
     pool_id: int,
     state: _State,
     report: Report,
@@ -392,7 +389,7 @@ async def _journal(
 
 async def _host(
     ctx: CheckContext,
-    runtime: PoolRuntime,
+    runtime: PoolDriver,
     pool_name: str,
     state: _State,
     mapped: set[str],

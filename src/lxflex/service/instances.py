@@ -16,17 +16,21 @@ The REST endpoints of instances are not served yet: these use cases are what the
 from __future__ import annotations
 
 import contextlib
-import uuid
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
-from ..driver.errors import Conflict, InvalidRequest
-from ..driver.instances import InstanceIds
-from ..driver.naming import Content, VolumeType
-from ..driver.units import format_size, parse_size, round_up
-from ..driver.volumes import PowerFlexVolumes, Progress
-from ..host.fs import is_mounted
+from ..driver import (
+    Conflict,
+    Content,
+    InvalidRequest,
+    PowerFlexVolumes,
+    Progress,
+    VolumeType,
+    format_size,
+    parse_size,
+    round_up,
+)
 from ..host.lxdimage import ImageFiles, InstanceImage
 from ..state import (
     Database,
@@ -36,7 +40,7 @@ from .kinds import INSTANCE_KINDS, Kind
 from .pools import PoolService
 from .rules import check_name, fill_config
 from .specs import spec_of
-from .views import VolumeView, array_of, ids_of, make_view
+from .views import VolumeView, array_of, make_view
 from .volumes import NewVolume, VolumeService
 
 __all__ = ["InstanceService"]
@@ -207,8 +211,7 @@ class InstanceService:
         return vol.fs_array_id
 
     async def _unmount(self, volumes: PowerFlexVolumes, vol: st.Volume, path: Path) -> None:
-        if is_mounted(path):
-            await volumes.unmount(self._fs_of(vol, vol.type != VolumeType.CONTAINER), path)
+        await volumes.unmount(vol.fs_array_id or array_of(vol), path)  # if mounted
 
     async def mount(
         self, pool_name: str, kind: str, name: str, *, project: str = "default"
@@ -280,35 +283,15 @@ class InstanceService:
         progress: Progress | None = None,
     ) -> VolumeView:
         """Copy an instance volume (with its snapshots unless told otherwise) into a new
-        one of the same pool (the ways of :mod:`lxflex.driver.copies`); ``config`` may set
-        a larger ``size``."""
-        check_name(target)
-        pool, vol = await self._load(pool_name, kind, source, project)
-        runtime = await self.pools.runtime(pool)
-        filled = {**vol.config, "volatile.uuid": str(uuid.uuid4())}
-        if config and config.get("size"):
-            if parse_size(config["size"]) < parse_size(vol.config["size"]):
-                raise InvalidRequest("a copy cannot be smaller than its source")
-            filled["size"] = format_size(
-                round_up(parse_size(config["size"]), runtime.volumes.granularity)
-            )
-        async with self._locked(pool_name, kind, project, source):
-            async with self.db.read() as conn:
-                snaps = await st.list_snapshots(conn, vol.id, whole=True)
-            snaps = snaps if with_snapshots else []
-
-            async def copy(uuids: list[uuid.UUID]) -> tuple[InstanceIds, list[InstanceIds]]:
-                result = await runtime.instances.copy(
-                    spec_of(vol.content_type, vol.config, kind),
-                    ids_of(vol),
-                    spec_of(vol.content_type, filled, kind),
-                    [ids_of(s) for s in snaps],
-                    uuids,
-                    progress,
-                    [parse_size(s.config["size"]) for s in snaps],
-                )
-                return result.ids, result.snapshots
-
-            new = NewVolume(pool, project, target, vol.content_type, filled, vol.description, kind)
-            await self.volumes.provision_copy(new, snaps, copy)
-        return await self.get(pool_name, kind, target, project=project)
+        one of the same pool: see :meth:`VolumeService.copy`."""
+        return await self.volumes.copy(
+            pool_name,
+            source,
+            pool_name,
+            target,
+            with_snapshots=with_snapshots,
+            config=config,
+            project=project,
+            progress=progress,
+            kind=_kind(kind),
+        )

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..driver.errors import InvalidRequest
-from ..driver.naming import Content
-from ..driver.units import format_size
-from ..driver.volumes import Progress
+from ..driver import Content, InvalidRequest, Progress, format_size
 from ..state import Database
 from .pools import PoolService
 from .rules import check_name, fill_config

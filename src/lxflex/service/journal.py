@@ -25,8 +25,7 @@ import logging
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
-from ..driver.leftovers import Leftover, Leftovers
-from ..driver.volumes import PowerFlexVolumes
+from ..driver import Leftover, Leftovers, PowerFlexVolumes
 from ..state import Conn, Database
 from ..state import journal as jn
 

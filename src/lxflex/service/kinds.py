@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..driver.errors import InvalidRequest
-from ..driver.naming import Content, VolumeType
+from ..driver import Content, InvalidRequest, VolumeType
 
 __all__ = ["CONTAINER", "CUSTOM", "INSTANCE_KINDS", "KINDS", "VIRTUAL_MACHINE", "Kind", "kind_of"]
 

@@ -13,16 +13,26 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..driver.config import PASSWORD_KEY, POOL_KEYS, ConfigError, validate_pool_config
-from ..driver.errors import Conflict, InvalidRequest, NotFound, Unavailable
-from ..driver.units import granularity, parse_size
+from ..driver import (
+    PASSWORD_KEY,
+    POOL_KEYS,
+    ConfigError,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    PoolDriver,
+    Unavailable,
+    granularity,
+    parse_size,
+    validate_pool_config,
+)
 from ..secret import Secret
 from ..state import Database, NameTaken
 from ..state import journal as jn
 from ..state import store as st
 from .events import Events, Lifecycle
 from .journal import Journal
-from .runtime import PoolRuntime, Runtimes
+from .runtime import Runtimes
 
 __all__ = ["PASSWORD_KEY", "PoolService", "PoolView"]
 
@@ -79,7 +89,7 @@ class PoolService:
         if self._records is not None:
             self._records.pop(name, None)
 
-    async def runtime(self, pool: st.Pool) -> PoolRuntime:
+    async def runtime(self, pool: st.Pool) -> PoolDriver:
         if pool.password is None:
             raise ConfigError(PASSWORD_KEY, f"is not set on storage pool {pool.name!r}")
         return await self.runtimes.get(

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..driver.errors import Conflict, InvalidRequest, NotFound
+from ..driver import Conflict, InvalidRequest, NotFound
 from ..state import Database, NameTaken
 from ..state import projects as pj
 from ..state import store as st

@@ -9,15 +9,12 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
-from ..driver.instances import InstanceIds
-from ..driver.naming import Content
-from ..driver.units import format_size, parse_size
+from ..driver import Content, InstanceIds, PoolDriver, format_size, parse_size
 from ..host.fs import Filesystems, mounted_under
 from ..state import RESTORE_DONE, Database, Status
 from ..state import store as st
 from .kinds import kind_of
 from .pools import PoolService
-from .runtime import PoolRuntime
 from .specs import array_names, spec_of
 
 __all__ = [
@@ -93,7 +90,7 @@ def _grown(vol: st.Volume, sizes: dict[str, int]) -> bool:
     return sizes.get(vol.array_id, 0) > parse_size(size)
 
 
-async def finish_grow(db: Database, runtime: PoolRuntime, vol: st.Volume, size: int) -> None:
+async def finish_grow(db: Database, runtime: PoolDriver, vol: st.Volume, size: int) -> None:
     """Finish a grow cut short after the array grew: grow the filesystem (or move a
     virtual machine disk's GPT backup header) to the array's ``size``, and record it."""
     spec = spec_of(vol.content_type, vol.config, vol.type)
@@ -132,7 +129,7 @@ async def clear_scratch_entry(fs: Filesystems, entry: Path) -> None:
 
 
 async def _array_ids(
-    runtime: PoolRuntime, vol: st.Volume, record: st.Volume | st.Snapshot, *, snapshot: bool
+    runtime: PoolDriver, vol: st.Volume, record: st.Volume | st.Snapshot, *, snapshot: bool
 ) -> list[str]:
     """The array volumes of a record: the IDs it keeps, or those its name finds (an
     operation cut short before it recorded them)."""
@@ -145,7 +142,7 @@ async def _array_ids(
 
 
 async def recover_volume(
-    db: Database, runtime: PoolRuntime, vol: st.Volume, snaps: list[st.Snapshot]
+    db: Database, runtime: PoolDriver, vol: st.Volume, snaps: list[st.Snapshot]
 ) -> int:
     """Finish or undo what a crash interrupted on one volume; return the rows repaired."""
     repaired = 0

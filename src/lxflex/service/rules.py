@@ -10,8 +10,7 @@ import unicodedata
 import uuid
 from collections.abc import Mapping
 
-from ..driver.config import SCHEDULE_ALIASES, fill_volume_config, schedule_parts
-from ..driver.errors import InvalidRequest
+from ..driver import SCHEDULE_ALIASES, InvalidRequest, fill_volume_config, schedule_parts
 from ..state import store as st
 
 __all__ = [

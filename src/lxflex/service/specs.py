@@ -5,10 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping
 
-from ..driver.naming import Content, VolumeType
-from ..driver.units import parse_size
-from ..driver.volumes import VolumeSpec
-from .runtime import PoolRuntime
+from ..driver import Content, PoolDriver, VolumeSpec, VolumeType, parse_size
 
 __all__ = ["array_names", "snapshot_names", "spec_of"]
 
@@ -27,7 +24,7 @@ def spec_of(content: str, config: Mapping[str, str], volume_type: str = "custom"
 
 
 def array_names(
-    runtime: PoolRuntime,
+    runtime: PoolDriver,
     volume_type: str,
     content: str,
     config: Mapping[str, str],
@@ -44,7 +41,7 @@ def array_names(
 
 
 def snapshot_names(
-    runtime: PoolRuntime, volume_type: str, content: str, uuids: Iterable[uuid.UUID]
+    runtime: PoolDriver, volume_type: str, content: str, uuids: Iterable[uuid.UUID]
 ) -> list[str]:
     """The array names the snapshots of these UUIDs will have (what a journal entry
     made before them names)."""

@@ -14,8 +14,7 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ..driver.config import ConfigError
-from ..driver.errors import Conflict, InvalidRequest, NotFound
+from ..driver import ConfigError, Conflict, InvalidRequest, NotFound
 from ..state import Database, NameTaken
 from ..state import trust as tr
 

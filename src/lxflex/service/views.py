@@ -8,8 +8,7 @@ from typing import Protocol
 
 import msgspec
 
-from ..driver.errors import Conflict
-from ..driver.instances import InstanceIds
+from ..driver import Conflict, InstanceIds
 from ..state import Status
 from ..state import store as st
 

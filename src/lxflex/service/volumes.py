@@ -14,7 +14,6 @@ import contextlib
 import datetime
 import functools
 import logging
-import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -22,14 +21,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..driver.config import copy_volume_config, updated_volume_config
-from ..driver.errors import Conflict, DriverError, InvalidRequest, NotFound
-from ..driver.instances import DeleteInterrupted, InstanceIds, RestoreInterrupted
-from ..driver.naming import Content, VolumeType
-from ..driver.refresh import GuardKept, RefreshPlan
-from ..driver.units import format_size, parse_size
-from ..driver.volumes import CopyPlan, Progress
-from ..host.fs import is_mounted
+from ..driver import (
+    Conflict,
+    Content,
+    CopyPlan,
+    DeleteInterrupted,
+    DriverError,
+    GuardKept,
+    InstanceIds,
+    InvalidRequest,
+    NotFound,
+    PoolDriver,
+    Progress,
+    RefreshPlan,
+    RestoreInterrupted,
+    VolumeType,
+    copy_volume_config,
+    format_size,
+    parse_size,
+    round_up,
+    updated_volume_config,
+)
+from ..host.fs import is_mounted, used_bytes
 from ..locks import KeyedLocks
 from ..revert import Reverter
 from ..state import (
@@ -49,7 +62,6 @@ from .kinds import Kind, kind_of
 from .pools import PoolService
 from .recovery import recover_pool
 from .rules import add_expiry, check_name, fill_config, next_name
-from .runtime import PoolRuntime
 from .specs import snapshot_names, spec_of
 from .views import VolumeView, array_of, ids_of, make_view
 
@@ -103,21 +115,34 @@ class VolumeService:
         return self.pools.runtimes.host.mounts / pool / kind.directory / f"{project}_{name}"
 
     async def load(
-        self, pool_name: str, project: str, name: str, kind: Kind = CUSTOM_KIND
+        self,
+        pool_name: str,
+        project: str,
+        name: str,
+        kind: Kind = CUSTOM_KIND,
+        *,
+        deleting: bool = False,
     ) -> tuple[st.Pool, st.Volume]:
-        """The pool and the volume's row; a volume not yet made is not found."""
+        """The pool and the volume's row; a volume not yet made is not found. A volume
+        whose delete is unfinished is given only to reads and to a delete
+        (``deleting``): other work on it is refused."""
         pool = await self.pools.record(pool_name)
         async with self.db.read() as conn:
             vol = await st.get_volume(conn, pool.id, project, kind.name, name)
         if vol is None or not vol.status.visible:
             raise NotFound(f"{kind.noun} {name!r} not found in pool {pool_name!r}")
+        if vol.status is Status.DELETING and not deleting:
+            raise Conflict(
+                f"{kind.noun} {name!r} is being deleted: delete it again to finish, or it is "
+                "finished when lxflexd next starts"
+            )
         return pool, vol
 
     async def record(
         self, pool_name: str, name: str, *, project: str = "default", kind: Kind = CUSTOM_KIND
     ) -> st.Volume:
         """The stored record of a volume (with its array IDs), for tools and diagnostics."""
-        return (await self.load(pool_name, project, name, kind))[1]
+        return (await self.load(pool_name, project, name, kind, deleting=True))[1]
 
     async def _view(self, pool: st.Pool, vol: st.Volume) -> VolumeView:
         async with self.db.read() as conn:
@@ -258,7 +283,7 @@ class VolumeService:
     async def get(
         self, pool_name: str, name: str, *, project: str = "default", kind: Kind = CUSTOM_KIND
     ) -> VolumeView:
-        pool, vol = await self.load(pool_name, project, name, kind)
+        pool, vol = await self.load(pool_name, project, name, kind, deleting=True)
         return await self._view(pool, vol)
 
     async def all(self, pool_name: str, *, project: str | None = None) -> list[VolumeView]:
@@ -353,7 +378,7 @@ class VolumeService:
         or a crash comes midway, the row stays ``deleting``, which start-up recovery (and
         ``storage check --repair``) finishes."""
         async with self._locked(pool_name, project, name, kind):
-            pool, vol = await self.load(pool_name, project, name, kind)
+            pool, vol = await self.load(pool_name, project, name, kind, deleting=True)
             runtime = await self.pools.runtime(pool)
             path = self.mount_path(pool_name, project, name, kind)
             await runtime.volumes.unmount(vol.fs_array_id or array_of(vol), path)
@@ -383,13 +408,13 @@ class VolumeService:
         self._event(kind, "deleted", pool_name, name, project)
 
     @staticmethod
-    async def _still_there(runtime: PoolRuntime, vol: st.Volume) -> bool:
+    async def _still_there(runtime: PoolDriver, vol: st.Volume) -> bool:
         """Whether the array still has a volume whose delete failed (when it cannot be
         asked, it is taken to)."""
         return vol.array_id is None or await runtime.volumes.exists(vol.array_id)
 
     async def _keep_after_failed_delete(
-        self, runtime: PoolRuntime, vol: st.Volume, snaps: list[st.Snapshot]
+        self, runtime: PoolDriver, vol: st.Volume, snaps: list[st.Snapshot]
     ) -> int:
         """After the array refused a delete: the volume is ``created`` again, and the
         snapshots the array removed lose their rows (with their twins, of which a
@@ -406,10 +431,9 @@ class VolumeService:
         """``total`` bytes, and ``used`` bytes when the filesystem is mounted here."""
         _, vol = await self.load(pool_name, project, name)
         result = {"total": parse_size(vol.config.get("size", "0"))}
-        path = self.mount_path(pool_name, project, name)
-        if vol.content_type == Content.FILESYSTEM and is_mounted(path):
-            stats = os.statvfs(path)
-            result["used"] = (stats.f_blocks - stats.f_bfree) * stats.f_frsize
+        used = used_bytes(self.mount_path(pool_name, project, name))
+        if used is not None:
+            result["used"] = used
         return result
 
     # --- mount ------------------------------------------------------------------------
@@ -530,7 +554,7 @@ class VolumeService:
         project: str = "default",
         kind: Kind = CUSTOM_KIND,
     ) -> st.Snapshot:
-        _, vol = await self.load(pool_name, project, name, kind)
+        _, vol = await self.load(pool_name, project, name, kind, deleting=True)
         return await self.snapshot_of(vol, snapshot)
 
     async def update_snapshot(
@@ -563,7 +587,7 @@ class VolumeService:
     async def snapshots(
         self, pool_name: str, name: str, *, project: str = "default"
     ) -> list[st.Snapshot]:
-        _, vol = await self.load(pool_name, project, name)
+        _, vol = await self.load(pool_name, project, name, deleting=True)
         async with self.db.read() as conn:
             return await st.list_snapshots(conn, vol.id, whole=True)
 
@@ -661,12 +685,15 @@ class VolumeService:
         target_project: str | None = None,
         source_snapshot: str | None = None,
         progress: Progress | None = None,
+        kind: Kind = CUSTOM_KIND,
     ) -> VolumeView:
-        """Copy a custom volume (and, unless told otherwise, its snapshots), or one
-        snapshot of it (``source_snapshot``) into a new volume with the snapshot's config."""
+        """Copy a volume of any kind (and, unless told otherwise, its snapshots), or one
+        snapshot of it (``source_snapshot``) into a new volume with the snapshot's config
+        (a pair whole, in the ways of :mod:`lxflex.driver.copies`). ``config`` may set
+        what a copy may differ in (a larger ``size``, rounded up to the array's step)."""
         check_name(target)
         dest_project = target_project or project
-        src_pool, vol = await self.load(source_pool, project, source)
+        src_pool, vol = await self.load(source_pool, project, source, kind)
         snap_source = await self.snapshot_of(vol, source_snapshot) if source_snapshot else None
         dst_pool = await self.pools.record(target_pool)
         if src_pool.id != dst_pool.id and src_pool.config.get(
@@ -676,31 +703,30 @@ class VolumeService:
         runtime = await self.pools.runtime(dst_pool)
         source_config = snap_source.config if snap_source else vol.config
         filled = {**copy_volume_config(source_config, config or {})}
-        filled["volatile.uuid"] = str(uuid.uuid4())
-        async with self._locked(source_pool, project, source):
+        size = round_up(parse_size(filled["size"]), runtime.volumes.granularity)
+        filled.update({"size": format_size(size), "volatile.uuid": str(uuid.uuid4())})
+        async with self._locked(source_pool, project, source, kind):
             async with self.db.read() as conn:
                 snaps = await st.list_snapshots(conn, vol.id, whole=True)
             snaps = snaps if with_snapshots and snap_source is None else []
-            source_spec = spec_of(vol.content_type, source_config)
-            target_spec = spec_of(vol.content_type, filled)
 
             async def copy(uuids: list[uuid.UUID]) -> tuple[InstanceIds, list[InstanceIds]]:
-                plan = CopyPlan(
-                    source_spec,
-                    array_of(snap_source or vol),
-                    target_spec,
-                    [array_of(s) for s in snaps],
+                result = await runtime.instances.copy(
+                    spec_of(vol.content_type, source_config, kind.name),
+                    ids_of(snap_source or vol),
+                    spec_of(vol.content_type, filled, kind.name),
+                    [ids_of(s) for s in snaps],
                     uuids,
+                    progress,
                     [parse_size(s.config["size"]) for s in snaps],
                 )
-                result = await runtime.volumes.copy(plan, progress)
-                return InstanceIds(result.volume_id), [InstanceIds(i) for i in result.snapshot_ids]
+                return result.ids, result.snapshots
 
             new = NewVolume(
-                dst_pool, dest_project, target, vol.content_type, filled, vol.description
+                dst_pool, dest_project, target, vol.content_type, filled, vol.description, kind.name
             )
             await self.provision_copy(new, snaps, copy)
-        return await self.get(target_pool, target, project=dest_project)
+        return await self.get(target_pool, target, project=dest_project, kind=kind)
 
     async def refresh(
         self,

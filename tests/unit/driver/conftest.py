@@ -1,5 +1,5 @@
-"""The driver alone, without root: the gateway simulator on loopback, and a host seen
-through the driver's own seams.
+"""The driver alone, without root, opened through its face (PoolDriver.open): the
+gateway simulator on loopback, and a host seen through the driver's own seams.
 
 * The gateway: the real client against the simulator, whose faults make any call fail.
 * The host: a :class:`SimHost` runner (the Runner seam) that answers ``nvme`` by running
@@ -18,13 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from lxflex.driver.attach import AttachPolicy, NvmeAttacher
-from lxflex.driver.leftovers import Leftover
-from lxflex.driver.pool import ResolvedPool, resolve
-from lxflex.driver.units import granularity
-from lxflex.driver.volumes import PowerFlexVolumes
-from lxflex.host.fs import Filesystems
-from lxflex.host.nvme import NvmeConfig, NvmeHost, host_nqn
+from lxflex.driver import (
+    AttachPolicy,
+    HostSide,
+    Leftover,
+    PoolDriver,
+    PowerFlexVolumes,
+    ResolvedPool,
+)
+from lxflex.host.nvme import NvmeConfig
 from lxflex.host.runner import CommandError, Completed
 from lxflex.powerflex import PowerFlexClient, RetryPolicy
 from lxflex.secret import Secret
@@ -114,33 +116,30 @@ async def driver(tmp_path: Path, password: str) -> AsyncIterator[Driver]:
         "powerflex.mode": "nvme/tcp",
     }
     leftovers = KeptLeftovers()
+    side = HostSide(
+        runner,
+        HOST_UUID,
+        "lxflex-unit",
+        tmp_path / "scratch",
+        host_root=host.root,
+        nvme=NvmeConfig(nvme="nvme", by_id=host.by_id, sys=host.sys_root),
+        attach=AttachPolicy(appear=5.0, vanish=5.0),
+        retry=FAST,
+    )
     try:
-        async with (
-            PowerFlexClient(sim.url, "admin", Secret(password), retry=FAST) as client,
-            aiohttp.ClientSession(base_url=sim.url) as session,
-        ):
-            resolved = await resolve(client, config, host.root)
-            attacher = NvmeAttacher(
-                client,
-                NvmeHost(runner, NvmeConfig(nvme="nvme", by_id=host.by_id, sys=host.sys_root)),
-                hostnqn=host_nqn(HOST_UUID),
-                host_name="lxflex-unit",
-                system_id=resolved.system_id,
-                subsystem_nqn=resolved.system_nqn or "",
-                targets=list(resolved.sdts),
-                policy=AttachPolicy(appear=5.0, vanish=5.0),
-                leftovers=leftovers,
-            )
-            volumes = PowerFlexVolumes(
-                client,
-                resolved,
-                attacher,
-                Filesystems(runner),
-                granularity=granularity(resolved.version),
-                clone_copy=True,
-                scratch=tmp_path / "scratch",
-                leftovers=leftovers,
-            )
-            yield Driver(sim, Control(session), client, resolved, runner, leftovers, volumes)
+        pool = await PoolDriver.open(config, Secret(password), side, leftovers)
+        try:
+            async with aiohttp.ClientSession(base_url=sim.url) as session:
+                yield Driver(
+                    sim,
+                    Control(session),
+                    pool.client,
+                    pool.resolved,
+                    runner,
+                    leftovers,
+                    pool.volumes,
+                )
+        finally:
+            await pool.close()
     finally:
         await sim.stop()

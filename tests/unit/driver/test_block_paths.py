@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from lxflex.driver.attach import AttachPolicy
 from lxflex.driver.errors import Unavailable
 from lxflex.driver.naming import Content, VolumeType
 from lxflex.driver.spec import CopyPlan, VolumeSpec
@@ -81,22 +82,25 @@ async def test_attach_connects_maps_and_detach_undoes_it_all(driver: Driver) -> 
     assert subcommands == ["connect-all", "disconnect"]  # no volume left: the host lets go
 
 
-async def test_a_failed_connect_leaves_no_mapping(driver: Driver) -> None:
+@pytest.mark.parametrize(
+    ("answer", "text"),
+    [
+        (
+            (1, "could not add new controller: Connection refused"),
+            r"^attach: .*no NVMe/TCP target answered.*refused",
+        ),
+        ((0, ""), r"^attach: volume .* did not appear within 0\.2 s"),  # no namespace shows
+    ],
+    ids=["connect refused", "device never appears"],
+)
+async def test_a_failed_attach_leaves_no_mapping_and_says_why(
+    driver: Driver, answer: tuple[int, str], text: str
+) -> None:
     vol = await driver.volumes.create(_spec())
     names = driver.names()
-    driver.runner.answers["connect-all"] = (1, "could not add new controller: Connection refused")
-    with pytest.raises(Unavailable, match=r"^attach: .*no NVMe/TCP target answered.*refused"):
-        async with driver.volumes.attached(vol):
-            pass
-    _clean(driver, names)
-
-
-async def test_a_device_that_never_appears_is_unmapped_with_the_reason(driver: Driver) -> None:
-    vol = await driver.volumes.create(_spec())
-    names = driver.names()
-    driver.volumes.attacher.policy = type(driver.volumes.attacher.policy)(appear=0.2, vanish=0.2)
-    driver.runner.answers["connect-all"] = (0, "")  # "connected", yet no namespace shows
-    with pytest.raises(Unavailable, match=r"^attach: volume .* did not appear within 0\.2 s"):
+    driver.volumes.attacher.policy = AttachPolicy(appear=0.2, vanish=0.2)
+    driver.runner.answers["connect-all"] = answer
+    with pytest.raises(Unavailable, match=text):
         async with driver.volumes.attached(vol):
             pass
     _clean(driver, names)
