@@ -15,7 +15,7 @@ import ctypes.util
 import errno
 import mmap
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,16 +118,49 @@ def open_device(path: Path, flags: int, *, direct: bool) -> int:
     return os.open(path, flags | os.O_CLOEXEC)
 
 
-def _copy_loop(
-    src: int, dst: int, total: int, target_zeroed: bool, progress: Progress | None, source: Path
+def _copy_ranges(
+    src: int,
+    dst: int,
+    ranges: Sequence[tuple[int, int]],
+    progress: Progress | None,
+    source: Path,
 ) -> CopyResult:
+    """Copy only ``ranges`` (offset, length) onto a target that reads as zeros."""
+    total = sum(length for _, length in ranges)
+    done = written = 0
+
+    def step(offset: int, _: int) -> None:
+        if progress is not None:
+            progress(done + offset, total)
+
+    for start, length in ranges:
+        part = _copy_loop(src, dst, length, True, step, source, start=start, sync=False)
+        written += part.written
+        done += length
+    os.fsync(dst)
+    return CopyResult(total, written, 0)
+
+
+def _copy_loop(
+    src: int,
+    dst: int,
+    total: int,
+    target_zeroed: bool,
+    progress: Progress | None,
+    source: Path,
+    *,
+    start: int = 0,
+    sync: bool = True,
+) -> CopyResult:
+    """Copy ``total`` bytes from ``start``; progress counts from the start."""
     buf = mmap.mmap(-1, CHUNK)  # page-aligned, as O_DIRECT requires
     view = memoryview(buf)
     written = zeroed = 0
     zero_from = -1  # start of a run of zero chunks not yet cleared on the target
-    offset = 0
-    while offset < total:
-        n = os.preadv(src, [view[: min(CHUNK, total - offset)]], offset)
+    end = start + total
+    offset = start
+    while offset < end:
+        n = os.preadv(src, [view[: min(CHUNK, end - offset)]], offset)
         if n <= 0:
             raise OSError(errno.EIO, f"short read from {source} at {offset}")
         chunk = view[:n]
@@ -145,11 +178,12 @@ def _copy_loop(
             zeroed += c
         offset += n
         if progress is not None:
-            progress(offset, total)
+            progress(offset - start, total)
     if zero_from >= 0:
-        zero_range(dst, zero_from, total - zero_from)
-        zeroed += total - zero_from
-    os.fsync(dst)
+        zero_range(dst, zero_from, end - zero_from)
+        zeroed += end - zero_from
+    if sync:
+        os.fsync(dst)
     return CopyResult(total, written, zeroed)
 
 
@@ -160,12 +194,17 @@ def copy_blocks(
     length: int | None = None,
     target_zeroed: bool,
     progress: Progress | None = None,
+    ranges: Sequence[tuple[int, int]] | None = None,
 ) -> CopyResult:
-    """Copy ``length`` bytes (default: the whole source) from ``source`` to ``target``.
+    """Copy ``length`` bytes (default: the whole source) from ``source`` to ``target``;
+    with ``ranges`` (offset, length), only those, onto a ``target_zeroed`` target, and
+    progress counts the bytes of the ranges.
 
     Raises ValueError when the target is smaller than what is copied, OSError on I/O
     errors. The target is flushed (fsync) before returning.
     """
+    if ranges is not None and not target_zeroed:
+        raise ValueError("a copy of ranges leaves the rest of the target as it is: zeroed")
     probe = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
     try:
         size = device_size(probe)
@@ -183,6 +222,8 @@ def copy_blocks(
                     f"target {target} ({device_size(dst)} bytes) is smaller than the "
                     f"{total} bytes to copy"
                 )
+            if ranges is not None:
+                return _copy_ranges(src, dst, ranges, progress, source)
             os.posix_fadvise(src, 0, total, os.POSIX_FADV_SEQUENTIAL)
             return _copy_loop(src, dst, total, target_zeroed, progress, source)
         finally:

@@ -1,4 +1,5 @@
-"""Filesystems on attached volumes: make, mount, grow, freeze, re-identify.
+"""Filesystems on attached volumes: make, mount, grow, freeze, re-identify, and the
+map of the blocks they use.
 
 ext4, xfs and btrfs are supported, through their standard tools run by the Runner. Mount
 state is read from ``/proc/self/mountinfo``. mkfs skips the discard pass: a new PowerFlex
@@ -8,12 +9,16 @@ would only cost time.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 from pathlib import Path
 
-from .runner import Runner
+from .runner import CommandError, Runner
 
 __all__ = ["Filesystems", "device_in_use", "is_mounted", "mounted_under", "used_bytes"]
+
+log = logging.getLogger("lxflex.host")
 
 _MKFS = {
     "ext4": ["mkfs.ext4", "-q", "-F", "-E", "nodiscard"],
@@ -105,7 +110,7 @@ class Filesystems:
         """
         if fstype == "ext4":
             if mounted_at is None:  # offline resize2fs insists on a fresh check
-                await self.runner.run(["e2fsck", "-f", "-p", str(device)], timeout=600)
+                await self._e2fsck(device)
             await self.runner.run(["resize2fs", str(device)], timeout=600)
         elif fstype == "xfs":
             await self.runner.run(["xfs_growfs", str(_need(mounted_at))], timeout=600)
@@ -116,16 +121,96 @@ class Filesystems:
         else:
             raise ValueError(f"unsupported filesystem {fstype!r}")
 
+    async def _e2fsck(self, device: Path) -> None:
+        """A full check that repairs what is safe: exit code 1 says it replayed a journal
+        or fixed something (a copy of a mounted filesystem), which is success here; 4 and
+        above are errors it left."""
+        argv = ["e2fsck", "-f", "-p", str(device)]
+        done = await self.runner.run(argv, check=False, timeout=600)
+        if done.rc not in (0, 1):
+            raise CommandError(argv, done.rc, done.stderr or done.stdout)
+
     async def freeze(self, target: Path) -> None:
         await self.runner.run(["fsfreeze", "--freeze", str(target)], timeout=60)
 
     async def thaw(self, target: Path) -> None:
         await self.runner.run(["fsfreeze", "--unfreeze", str(target)], timeout=60)
 
+    async def used_ranges(self, device: Path, fstype: str) -> list[tuple[int, int]] | None:
+        """The byte ranges (offset, length) of ``device`` that its filesystem uses, read
+        from the filesystem's own maps of free space: all a copy onto a target that reads
+        as zeros must write. ext4's journal is left out but for its superblock (after a
+        clean unmount it holds nothing to replay).
+
+        None when that would not be sound: another filesystem, one the tools cannot
+        read, or one not cleanly unmounted, whose journal or log holds changes its maps
+        do not show yet (a snapshot of a mounted volume). The caller then copies every
+        block."""
+        try:
+            if fstype == "ext4":
+                return await self._ext4_ranges(device)
+            if fstype == "xfs":
+                return await self._xfs_ranges(device)
+        except (CommandError, KeyError, ValueError) as exc:
+            log.info("%s: no map of used blocks (%s)", device, exc)
+        return None
+
+    async def _ext4_ranges(self, device: Path) -> list[tuple[int, int]] | None:
+        out = (await self.runner.run(["dumpe2fs", str(device)], timeout=600)).stdout
+        head = _fields(out.split("\n\n", 1)[0], ":")
+        if head["Filesystem state"] != "clean" or "needs_recovery" in head.get(
+            "Filesystem features", ""
+        ):
+            return None
+        size = int(head["Block size"])
+        used: list[tuple[int, int]] = []
+        group: tuple[int, int] | None = None
+        for line in out.splitlines():
+            found = _GROUP.match(line)
+            if found:
+                group = (int(found[1]), int(found[2]) + 1)
+            elif group is not None and line.strip().startswith("Free blocks:"):
+                free = _block_ranges(line.split(":", 1)[1])
+                used.extend(_gaps(group, free))
+                group = None
+        journal = await self._ext4_journal(device)
+        blocks = _subtract(used, journal[1:]) if journal else used
+        return [(start * size, (end - start) * size) for start, end in blocks]
+
+    async def _ext4_journal(self, device: Path) -> list[tuple[int, int]]:
+        """The journal's block ranges, its superblock first; none if it has no inode."""
+        out = await self.runner.run(["debugfs", "-R", "stat <8>", str(device)], timeout=120)
+        ranges = []
+        for first, last in re.findall(r"\(\d+(?:-\d+)?\):(\d+)(?:-(\d+))?", out.stdout):
+            ranges.append((int(first), int(last or first) + 1))
+        if not ranges:
+            return []
+        start, end = ranges[0]
+        return [(start, start + 1), (start + 1, end), *ranges[1:]]
+
+    async def _xfs_ranges(self, device: Path) -> list[tuple[int, int]] | None:
+        logged = await self.runner.run(["xfs_logprint", "-t", str(device)], timeout=120)
+        if "state: <CLEAN>" not in logged.stdout:
+            return None
+        argv = ["xfs_db", "-r", "-c", "sb 0", "-c", "print agblocks agcount blocksize dblocks"]
+        info = _fields((await self.runner.run([*argv, str(device)], timeout=120)).stdout, "=")
+        per_ag, count = int(info["agblocks"]), int(info["agcount"])
+        size, blocks = int(info["blocksize"]), int(info["dblocks"])
+        out = await self.runner.run(["xfs_db", "-r", "-c", "freesp -d", str(device)], timeout=600)
+        free: list[tuple[int, int]] = []
+        for line in out.stdout.splitlines():
+            parts = line.split()
+            if len(parts) == 3 and all(p.isdigit() for p in parts):
+                agno, agbno, length = map(int, parts)
+                start = agno * per_ag + agbno
+                free.append((start, start + length))
+        used = _gaps((0, min(blocks, count * per_ag)), sorted(free))
+        return [(start * size, (end - start) * size) for start, end in used]
+
     async def new_identity(self, device: Path, fstype: str) -> None:
         """Give a copied filesystem its own UUID, so the copy and its source can both mount."""
         if fstype == "ext4":
-            await self.runner.run(["e2fsck", "-f", "-p", str(device)], timeout=600)
+            await self._e2fsck(device)
             await self.runner.run(["tune2fs", "-U", "random", str(device)], timeout=120)
         elif fstype == "xfs":
             await self.runner.run(["xfs_admin", "-U", "generate", str(device)], timeout=120)
@@ -133,6 +218,49 @@ class Filesystems:
             await self.runner.run(["btrfstune", "-f", "-u", str(device)], timeout=600)
         else:
             raise ValueError(f"unsupported filesystem {fstype!r}")
+
+
+_GROUP = re.compile(r"^Group \d+: \(Blocks (\d+)-(\d+)\)")
+
+
+def _block_ranges(text: str) -> list[tuple[int, int]]:
+    """``a-b, c, d-e`` as half-open ranges."""
+    ranges = []
+    for part in (p.strip() for p in text.split(",")):
+        if part:
+            first, _, last = part.partition("-")
+            ranges.append((int(first), int(last or first) + 1))
+    return ranges
+
+
+def _gaps(whole: tuple[int, int], taken: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The parts of ``whole`` not in the sorted ranges ``taken``."""
+    gaps, at = [], whole[0]
+    for start, end in taken:
+        if start > at:
+            gaps.append((at, min(start, whole[1])))
+        at = max(at, end)
+    if at < whole[1]:
+        gaps.append((at, whole[1]))
+    return [(s, e) for s, e in gaps if e > s]
+
+
+def _subtract(ranges: list[tuple[int, int]], cut: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``ranges`` without the blocks of ``cut`` (both half-open)."""
+    result = []
+    for start, end in ranges:
+        result.extend(_gaps((start, end), sorted(c for c in cut if c[0] < end and c[1] > start)))
+    return result
+
+
+def _fields(text: str, separator: str) -> dict[str, str]:
+    """``key: value`` (or ``key = value``) lines of a tool's report."""
+    fields = {}
+    for line in text.splitlines():
+        key, found, value = line.partition(separator)
+        if found:
+            fields[key.strip()] = value.strip()
+    return fields
 
 
 def _need(path: Path | None) -> Path:

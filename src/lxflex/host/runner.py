@@ -69,6 +69,10 @@ class SubprocessRunner:
             proc.kill()
             await proc.wait()
             raise CommandError(args, -9, f"timed out after {timeout:g} s") from None
+        except asyncio.CancelledError:  # the work was cancelled: so is its command
+            proc.kill()
+            await asyncio.shield(proc.wait())
+            raise
         done = Completed(
             tuple(args),
             proc.returncode or 0,

@@ -56,3 +56,27 @@ def test_copy_refuses_a_small_target(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="smaller"):
         copy_blocks(src, dst, target_zeroed=True)
     assert copy_blocks(src, dst, length=4 * MIB, target_zeroed=True).total == 4 * MIB
+
+
+def test_a_copy_of_ranges_writes_only_them_and_counts_their_bytes(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    data = {0: b"a" * BLOCK, 3 * CHUNK: b"b" * BLOCK, 5 * CHUNK + BLOCK: b"c" * BLOCK}
+    _sparse(src, 8 * CHUNK, data)
+    _sparse(dst, 8 * CHUNK, {})
+    seen: list[tuple[int, int]] = []
+    ranges = [(0, CHUNK), (5 * CHUNK, 2 * BLOCK)]  # the block at 3 * CHUNK is left out
+    result = copy_blocks(
+        src, dst, target_zeroed=True, ranges=ranges, progress=lambda d, t: seen.append((d, t))
+    )
+    assert (result.total, result.written) == (CHUNK + 2 * BLOCK, 2 * BLOCK)
+    assert seen[-1] == (CHUNK + 2 * BLOCK, CHUNK + 2 * BLOCK)
+    with dst.open("rb") as f:
+        f.seek(0)
+        assert f.read(BLOCK) == data[0]
+        f.seek(3 * CHUNK)
+        assert f.read(BLOCK) == bytes(BLOCK)  # not in a range: still zeros
+        f.seek(5 * CHUNK + BLOCK)
+        assert f.read(BLOCK) == data[5 * CHUNK + BLOCK]
+    assert _allocated(dst) == 2 * BLOCK
+    with pytest.raises(ValueError, match="zeroed"):
+        copy_blocks(src, dst, target_zeroed=False, ranges=ranges)

@@ -1,4 +1,5 @@
 import asyncio
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -142,3 +143,17 @@ async def test_subprocess_runner_errors() -> None:
     with pytest.raises(CommandError, match="timed out"):
         await runner.run(["sleep", "5"], timeout=0.1)
     assert (await runner.run(["false"], check=False)).rc == 1
+
+
+async def test_a_cancelled_command_is_killed(tmp_path: Path) -> None:
+    """Cancelled work leaves no command of its own running."""
+    pid_file = tmp_path / "pid"
+    script = f"echo $$ > {pid_file}.new && mv {pid_file}.new {pid_file} && exec sleep 30"
+    task = asyncio.create_task(SubprocessRunner().run(["sh", "-c", script]))
+    await wait_for_path(pid_file, timeout=10)  # written whole, then renamed
+    pid = int(pid_file.read_text())
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # gone, and reaped

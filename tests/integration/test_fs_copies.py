@@ -1,0 +1,185 @@
+"""Filesystem-aware copies: a cleanly unmounted ext4 or XFS volume is copied by its own
+tool (only the blocks it uses); btrfs, and a filesystem that is mounted while it is
+copied, take the block copy. Either way the copy holds the same tree: contents, owners,
+modes, extended attributes, links and holes."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import random
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from lxflex.host.copy import copy_blocks
+from lxflex.host.fs import Filesystems
+from lxflex.host.runner import SubprocessRunner
+from lxflex.service import Storage
+
+from .conftest import StorageFactory
+
+pytestmark = pytest.mark.root
+
+MIB = 1 << 20
+FAST = "only the"  # what the copy logs when it took the filesystem's tool
+
+
+def _fill(root: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    (root / "dir" / "deep").mkdir(parents=True)
+    for i in range(40):
+        (root / "dir" / f"f{i}").write_bytes(rng.randbytes(rng.randrange(1, 300_000)))
+    owned = root / "dir" / "owned"
+    owned.write_bytes(b"owner and mode")
+    os.chown(owned, 1234, 5678)
+    os.chmod(owned, 0o4751)  # noqa: S103 - a setuid mode the copy must keep
+    os.setxattr(owned, "user.colour", b"blue")
+    sparse = root / "sparse"
+    with sparse.open("wb") as f:
+        f.truncate(64 * MIB)
+        f.seek(32 * MIB)
+        f.write(b"in the middle of a hole")
+    (root / "link").symlink_to("dir/f1")
+    os.link(root / "dir" / "f2", root / "dir" / "deep" / "hard")
+    os.sync()
+
+
+def _tree(root: Path) -> dict[str, tuple[object, ...]]:
+    """What a copy must keep of every entry under ``root``."""
+    seen: dict[str, tuple[object, ...]] = {}
+    for path in sorted(root.rglob("*")):
+        st = path.lstat()
+        rel = str(path.relative_to(root))
+        if rel.startswith("lost+found"):
+            continue
+        xattrs = {
+            k: os.getxattr(path, k, follow_symlinks=False)
+            for k in os.listxattr(path, follow_symlinks=False)
+        }
+        if stat.S_ISLNK(st.st_mode):
+            body: object = os.readlink(path)
+        elif stat.S_ISREG(st.st_mode):
+            body = hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            body = None
+        seen[rel] = (st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_nlink, xattrs, body)
+    return seen
+
+
+def _allocated(path: Path) -> int:
+    return path.stat().st_blocks * 512
+
+
+async def _copied(
+    storage: Storage, caplog: pytest.LogCaptureFixture, fstype: str, *, live: bool
+) -> tuple[dict[str, tuple[object, ...]], dict[str, tuple[object, ...]], bool]:
+    """Make a volume, fill it, copy it (while mounted when ``live``); return the source's
+    tree, the copy's tree and whether the filesystem's tool made the copy."""
+    await storage.volumes.create("pf", "src", config={"block.filesystem": fstype})
+    path = await storage.volumes.mount("pf", "src")
+    _fill(path, 7)
+    source = _tree(path)
+    sparse = _allocated(path / "sparse")
+    if not live:
+        await storage.volumes.unmount("pf", "src")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="lxflex.driver"):
+        await storage.volumes.copy("pf", "src", "pf", "dst")
+    fast = any(FAST in r.getMessage() for r in caplog.records)
+    if live:
+        await storage.volumes.unmount("pf", "src")
+    copy = await storage.volumes.mount("pf", "dst")
+    try:
+        assert _allocated(copy / "sparse") <= sparse + MIB  # the hole stayed a hole
+        return source, _tree(copy), fast
+    finally:
+        await storage.volumes.unmount("pf", "dst")
+
+
+@pytest.mark.parametrize(("fstype", "fast"), [("ext4", True), ("xfs", True), ("btrfs", False)])
+async def test_a_clean_filesystem_is_copied_by_its_own_tool(
+    make_storage: StorageFactory, caplog: pytest.LogCaptureFixture, fstype: str, fast: bool
+) -> None:
+    storage = await make_storage()
+    source, copy, took_tool = await _copied(storage, caplog, fstype, live=False)
+    assert copy == source
+    assert took_tool is fast
+
+
+@pytest.mark.parametrize("fstype", ["ext4", "xfs"])
+async def test_a_mounted_filesystem_takes_the_block_copy(
+    make_storage: StorageFactory, caplog: pytest.LogCaptureFixture, fstype: str
+) -> None:
+    """Mounted, its journal or log may hold what its maps of used blocks do not show."""
+    storage = await make_storage()
+    source, copy, took_tool = await _copied(storage, caplog, fstype, live=True)
+    assert copy == source
+    assert not took_tool
+
+
+async def test_a_copy_with_snapshots_keeps_each_snapshots_tree(
+    make_storage: StorageFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    storage = await make_storage()
+    await storage.volumes.create("pf", "src")
+    path = await storage.volumes.mount("pf", "src")
+    _fill(path, 1)
+    first = _tree(path)
+    await storage.volumes.unmount("pf", "src")
+    await storage.volumes.snapshot("pf", "src", "s0")
+    path = await storage.volumes.mount("pf", "src")
+    (path / "dir" / "f3").unlink()
+    (path / "later").write_bytes(b"after the snapshot")
+    second = _tree(path)
+    await storage.volumes.unmount("pf", "src")
+    with caplog.at_level(logging.INFO, logger="lxflex.driver"):
+        await storage.volumes.copy("pf", "src", "pf", "dst")
+    assert any(FAST in r.getMessage() for r in caplog.records)  # the oldest, onto a fresh target
+    copy = await storage.volumes.mount("pf", "dst")
+    try:
+        assert _tree(copy) == second
+    finally:
+        await storage.volumes.unmount("pf", "dst")
+    restored = await storage.volumes.copy("pf", "dst", "pf", "back", source_snapshot="s0")
+    assert restored.name == "back"
+    back = await storage.volumes.mount("pf", "back")
+    try:
+        assert _tree(back) == first
+    finally:
+        await storage.volumes.unmount("pf", "back")
+
+
+@pytest.mark.parametrize("fstype", ["ext4", "xfs"])
+async def test_the_used_ranges_alone_make_a_filesystem_its_checker_finds_clean(
+    tmp_path: Path, fstype: str
+) -> None:
+    """Before any repair: what the map leaves out (free space, ext4's journal but its
+    superblock) is not needed, as the filesystem's own checker says."""
+    fs = Filesystems(SubprocessRunner())
+    src, dst, mnt = tmp_path / "src.img", tmp_path / "dst.img", tmp_path / "mnt"
+    for image in (src, dst):
+        with image.open("wb") as f:
+            f.truncate(16 << 30)
+    await fs.make(src, fstype)
+    mnt.mkdir()
+    subprocess.run(["mount", "-o", "loop", str(src), str(mnt)], check=True)
+    try:
+        _fill(mnt, 3)
+        source = _tree(mnt)
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+    ranges = await fs.used_ranges(src, fstype)
+    assert ranges is not None
+    assert sum(length for _, length in ranges) < 1 << 30  # not the 16 GiB
+    copy_blocks(src, dst, target_zeroed=True, ranges=ranges)
+    check = ["e2fsck", "-f", "-n"] if fstype == "ext4" else ["xfs_repair", "-n"]
+    assert subprocess.run([*check, str(dst)], capture_output=True, check=False).returncode == 0
+    subprocess.run(["mount", "-o", "loop,ro", str(dst), str(mnt)], check=True)
+    try:
+        assert _tree(mnt) == source
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
