@@ -133,8 +133,9 @@ def _copy_ranges(
         if progress is not None:
             progress(done + offset, total)
 
+    view = memoryview(mmap.mmap(-1, CHUNK))  # one buffer for every range
     for start, length in ranges:
-        part = _copy_loop(src, dst, length, True, step, source, start=start, sync=False)
+        part = _copy_loop(src, dst, length, True, step, source, start=start, sync=False, view=view)
         written += part.written
         done += length
     os.fsync(dst)
@@ -151,10 +152,11 @@ def _copy_loop(
     *,
     start: int = 0,
     sync: bool = True,
+    view: memoryview | None = None,
 ) -> CopyResult:
     """Copy ``total`` bytes from ``start``; progress counts from the start."""
-    buf = mmap.mmap(-1, CHUNK)  # page-aligned, as O_DIRECT requires
-    view = memoryview(buf)
+    if view is None:
+        view = memoryview(mmap.mmap(-1, CHUNK))  # page-aligned, as O_DIRECT requires
     written = zeroed = 0
     zero_from = -1  # start of a run of zero chunks not yet cleared on the target
     end = start + total

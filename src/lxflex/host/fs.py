@@ -163,18 +163,31 @@ class Filesystems:
         ):
             return None
         size = int(head["Block size"])
+        # An inode table's blocks past its last used inode hold no inode in use (the
+        # count of unused ones is kept where the filesystem tracks it): zeros will do.
+        per_block = size // int(head["Inode size"])
+        per_group = int(head["Inodes per group"])
         used: list[tuple[int, int]] = []
+        unneeded: list[tuple[int, int]] = []
         group: tuple[int, int] | None = None
+        table: tuple[int, int] | None = None
         for line in out.splitlines():
+            text = line.strip()
             found = _GROUP.match(line)
             if found:
-                group = (int(found[1]), int(found[2]) + 1)
-            elif group is not None and line.strip().startswith("Free blocks:"):
-                free = _block_ranges(line.split(":", 1)[1])
-                used.extend(_gaps(group, free))
+                group, table = (int(found[1]), int(found[2]) + 1), None
+            elif (at := _TABLE.match(text)) is not None:
+                table = (int(at[1]), int(at[2]) + 1)
+            elif (counts := _UNUSED.search(text)) is not None and table is not None:
+                in_use = per_group - int(counts[1])
+                first_free = table[0] + -(-in_use // per_block)
+                if first_free < table[1]:
+                    unneeded.append((first_free, table[1]))
+            elif group is not None and text.startswith("Free blocks:"):
+                used.extend(_gaps(group, _block_ranges(text.split(":", 1)[1])))
                 group = None
-        journal = await self._ext4_journal(device)
-        blocks = _subtract(used, journal[1:]) if journal else used
+        unneeded += (await self._ext4_journal(device))[1:]
+        blocks = _subtract(used, unneeded)
         return [(start * size, (end - start) * size) for start, end in blocks]
 
     async def _ext4_journal(self, device: Path) -> list[tuple[int, int]]:
@@ -221,6 +234,8 @@ class Filesystems:
 
 
 _GROUP = re.compile(r"^Group \d+: \(Blocks (\d+)-(\d+)\)")
+_TABLE = re.compile(r"^Inode table at (\d+)-(\d+)")
+_UNUSED = re.compile(r"(\d+) unused inodes")
 
 
 def _block_ranges(text: str) -> list[tuple[int, int]]:
