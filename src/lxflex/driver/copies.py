@@ -14,11 +14,12 @@ the array's generation:
   itself are copied into it with ``refresh``, the target snapshotted after each step. No
   block crosses the host, and the copy stays in the source's VTree.
 
-On this host, a filesystem volume that was cleanly unmounted is copied onto the fresh,
-zero-reading target as far as its filesystem uses it: the ranges its own maps of free
-space leave (ext4 and XFS; see :meth:`~lxflex.host.fs.Filesystems.used_ranges`).
-Anything else (btrfs, a snapshot of a mounted filesystem, a target written by an
-earlier step) takes the sparse block copy, which reads every block. A filesystem copy
+On this host, a filesystem volume that was cleanly unmounted is copied as far as its
+filesystem uses it: the ranges its own maps of free space leave (ext4 and XFS; see
+:meth:`~lxflex.host.fs.Filesystems.used_ranges`), onto a fresh target or one an earlier
+step (or a refresh) wrote, whose other blocks are free space to the copied filesystem.
+Anything else (btrfs, a snapshot of a mounted filesystem) takes the sparse block copy,
+which reads every block. A filesystem copy
 gets a new filesystem UUID at each step, so that the copy and its
 source (and their snapshots) can be mounted side by side (XFS refuses a second mount of
 one UUID; btrfs would confuse the devices). Whatever way, a failure removes every part of
@@ -112,12 +113,14 @@ async def copy_content(
 ) -> int:
     async with volumes.attached(source_id) as src, volumes.attached(target_id) as dst:
         ranges = None
-        if plan.target.is_filesystem and fresh:
+        if plan.target.is_filesystem:
             ranges = await volumes.fs.used_ranges(src, plan.source.filesystem)
         if ranges is not None:
-            # Only what the filesystem uses: the fresh target reads as zeros elsewhere.
+            # Only what the filesystem uses: the rest of the target is free space to the
+            # copied filesystem, whatever it holds (zeros on a fresh target, else what an
+            # earlier step of this copy, or the target's past, left).
             result = await asyncio.to_thread(
-                copy_blocks, src, dst, target_zeroed=True, progress=step, ranges=ranges
+                copy_blocks, src, dst, target_zeroed=fresh, progress=step, ranges=ranges
             )
             log.info("copied %s: only the %d bytes its filesystem uses", source_id, result.total)
         else:

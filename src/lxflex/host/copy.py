@@ -122,12 +122,14 @@ def _copy_ranges(
     src: int,
     dst: int,
     ranges: Sequence[tuple[int, int]],
+    target_zeroed: bool,
     progress: Progress | None,
     source: Path,
 ) -> CopyResult:
-    """Copy only ``ranges`` (offset, length) onto a target that reads as zeros."""
+    """Copy only ``ranges`` (offset, length); zeros in them are cleared on a target that
+    may hold data."""
     total = sum(length for _, length in ranges)
-    done = written = 0
+    done = written = zeroed = 0
 
     def step(offset: int, _: int) -> None:
         if progress is not None:
@@ -135,11 +137,14 @@ def _copy_ranges(
 
     view = memoryview(mmap.mmap(-1, CHUNK))  # one buffer for every range
     for start, length in ranges:
-        part = _copy_loop(src, dst, length, True, step, source, start=start, sync=False, view=view)
+        part = _copy_loop(
+            src, dst, length, target_zeroed, step, source, start=start, sync=False, view=view
+        )
         written += part.written
+        zeroed += part.zeroed
         done += length
     os.fsync(dst)
-    return CopyResult(total, written, 0)
+    return CopyResult(total, written, zeroed)
 
 
 def _copy_loop(
@@ -199,14 +204,12 @@ def copy_blocks(
     ranges: Sequence[tuple[int, int]] | None = None,
 ) -> CopyResult:
     """Copy ``length`` bytes (default: the whole source) from ``source`` to ``target``;
-    with ``ranges`` (offset, length), only those, onto a ``target_zeroed`` target, and
-    progress counts the bytes of the ranges.
+    with ``ranges`` (offset, length), only those (the rest of the target is left as it
+    is), and progress counts the bytes of the ranges.
 
     Raises ValueError when the target is smaller than what is copied, OSError on I/O
     errors. The target is flushed (fsync) before returning.
     """
-    if ranges is not None and not target_zeroed:
-        raise ValueError("a copy of ranges leaves the rest of the target as it is: zeroed")
     probe = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
     try:
         size = device_size(probe)
@@ -225,7 +228,7 @@ def copy_blocks(
                     f"{total} bytes to copy"
                 )
             if ranges is not None:
-                return _copy_ranges(src, dst, ranges, progress, source)
+                return _copy_ranges(src, dst, ranges, target_zeroed, progress, source)
             os.posix_fadvise(src, 0, total, os.POSIX_FADV_SEQUENTIAL)
             return _copy_loop(src, dst, total, target_zeroed, progress, source)
         finally:

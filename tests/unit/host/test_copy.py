@@ -78,5 +78,18 @@ def test_a_copy_of_ranges_writes_only_them_and_counts_their_bytes(tmp_path: Path
         f.seek(5 * CHUNK + BLOCK)
         assert f.read(BLOCK) == data[5 * CHUNK + BLOCK]
     assert _allocated(dst) == 2 * BLOCK
-    with pytest.raises(ValueError, match="zeroed"):
-        copy_blocks(src, dst, target_zeroed=False, ranges=ranges)
+
+
+def test_a_copy_of_ranges_onto_old_data_clears_zeros_in_them_only(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    _sparse(src, 4 * CHUNK, {0: b"new" * 100})
+    old = {0: b"o" * BLOCK, 2 * BLOCK: b"o" * BLOCK, 3 * CHUNK: b"o" * BLOCK}
+    _sparse(dst, 4 * CHUNK, old)
+    result = copy_blocks(src, dst, target_zeroed=False, ranges=[(0, 4 * BLOCK)])
+    assert result.zeroed == 3 * BLOCK  # the range's zero blocks that held old data
+    with dst.open("rb") as f:
+        assert f.read(300) == b"new" * 100
+        f.seek(2 * BLOCK)
+        assert f.read(BLOCK) == bytes(BLOCK)
+        f.seek(3 * CHUNK)
+        assert f.read(BLOCK) == b"o" * BLOCK  # outside the ranges: left as it was
