@@ -138,9 +138,11 @@ class Filesystems:
 
     async def used_ranges(self, device: Path, fstype: str) -> list[tuple[int, int]] | None:
         """The byte ranges (offset, length) of ``device`` that its filesystem uses, read
-        from the filesystem's own maps of free space: all a copy onto a target that reads
-        as zeros must write. ext4's journal is left out but for its superblock (after a
-        clean unmount it holds nothing to replay).
+        from the filesystem's own maps of free space: all a copy must write for the
+        filesystem to be whole, whatever the target's other blocks hold. Left out of
+        ext4's: its journal but for the journal's superblock (after a clean unmount it
+        holds nothing to replay), and inode-table blocks past the last inode ever used
+        (nothing reads them; a new inode there is written whole).
 
         None when that would not be sound: another filesystem, one the tools cannot
         read, or one not cleanly unmounted, whose journal or log holds changes its maps
