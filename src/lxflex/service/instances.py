@@ -1,14 +1,13 @@
 """Instance volumes, of containers and virtual machines, as use cases.
 
-These follow the pattern of custom volumes (:mod:`lxflex.service.volumes`): the volume's
-lock; a short transaction that reserves a row; the array and host work outside any
-transaction; a second one that records the result; and on failure, what was made is
-removed. An instance volume is one row of type ``container`` (content filesystem) or
+An instance volume is one row of type ``container`` (content filesystem) or
 ``virtual-machine`` (content block). A virtual machine's row keeps both array IDs of its
 pair, ``array_id`` for the root disk and ``fs_array_id`` for its filesystem twin, and so
 does each of its snapshots; the pair is handled whole by
-:class:`~lxflex.driver.instances.InstanceVolumes`. While a virtual machine is restored its
-row reads ``restoring``, so that a crash is undone at the next start.
+:class:`~lxflex.driver.InstanceVolumes`. The rules every kind of volume shares (lock,
+lookup, rename, delete, snapshots, restore, copy) are :class:`VolumeService`'s, given
+the kind; what is here is the instances' own: a volume filled from a local LXD image,
+the growth of a pair, the mount of a virtual machine's twin, the listing of both kinds.
 
 The REST endpoints of instances are not served yet: these use cases are what they call.
 """
@@ -32,9 +31,7 @@ from ..driver import (
     round_up,
 )
 from ..host.lxdimage import ImageFiles, InstanceImage
-from ..state import (
-    Database,
-)
+from ..state import Database
 from ..state import store as st
 from .kinds import INSTANCE_KINDS, Kind
 from .pools import PoolService

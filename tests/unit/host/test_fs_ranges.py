@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from lxflex.host.fs import _block_ranges, _gaps, _subtract
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from lxflex.host.fs import Filesystems, _block_ranges, _gaps, _subtract
+from lxflex.host.runner import CommandError, Completed
 
 
 def test_free_block_lists_become_ranges() -> None:
@@ -30,3 +36,71 @@ def test_the_journal_is_cut_out_but_its_superblock() -> None:
         (2000, 2500),
         (2600, 3000),
     ]
+
+
+class _Scripted:
+    """A Runner answering each tool with a canned report, or failing it."""
+
+    def __init__(self, answers: dict[str, str | None]) -> None:
+        self.answers = answers
+        self.ran: list[str] = []
+
+    async def run(
+        self, argv: Sequence[str], *, check: bool = True, timeout: float = 300.0
+    ) -> Completed:
+        tool = str(argv[0])
+        self.ran.append(tool)
+        out = self.answers[tool]
+        if out is None:
+            raise CommandError(argv, 8, f"{tool}: Bad magic number in super-block")
+        return Completed(tuple(map(str, argv)), 0, out, "")
+
+
+_EXT4 = """Filesystem state:         {state}
+Filesystem features:      has_journal extent {features}
+Block size:               4096
+Inode size:               256
+Inodes per group:         8192
+
+Group 0: (Blocks 0-32767) csum 0x1
+  Inode table at 100-611 (+100)
+  30000 free blocks, 8000 free inodes, 2 directories, 8000 unused inodes
+  Free blocks: 2000-31999
+Group 1: (Blocks 32768-65535) csum 0x2 [INODE_UNINIT]
+  Inode table at 612-1123 (bg #0 + 612)
+  32768 free blocks, 8192 free inodes, 0 directories, 8192 unused inodes
+  Free blocks: 32768-65535
+"""
+_JOURNAL = "EXTENTS:\n(0-799):1200-1999\n"
+
+
+async def test_a_clean_ext4_map_leaves_out_free_space_journal_and_unused_inode_tables() -> None:
+    runner = _Scripted({"dumpe2fs": _EXT4.format(state="clean", features=""), "debugfs": _JOURNAL})
+    ranges = await Filesystems(runner).used_ranges(Path("/dev/x"), "ext4")
+    # Group 0 uses blocks 0-1999 and 32000-32767. Of its inode table (100-611) the
+    # first 12 blocks hold the 192 inodes ever used; group 1's table (612-1123) holds
+    # none; of the journal (1200-1999) only its superblock is needed.
+    assert ranges == [
+        (0, 112 * 4096),
+        (1124 * 4096, 77 * 4096),
+        (32000 * 4096, 768 * 4096),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fstype", "answers"),
+    [
+        ("ext4", {"dumpe2fs": _EXT4.format(state="not clean", features="")}),
+        ("ext4", {"dumpe2fs": _EXT4.format(state="clean", features="needs_recovery")}),
+        ("ext4", {"dumpe2fs": None}),  # the tool cannot read it
+        ("xfs", {"xfs_logprint": "    log tail: 8 head: 12 state: <DIRTY>\n"}),
+        ("xfs", {"xfs_logprint": None}),
+        ("btrfs", {}),  # no map read: nothing run
+    ],
+)
+async def test_no_map_when_it_would_not_be_sound(
+    fstype: str, answers: dict[str, str | None]
+) -> None:
+    runner = _Scripted(answers)
+    assert await Filesystems(runner).used_ranges(Path("/dev/x"), fstype) is None
+    assert runner.ran == list(answers)
