@@ -148,6 +148,22 @@ async def test_sqlite_has_one_process_at_a_time(tmp_path: Path) -> None:
     await again.close()
 
 
+async def test_an_open_whose_migration_fails_lets_go_of_the_file(tmp_path: Path) -> None:
+    """A state from an unknown (newer) schema is refused, and the refusal holds no lock:
+    a second try fails the same way, not as "in use by another process"."""
+    import sqlite3
+
+    path = tmp_path / "state.db"
+    with sqlite3.connect(path) as raw:
+        raw.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+        raw.execute("INSERT INTO alembic_version VALUES ('9999')")
+    raw.close()
+    for _ in range(2):
+        with pytest.raises(Exception, match="9999") as info:
+            await Database.open(f"sqlite:///{path}")
+        assert not isinstance(info.value, DatabaseBusy)
+
+
 async def test_only_sqlite_is_exclusive(db: Database) -> None:
     assert db.exclusive == (db.dialect == "sqlite")
 
