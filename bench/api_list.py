@@ -24,7 +24,7 @@ import aiohttp
 
 from bench.common import cpu_seconds
 from bench.daemon import daemon
-from lxflex.state import Database
+from lxflex.state import Database, Status
 from lxflex.state import store as st
 
 
@@ -48,12 +48,12 @@ async def populate(state: Path, count: int) -> None:
                         "volatile.uuid": str(uuid.uuid4()),
                         "user.index": str(i),
                     },
-                    status="created",
+                    status=Status.CREATED,
                 )
                 await st.update_volume(conn, vol.id, array_id=f"{i:016x}")
                 if i % 10 == 0:
                     await st.create_snapshot(
-                        conn, vol.id, "snap0", {"size": "8GiB"}, status="created"
+                        conn, vol.id, "snap0", {"size": "8GiB"}, status=Status.CREATED
                     )
     finally:
         await db.close()

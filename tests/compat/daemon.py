@@ -125,7 +125,7 @@ def backing_file(
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/_sim/state", timeout=30) as r:
         volumes = json.loads(r.read())["volumes"]
     (found,) = [v for v in volumes if v["name"] == name]
-    backing = d.state / "sim" / "volumes" / found["id"]
+    backing: Path = d.state / "sim" / "volumes" / str(found["id"])
     if not backing.exists():  # the simulator makes it when the data is first needed
         with open(backing, "xb") as f:
             f.truncate(found["size_kb"] * 1024)

@@ -4,8 +4,9 @@ The source is read in large chunks; a chunk of zeros is not written, and a chunk
 data is written only where its 4 KiB blocks hold data. A thin target therefore allocates
 what the source holds and no more. When the target may hold old data (``target_zeroed``
 False), zero runs are punched out (discard with zeroing, which keeps a thin volume thin),
-falling back to writing zeros where the device cannot punch. Progress is reported through
-a callback with ``(bytes_done, bytes_total)``. This is blocking I/O: run it in a thread.
+falling back to writing zeros where the device cannot punch. Several chunks are read and
+written at once (:class:`InFlight`). Progress is reported through a callback with
+``(bytes_done, bytes_total)``. This is blocking I/O: run it in a thread.
 """
 
 from __future__ import annotations
@@ -15,14 +16,19 @@ import ctypes.util
 import errno
 import mmap
 import os
+import queue
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
     "BLOCK",
     "CHUNK",
+    "IN_FLIGHT",
     "CopyResult",
+    "InFlight",
     "copy_blocks",
     "data_runs",
     "device_size",
@@ -32,6 +38,7 @@ __all__ = [
 
 CHUNK = 4 * 1024 * 1024
 BLOCK = 4096
+
 _ZERO_BLOCK = bytes(BLOCK)
 _ZERO_CHUNK = bytes(CHUNK)
 _ZERO_ALIGNED = memoryview(mmap.mmap(-1, CHUNK, prot=mmap.PROT_READ))  # for O_DIRECT writes
@@ -41,6 +48,19 @@ _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True
 _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong]
 
 Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """How many chunks are read, and written, at once (each by threads of their own)."""
+
+    reads: int
+    writes: int
+
+
+# A device, and a network path to it, serves several requests at once faster than one
+# after another: bench.copy measures this against one read and one write in flight.
+IN_FLIGHT = InFlight(reads=4, writes=2)
 
 
 @dataclass(frozen=True)
@@ -118,80 +138,126 @@ def open_device(path: Path, flags: int, *, direct: bool) -> int:
     return os.open(path, flags | os.O_CLOEXEC)
 
 
-def _copy_ranges(
-    src: int,
-    dst: int,
-    ranges: Sequence[tuple[int, int]],
-    target_zeroed: bool,
-    progress: Progress | None,
-    source: Path,
-) -> CopyResult:
-    """Copy only ``ranges`` (offset, length); zeros in them are cleared on a target that
-    may hold data."""
-    total = sum(length for _, length in ranges)
-    done = written = zeroed = 0
-
-    def step(offset: int, _: int) -> None:
-        if progress is not None:
-            progress(done + offset, total)
-
-    view = memoryview(mmap.mmap(-1, CHUNK))  # one buffer for every range
+def _chunks(ranges: Sequence[tuple[int, int]]) -> Iterator[tuple[int, int]]:
+    """``ranges`` (offset, length) cut into reads of at most CHUNK bytes."""
     for start, length in ranges:
-        part = _copy_loop(
-            src, dst, length, target_zeroed, step, source, start=start, sync=False, view=view
-        )
-        written += part.written
-        zeroed += part.zeroed
-        done += length
-    os.fsync(dst)
-    return CopyResult(total, written, zeroed)
+        for offset in range(start, start + length, CHUNK):
+            yield offset, min(CHUNK, start + length - offset)
 
 
-def _copy_loop(
-    src: int,
-    dst: int,
-    total: int,
-    target_zeroed: bool,
-    progress: Progress | None,
-    source: Path,
-    *,
-    start: int = 0,
-    sync: bool = True,
-    view: memoryview | None = None,
-) -> CopyResult:
-    """Copy ``total`` bytes from ``start``; progress counts from the start."""
-    if view is None:
-        view = memoryview(mmap.mmap(-1, CHUNK))  # page-aligned, as O_DIRECT requires
-    written = zeroed = 0
-    zero_from = -1  # start of a run of zero chunks not yet cleared on the target
-    end = start + total
-    offset = start
-    while offset < end:
-        n = os.preadv(src, [view[: min(CHUNK, end - offset)]], offset)
+def _read_fully(fd: int, view: memoryview, offset: int, source: Path) -> None:
+    done = 0
+    while done < len(view):
+        n = os.preadv(fd, [view[done:]], offset + done)
         if n <= 0:
-            raise OSError(errno.EIO, f"short read from {source} at {offset}")
-        chunk = view[:n]
-        data = bytes(chunk)
-        if data == _ZERO_CHUNK[:n]:
-            if not target_zeroed and zero_from < 0:
-                zero_from = offset
-        else:
-            if zero_from >= 0:
-                zero_range(dst, zero_from, offset - zero_from)
-                zeroed += offset - zero_from
-                zero_from = -1
-            w, c = _write_runs(dst, chunk, data, offset, clear=not target_zeroed)
-            written += w
-            zeroed += c
-        offset += n
-        if progress is not None:
-            progress(offset - start, total)
-    if zero_from >= 0:
-        zero_range(dst, zero_from, end - zero_from)
-        zeroed += end - zero_from
-    if sync:
-        os.fsync(dst)
-    return CopyResult(total, written, zeroed)
+            raise OSError(errno.EIO, f"short read from {source} at {offset + done}")
+        done += n
+
+
+class _Pipeline:
+    """Copy ``ranges``: a chunk of zeros is not written (cleared instead on a target that
+    may hold data, runs of them at once), a chunk with data only where its blocks do.
+
+    Reads and writes overlap, as many at once as ``in_flight`` says. Chunks are taken in
+    order; progress counts a chunk once it and every chunk before it are written."""
+
+    def __init__(
+        self,
+        src: int,
+        dst: int,
+        target_zeroed: bool,
+        progress: Progress | None,
+        source: Path,
+        in_flight: InFlight,
+    ) -> None:
+        self.src, self.dst, self.source, self.in_flight = src, dst, source, in_flight
+        self.clear, self.progress = not target_zeroed, progress
+        self.total = self.written = self.zeroed = 0
+        self.zero_from = -1  # start of a run of zero chunks not yet cleared on the target
+        self.end = -1  # where the last chunk ended: a range that starts elsewhere ends a run
+        self.free: queue.SimpleQueue[memoryview] = queue.SimpleQueue()
+        for _ in range(in_flight.reads + in_flight.writes + 1):
+            self.free.put(memoryview(mmap.mmap(-1, CHUNK)))  # page-aligned, for O_DIRECT
+        self.reads: deque[tuple[int, int, memoryview, Future[None]]] = deque()
+        # Bytes done once each write is finished (None: nothing to wait for), oldest first.
+        self.writes: deque[tuple[int, Future[tuple[int, int]] | None]] = deque()
+
+    def run(self, ranges: Sequence[tuple[int, int]]) -> CopyResult:
+        self.total = sum(length for _, length in ranges)
+        chunks = _chunks(ranges)
+        done = 0
+        with (
+            ThreadPoolExecutor(self.in_flight.reads, "lxflex-read") as readers,
+            ThreadPoolExecutor(self.in_flight.writes, "lxflex-write") as writers,
+        ):
+            try:
+                while True:
+                    while len(self.reads) < self.in_flight.reads and (item := next(chunks, None)):
+                        buffer = self.free.get()  # waits for a writer to give one back
+                        view = buffer[: item[1]]
+                        job = readers.submit(_read_fully, self.src, view, item[0], self.source)
+                        self.reads.append((*item, buffer, job))
+                    if not self.reads:
+                        break
+                    offset, length, buffer, read = self.reads.popleft()
+                    read.result()
+                    done += length
+                    self.writes.append((done, self._take(writers, offset, length, buffer)))
+                    self._settle(wait=False)
+                self._end_zero_run()
+                self._settle(wait=True)
+            finally:
+                readers.shutdown(cancel_futures=True)
+                writers.shutdown(cancel_futures=True)
+        os.fsync(self.dst)
+        return CopyResult(self.total, self.written, self.zeroed)
+
+    def _take(
+        self, writers: ThreadPoolExecutor, offset: int, length: int, buffer: memoryview
+    ) -> Future[tuple[int, int]] | None:
+        """Hand a chunk that was read to a writer; None if it is zeros."""
+        if self.end != offset:
+            self._end_zero_run()
+        self.end = offset + length
+        data = bytes(buffer[:length])
+        if data == _ZERO_CHUNK[:length]:
+            self.free.put(buffer)
+            if self.clear and self.zero_from < 0:
+                self.zero_from = offset
+            return None
+        self._end_zero_run(offset)
+        return writers.submit(self._write, buffer, length, data, offset)
+
+    def _write(self, buffer: memoryview, length: int, data: bytes, offset: int) -> tuple[int, int]:
+        """A writer's job: one chunk's data runs; then its buffer is free again."""
+        try:
+            return _write_runs(self.dst, buffer[:length], data, offset, clear=self.clear)
+        finally:
+            self.free.put(buffer)
+
+    def _end_zero_run(self, at: int | None = None) -> None:
+        """Clear the run of zero chunks that ends at ``at`` (default: where the last
+        chunk ended)."""
+        if self.zero_from >= 0:
+            end = self.end if at is None else at
+            zero_range(self.dst, self.zero_from, end - self.zero_from)
+            self.zeroed += end - self.zero_from
+            self.zero_from = -1
+
+    def _settle(self, *, wait: bool) -> None:
+        """Count the writes finished, oldest first (all of them with ``wait``); a write
+        that failed raises here."""
+        while self.writes:
+            upto, job = self.writes[0]
+            if job is not None and not wait and not job.done():
+                return
+            self.writes.popleft()
+            if job is not None:
+                w, c = job.result()
+                self.written += w
+                self.zeroed += c
+            if self.progress is not None:
+                self.progress(upto, self.total)
 
 
 def copy_blocks(
@@ -202,10 +268,12 @@ def copy_blocks(
     target_zeroed: bool,
     progress: Progress | None = None,
     ranges: Sequence[tuple[int, int]] | None = None,
+    in_flight: InFlight = IN_FLIGHT,
 ) -> CopyResult:
     """Copy ``length`` bytes (default: the whole source) from ``source`` to ``target``;
     with ``ranges`` (offset, length), only those (the rest of the target is left as it
-    is), and progress counts the bytes of the ranges.
+    is), and progress counts the bytes of the ranges. ``in_flight`` says how many chunks
+    are read and written at once.
 
     Raises ValueError when the target is smaller than what is copied, OSError on I/O
     errors. The target is flushed (fsync) before returning.
@@ -227,10 +295,10 @@ def copy_blocks(
                     f"target {target} ({device_size(dst)} bytes) is smaller than the "
                     f"{total} bytes to copy"
                 )
-            if ranges is not None:
-                return _copy_ranges(src, dst, ranges, target_zeroed, progress, source)
-            os.posix_fadvise(src, 0, total, os.POSIX_FADV_SEQUENTIAL)
-            return _copy_loop(src, dst, total, target_zeroed, progress, source)
+            if ranges is None:
+                ranges = [(0, total)]
+                os.posix_fadvise(src, 0, total, os.POSIX_FADV_SEQUENTIAL)
+            return _Pipeline(src, dst, target_zeroed, progress, source, in_flight).run(ranges)
         finally:
             os.close(dst)
     finally:

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import shims
 from .model import Array
 from .partitions import read_table
 
@@ -193,12 +194,15 @@ class Fabric:
         ]
         if self.ca_file:
             env.append(f"LXFLEX_SIM_CA={shlex.quote(self.ca_file)}")
+        # The shim's file runs as a script in isolated mode: importing it as a module
+        # would import the whole simulator first, ten times the shim's own start-up.
+        shim = shlex.quote(str(Path(shims.__file__).resolve()))
         for tool in ("nvme", "drv_cfg"):
             script = host.bin_dir / tool
             script.write_text(
                 "#!/bin/sh\n"
-                f"exec env {' '.join(env)} {shlex.quote(sys.executable)} "
-                f'-m lxflex.sim.shims {tool} "$@"\n'
+                f"exec env {' '.join(env)} {shlex.quote(sys.executable)} -I {shim} "
+                f'{tool} "$@"\n'
             )
             script.chmod(0o755)
 

@@ -1,4 +1,7 @@
 import os
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -93,3 +96,63 @@ def test_a_copy_of_ranges_onto_old_data_clears_zeros_in_them_only(tmp_path: Path
         assert f.read(BLOCK) == bytes(BLOCK)
         f.seek(3 * CHUNK)
         assert f.read(BLOCK) == b"o" * BLOCK  # outside the ranges: left as it was
+
+
+def _copy_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("lxflex-")]
+
+
+def test_a_read_that_fails_midway_raises_and_leaves_no_thread(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    _sparse(src, 8 * MIB, {0: os.urandom(CHUNK)})
+    _sparse(dst, 16 * MIB, {})
+    with pytest.raises(OSError, match="short read"):
+        copy_blocks(src, dst, length=16 * MIB, target_zeroed=True)
+    assert _copy_threads() == []
+
+
+_WRITE_FAILS = """
+import errno, resource, signal, sys, threading
+from pathlib import Path
+from lxflex.host.copy import copy_blocks
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (8 << 20, 8 << 20))
+seen = []
+try:
+    copy_blocks(Path(sys.argv[1]), Path(sys.argv[2]), target_zeroed=True,
+                progress=lambda done, total: seen.append(done))
+except OSError as exc:
+    assert exc.errno == errno.EFBIG, exc
+    assert max(seen, default=0) <= 8 << 20, seen  # nothing counted past the failure
+    assert not [t for t in threading.enumerate() if t.name.startswith("lxflex-")]
+    print("raised")
+"""
+
+
+def test_a_write_that_fails_midway_raises_and_counts_only_what_was_written(
+    tmp_path: Path,
+) -> None:
+    """The target refuses writes past 8 MiB (a file size limit, in a child process)."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    _sparse(src, 32 * MIB, {o: os.urandom(BLOCK) for o in range(0, 32 * MIB, MIB)})
+    _sparse(dst, 32 * MIB, {})
+    done = subprocess.run(
+        [sys.executable, "-c", _WRITE_FAILS, str(src), str(dst)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "raised"), done.stderr
+
+
+def test_progress_only_grows_and_ends_at_the_total(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    writes = {o: os.urandom(BLOCK) for o in range(0, 64 * MIB, 3 * MIB)}
+    _sparse(src, 64 * MIB, writes)
+    _sparse(dst, 64 * MIB, {0: b"\xff" * (8 * MIB)})
+    seen: list[int] = []
+    copy_blocks(src, dst, target_zeroed=False, progress=lambda d, _: seen.append(d))
+    assert seen == sorted(seen)
+    assert seen[-1] == 64 * MIB
+    assert dst.read_bytes() == src.read_bytes()
