@@ -11,16 +11,19 @@ import os
 import random
 import stat
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
 
+from lxflex.driver.naming import Content, VolumeType
+from lxflex.driver.volumes import PowerFlexVolumes, VolumeSpec
 from lxflex.host.copy import copy_blocks
 from lxflex.host.fs import Filesystems
 from lxflex.host.runner import SubprocessRunner
 from lxflex.service import Storage
 
-from .conftest import StorageFactory
+from .conftest import StorageFactory, volumes_of
 
 pytestmark = pytest.mark.root
 
@@ -136,10 +139,19 @@ async def test_a_copy_with_snapshots_keeps_each_snapshots_tree(
     (path / "later").write_bytes(b"after the snapshot")
     second = _tree(path)
     await storage.volumes.unmount("pf", "src")
+    seen: list[tuple[int, int]] = []
     with caplog.at_level(logging.INFO, logger="lxflex.driver"):
-        await storage.volumes.copy("pf", "src", "pf", "dst")
+        await storage.volumes.copy(
+            "pf", "src", "pf", "dst", progress=lambda d, t: seen.append((d, t))
+        )
     # The snapshot onto the fresh target, then the volume onto what that step left.
     assert sum(FAST in r.getMessage() for r in caplog.records) == 2
+    # Progress counts bytes of data: what each filesystem uses, not twice the volume.
+    done = [d for d, _ in seen]
+    assert done == sorted(done)
+    record = await storage.volumes.record("pf", "src")
+    size = await (await volumes_of(storage)).size_of(record.array_id or "")
+    assert seen[-1][0] == seen[-1][1] < size // 8
     copy = await storage.volumes.mount("pf", "dst")
     try:
         assert _tree(copy) == second
@@ -184,3 +196,62 @@ async def test_the_used_ranges_alone_make_a_filesystem_its_checker_finds_clean(
         assert _tree(mnt) == source
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
+
+
+@pytest.mark.parametrize("fstype", ["ext4", "xfs"])
+async def test_a_clean_filesystem_streams_only_the_blocks_it_uses(
+    make_storage: StorageFactory, fstype: str
+) -> None:
+    """The stream of a copy between servers: free space is neither read nor sent, even
+    where it holds a deleted file's data (mounted without discard here)."""
+    storage = await make_storage()
+    config = {"block.filesystem": fstype, "block.mount_options": "noatime"}
+    await storage.volumes.create("pf", "src", config=config)
+    path = await storage.volumes.mount("pf", "src")
+    _fill(path, 5)
+    (path / "gone").write_bytes(os.urandom(32 * MIB))
+    os.sync()
+    (path / "gone").unlink()
+    source = _tree(path)
+    await storage.volumes.unmount("pf", "src")
+    volumes = await volumes_of(storage)
+    record = await storage.volumes.record("pf", "src")
+    array_id = record.array_id or ""
+    size = await volumes.size_of(array_id)
+    sent = {fs: await _streamed(volumes, array_id, fs) for fs in (None, fstype)}
+    assert sent[None][1] == size  # the block stream reads the whole device
+    assert sent[fstype][1] < size // 8  # this one, what the filesystem uses
+    assert sent[fstype][0] < sent[None][0] - 16 * MIB  # the deleted file stayed home
+    spec = _spec_of(size, fstype)
+    target = await volumes.stream_in(spec, volumes.stream_out(array_id, filesystem=fstype))
+    mnt = path.parent / "streamed"
+    await volumes.mount(spec, target, mnt, read_only=True)
+    try:
+        assert _tree(mnt) == source
+    finally:
+        await volumes.unmount(target, mnt)
+    await volumes.delete(target)
+
+
+async def _streamed(
+    volumes: PowerFlexVolumes, array_id: str, filesystem: str | None
+) -> tuple[int, int]:
+    """Bytes of the volume's stream, and the total its progress counted to."""
+    totals: list[int] = []
+    size = 0
+    stream = volumes.stream_out(array_id, lambda _, t: totals.append(t), filesystem=filesystem)
+    async for frame in stream:
+        size += len(frame)
+    return size, totals[-1]
+
+
+def _spec_of(size: int, fstype: str) -> VolumeSpec:
+    return VolumeSpec(
+        uuid=uuid.uuid4(),
+        volume_type=VolumeType.CUSTOM,
+        content=Content.FILESYSTEM,
+        size=size,
+        thin=True,
+        filesystem=fstype,
+        mount_options="",
+    )

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
@@ -41,7 +41,7 @@ from .spec import CopyPlan, CopyResult, Progress, wrap
 if TYPE_CHECKING:
     from .volumes import PowerFlexVolumes
 
-__all__ = ["copy_content", "copy_volume", "new_identity"]
+__all__ = ["StepProgress", "copy_content", "copy_volume", "new_identity"]
 
 log = logging.getLogger("lxflex.driver")
 
@@ -69,17 +69,31 @@ async def _undone_on_failure(volumes: PowerFlexVolumes, made: list[str]) -> Asyn
         raise
 
 
+class StepProgress:
+    """Progress over the steps of a copy, in bytes of data. A step counts as its source's
+    size until its copy knows what it will read (for a clean filesystem, the blocks it
+    uses), then as that: the total is exact for the steps done and the one under way."""
+
+    def __init__(self, sizes: Sequence[int], progress: Progress | None) -> None:
+        self._sizes, self._progress = list(sizes), progress
+        self._index = self._done = 0
+
+    def step(self, offset: int, total: int) -> None:
+        """The progress of the step under way, as its copy reports it."""
+        self._sizes[self._index] = total
+        if self._progress is not None:
+            self._progress(self._done + offset, sum(self._sizes))
+
+    def next(self) -> None:
+        self._done += self._sizes[self._index]
+        self._index += 1
+
+
 async def _copy_on_host(
     volumes: PowerFlexVolumes, plan: CopyPlan, progress: Progress | None
 ) -> CopyResult:
     steps = plan.steps()
-    total = sum(size for _, _, size in steps)
-    done = 0
-
-    def step(offset: int, _: int) -> None:
-        if progress is not None:
-            progress(done + offset, total)
-
+    counted = StepProgress([size for *_, size in steps], progress)
     target_id = await volumes.new_volume(plan.target, steps[0][2])
     made = [target_id]
     written = 0
@@ -87,9 +101,9 @@ async def _copy_on_host(
         fresh = True
         for source_id, snap_uuid, size in steps:
             await _grow_array(volumes, target_id, size)
-            written += await copy_content(volumes, plan, source_id, target_id, fresh, step)
+            written += await copy_content(volumes, plan, source_id, target_id, fresh, counted.step)
             fresh = False
-            done += size
+            counted.next()
             if snap_uuid is not None:
                 made.append(await volumes.snapshot(plan.target, target_id, snap_uuid))
         await _grow_to_target(volumes, plan, target_id)

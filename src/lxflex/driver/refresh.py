@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .copies import copy_content, new_identity
+from .copies import StepProgress, copy_content, new_identity
 from .errors import DriverError
 from .spec import CopyPlan, Progress, wrap
 
@@ -60,13 +60,7 @@ async def refresh_volume(
     first."""
     copy, target_id = plan.copy, plan.target_id
     steps = copy.steps()
-    total = sum(size for _, _, size in steps)
-    done = 0
-
-    def step(offset: int, _: int) -> None:
-        if progress is not None:
-            progress(done + offset, total)
-
+    counted = StepProgress([size for *_, size in steps], progress)
     try:
         guard = await volumes.snapshot(copy.target, target_id, plan.guard_uuid)
     except Exception as exc:
@@ -82,8 +76,8 @@ async def refresh_volume(
                 await volumes.client.overwrite_volume_content(target_id, source_id)
                 await new_identity(volumes, copy, target_id)
             else:  # over the target's old data: what the source lacks is cleared
-                await copy_content(volumes, copy, source_id, target_id, False, step)
-            done += size
+                await copy_content(volumes, copy, source_id, target_id, False, counted.step)
+            counted.next()
             if snap_uuid is not None:
                 made.append(await volumes.snapshot(copy.target, target_id, snap_uuid))
         if copy.target.is_filesystem and current > volumes.rounded(copy.source.size):

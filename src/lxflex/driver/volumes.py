@@ -204,18 +204,23 @@ class PowerFlexVolumes:
                     raw.parent.rmdir()
 
     async def stream_out(
-        self, vol_id: str, progress: Progress | None = None
+        self, vol_id: str, progress: Progress | None = None, *, filesystem: str | None = None
     ) -> AsyncIterator[bytes]:
         """The volume's content as a sparse device stream (:mod:`lxflex.host.stream`), for
-        a copy to another server; the volume is attached while the stream is read."""
+        a copy to another server; the volume is attached while the stream is read. Given
+        the ``filesystem`` it holds, a clean one streams only the blocks it uses (as a
+        copy does; see :mod:`lxflex.driver.copies`)."""
         loop = asyncio.get_running_loop()
         frames: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=8)
         stop = threading.Event()
         async with self.attached(vol_id) as device:
+            ranges = None
+            if filesystem is not None:
+                ranges = await self.fs.used_ranges(device, filesystem)
 
             def produce() -> None:
                 try:
-                    for frame in stream_out(device, progress):
+                    for frame in stream_out(device, progress, ranges):
                         if stop.is_set():
                             return
                         asyncio.run_coroutine_threadsafe(frames.put(frame), loop).result()

@@ -29,6 +29,7 @@ __all__ = [
     "IN_FLIGHT",
     "CopyResult",
     "InFlight",
+    "chunk_ranges",
     "copy_blocks",
     "data_runs",
     "device_size",
@@ -138,7 +139,7 @@ def open_device(path: Path, flags: int, *, direct: bool) -> int:
     return os.open(path, flags | os.O_CLOEXEC)
 
 
-def _chunks(ranges: Sequence[tuple[int, int]]) -> Iterator[tuple[int, int]]:
+def chunk_ranges(ranges: Sequence[tuple[int, int]]) -> Iterator[tuple[int, int]]:
     """``ranges`` (offset, length) cut into reads of at most CHUNK bytes."""
     for start, length in ranges:
         for offset in range(start, start + length, CHUNK):
@@ -184,7 +185,7 @@ class _Pipeline:
 
     def run(self, ranges: Sequence[tuple[int, int]]) -> CopyResult:
         self.total = sum(length for _, length in ranges)
-        chunks = _chunks(ranges)
+        chunks = chunk_ranges(ranges)
         done = 0
         with (
             ThreadPoolExecutor(self.in_flight.reads, "lxflex-read") as readers,

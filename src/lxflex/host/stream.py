@@ -1,7 +1,8 @@
 """A sparse-aware stream of a block device's content, for copies between servers.
 
-The source reads the device and sends only its data; the sink writes that data into a
-device of at least the same size, so a thin target allocates what the source holds. The
+The source reads the device (or only the ranges a filesystem uses) and sends only its
+data; the sink writes that data into a device of at least the same size, so a thin target
+allocates what the source holds. The
 stream is a byte sequence any transport can carry (a websocket, an HTTP body)::
 
     header   b"LXFLEXS1"  size:u64  block:u32            (big-endian)
@@ -21,7 +22,7 @@ import hashlib
 import mmap
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from .copy import (
@@ -29,6 +30,7 @@ from .copy import (
     CHUNK,
     CopyResult,
     Progress,
+    chunk_ranges,
     data_runs,
     device_size,
     open_device,
@@ -47,34 +49,42 @@ class StreamError(ValueError):
     """The stream is not a valid device stream, or was cut short."""
 
 
-def stream_out(source: Path, progress: Progress | None = None) -> Iterator[bytes]:
-    """The stream of ``source``'s content, as frames of at most a chunk of data each."""
+def stream_out(
+    source: Path,
+    progress: Progress | None = None,
+    ranges: Sequence[tuple[int, int]] | None = None,
+) -> Iterator[bytes]:
+    """The stream of ``source``'s content, as frames of at most a chunk of data each;
+    with ``ranges`` (offset, length), of those only (the sink's other blocks are left
+    zero), and progress counts their bytes."""
     probe = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        total = device_size(probe)
+        size = device_size(probe)
     finally:
         os.close(probe)
-    fd = open_device(source, os.O_RDONLY, direct=total % BLOCK == 0)  # O_DIRECT: aligned only
+    fd = open_device(source, os.O_RDONLY, direct=size % BLOCK == 0)  # O_DIRECT: aligned only
+    if ranges is None:
+        ranges = [(0, size)]
+    total = sum(length for _, length in ranges)
     try:
         digest = hashlib.sha256()
-        header = _HEADER.pack(MAGIC, total, BLOCK)
+        header = _HEADER.pack(MAGIC, size, BLOCK)
         digest.update(header)
         yield header
-        buf = mmap.mmap(-1, CHUNK)
-        view = memoryview(buf)
-        offset = 0
-        while offset < total:
-            n = os.preadv(fd, [view[: min(CHUNK, total - offset)]], offset)
-            if n <= 0:
-                raise OSError(errno.EIO, f"short read from {source} at {offset}")
+        view = memoryview(mmap.mmap(-1, CHUNK))
+        done = 0
+        for offset, length in chunk_ranges(ranges):
+            n = os.preadv(fd, [view[:length]], offset)
+            if n < length:
+                raise OSError(errno.EIO, f"short read from {source} at {offset + max(n, 0)}")
             data = bytes(view[:n])
             for start, end in data_runs(data):
                 frame = _EXTENT.pack(b"D", offset + start, end - start) + data[start:end]
                 digest.update(frame)
                 yield frame
-            offset += n
+            done += n
             if progress is not None:
-                progress(offset, total)
+                progress(done, total)
         yield b"E" + digest.digest()
     finally:
         os.close(fd)
