@@ -1,4 +1,5 @@
-"""The maps of used blocks read from a filesystem's own reports (pure parsing)."""
+"""The maps of used blocks read from a filesystem's own reports (pure parsing), and what
+a copy's new ext4 UUID runs."""
 
 from __future__ import annotations
 
@@ -44,12 +45,14 @@ class _Scripted:
     def __init__(self, answers: dict[str, str | None]) -> None:
         self.answers = answers
         self.ran: list[str] = []
+        self.argvs: list[tuple[str, ...]] = []
 
     async def run(
         self, argv: Sequence[str], *, check: bool = True, timeout: float = 300.0
     ) -> Completed:
         tool = str(argv[0])
         self.ran.append(tool)
+        self.argvs.append(tuple(map(str, argv)))
         out = self.answers[tool]
         if out is None:
             raise CommandError(argv, 8, f"{tool}: Bad magic number in super-block")
@@ -104,3 +107,31 @@ async def test_no_map_when_it_would_not_be_sound(
     runner = _Scripted(answers)
     assert await Filesystems(runner).used_ranges(Path("/dev/x"), fstype) is None
     assert runner.ran == list(answers)
+
+
+@pytest.mark.parametrize(
+    ("state", "features", "expected"),
+    [
+        # Clean, checksums seeded from the UUID: keep the seed, no check needed.
+        ("clean", "metadata_csum", [["tune2fs", "-O", "metadata_csum_seed", "-U", "random"]]),
+        ("clean", "metadata_csum metadata_csum_seed", [["tune2fs", "-U", "random"]]),
+        ("clean", "uninit_bg", [["tune2fs", "-U", "random"]]),  # no metadata checksums
+        # A journal to replay (a snapshot of a mounted volume) or not clean: check first.
+        (
+            "clean",
+            "metadata_csum needs_recovery",
+            [["e2fsck", "-f", "-p"], ["tune2fs", "-O", "metadata_csum_seed", "-U", "random"]],
+        ),
+        ("not clean", "metadata_csum_seed", [["e2fsck", "-f", "-p"], ["tune2fs", "-U", "random"]]),
+        # The UUID seeds ea_inode hashes that tune2fs would rewrite, which needs a check.
+        ("clean", "ea_inode", [["e2fsck", "-f", "-p"], ["tune2fs", "-U", "random"]]),
+    ],
+)
+async def test_a_new_ext4_uuid_checks_the_copy_only_when_it_must(
+    state: str, features: str, expected: list[list[str]]
+) -> None:
+    head = f"Filesystem state:         {state}\nFilesystem features:      has_journal {features}\n"
+    runner = _Scripted({"dumpe2fs": head, "e2fsck": "", "tune2fs": ""})
+    await Filesystems(runner).new_identity(Path("/dev/x"), "ext4")
+    assert runner.argvs[0] == ("dumpe2fs", "-h", "/dev/x")
+    assert [list(argv[:-1]) for argv in runner.argvs[1:]] == expected
