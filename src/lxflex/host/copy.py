@@ -39,7 +39,6 @@ __all__ = [
 
 CHUNK = 4 * 1024 * 1024
 BLOCK = 4096
-
 _ZERO_BLOCK = bytes(BLOCK)
 _ZERO_CHUNK = bytes(CHUNK)
 _ZERO_ALIGNED = memoryview(mmap.mmap(-1, CHUNK, prot=mmap.PROT_READ))  # for O_DIRECT writes
