@@ -255,3 +255,30 @@ def _spec_of(size: int, fstype: str) -> VolumeSpec:
         filesystem=fstype,
         mount_options="",
     )
+
+
+@pytest.mark.parametrize("fstype", ["ext4", "xfs"])
+async def test_a_refresh_brings_the_target_to_its_source_by_the_blocks_it_uses(
+    make_storage: StorageFactory, caplog: pytest.LogCaptureFixture, fstype: str
+) -> None:
+    """Onto the target's old filesystem: what the source does not use is free space to
+    the copied one, whatever the target held there."""
+    storage = await make_storage()
+    config = {"block.filesystem": fstype}
+    for name, seed in (("src", 11), ("dst", 12)):
+        await storage.volumes.create("pf", name, config=config)
+        path = await storage.volumes.mount("pf", name)
+        _fill(path, seed)
+        (path / f"only-in-{name}").write_bytes(os.urandom(3 * MIB))
+        await storage.volumes.unmount("pf", name)
+    path = await storage.volumes.mount("pf", "src")
+    source = _tree(path)
+    await storage.volumes.unmount("pf", "src")
+    with caplog.at_level(logging.INFO, logger="lxflex.driver"):
+        await storage.volumes.refresh("pf", "src", "pf", "dst")
+    assert any(FAST in r.getMessage() for r in caplog.records)
+    copy = await storage.volumes.mount("pf", "dst")
+    try:
+        assert _tree(copy) == source
+    finally:
+        await storage.volumes.unmount("pf", "dst")

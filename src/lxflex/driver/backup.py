@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..host.archive import Archives
-from ..host.copy import copy_blocks
+from ..host.copy import copy_in_thread
 from ..host.runner import CommandError
 from ..powerflex import PowerFlexError
 from ..revert import Reverter
@@ -139,7 +139,7 @@ class Backups:
     async def _stage_image(self, array_id: str, image: Path, step: Progress) -> None:
         async with self.volumes.attached(array_id) as device:
 
-            def copy() -> None:
+            def make_image() -> None:
                 fd = os.open(device, os.O_RDONLY | os.O_CLOEXEC)
                 try:
                     size = os.lseek(fd, 0, os.SEEK_END)
@@ -147,9 +147,9 @@ class Backups:
                     os.close(fd)
                 with open(image, "xb") as f:
                     f.truncate(size)
-                copy_blocks(device, image, target_zeroed=True, progress=step)
 
-            await asyncio.to_thread(copy)
+            await asyncio.to_thread(make_image)
+            await copy_in_thread(device, image, target_zeroed=True, progress=step)
 
     # --- import -----------------------------------------------------------------------
 
@@ -218,9 +218,7 @@ class Backups:
                 raise InvalidRequest(f"{member}.img in the backup is not a regular file")
             try:
                 async with self.volumes.attached(vol_id) as device:
-                    await asyncio.to_thread(
-                        copy_blocks, image, device, target_zeroed=fresh, progress=step
-                    )
+                    await copy_in_thread(image, device, target_zeroed=fresh, progress=step)
             except ValueError as exc:  # the image is larger than the volume
                 raise InvalidRequest(f"the backup does not fit the volume: {exc}") from exc
             finally:

@@ -28,13 +28,12 @@ the copy made so far.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-from ..host.copy import copy_blocks
+from ..host.copy import copy_in_thread
 from ..powerflex import SnapshotDef
 from .spec import CopyPlan, CopyResult, Progress, wrap
 
@@ -133,16 +132,14 @@ async def copy_content(
             # Only what the filesystem uses: the rest of the target is free space to the
             # copied filesystem, whatever it holds (zeros on a fresh target, else what an
             # earlier step of this copy, or the target's past, left).
-            result = await asyncio.to_thread(
-                copy_blocks, src, dst, target_zeroed=fresh, progress=step, ranges=ranges
+            result = await copy_in_thread(
+                src, dst, target_zeroed=fresh, progress=step, ranges=ranges
             )
             log.info("copied %s: only the %d bytes its filesystem uses", source_id, result.total)
         else:
             # The whole source: an older snapshot may be smaller than the volume is now;
             # the target is at least as large as the largest.
-            result = await asyncio.to_thread(
-                copy_blocks, src, dst, target_zeroed=fresh, progress=step
-            )
+            result = await copy_in_thread(src, dst, target_zeroed=fresh, progress=step)
         if plan.target.is_filesystem:
             await volumes.fs.new_identity(dst, plan.target.filesystem)
     return result.written

@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from ..host.copy import copy_blocks
+from ..host.copy import copy_in_thread
 from ..host.fs import Filesystems, is_mounted
 from ..host.images import DiskImages, ImageError
 from ..host.runner import CommandError
@@ -167,9 +167,7 @@ class PowerFlexVolumes:
             self._filling(spec, "write image") as vol_id,
             self.attached(vol_id) as device,
         ):
-            await asyncio.to_thread(
-                copy_blocks, image, device, target_zeroed=True, progress=progress
-            )
+            await copy_in_thread(image, device, target_zeroed=True, progress=progress)
         return vol_id
 
     async def create_from_disk_image(

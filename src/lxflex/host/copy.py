@@ -11,12 +11,15 @@ written at once (:class:`InFlight`). Progress is reported through a callback wit
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ctypes
 import ctypes.util
 import errno
 import mmap
 import os
 import queue
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -28,9 +31,11 @@ __all__ = [
     "CHUNK",
     "IN_FLIGHT",
     "CopyResult",
+    "CopyStopped",
     "InFlight",
     "chunk_ranges",
     "copy_blocks",
+    "copy_in_thread",
     "data_runs",
     "device_size",
     "open_device",
@@ -61,6 +66,10 @@ class InFlight:
 # A device, and a network path to it, serves several requests at once faster than one
 # after another: bench.copy measures this against one read and one write in flight.
 IN_FLIGHT = InFlight(reads=4, writes=2)
+
+
+class CopyStopped(Exception):
+    """The copy was asked to stop (whoever waited for it was cancelled)."""
 
 
 @dataclass(frozen=True)
@@ -169,8 +178,10 @@ class _Pipeline:
         progress: Progress | None,
         source: Path,
         in_flight: InFlight,
+        stop: threading.Event | None,
     ) -> None:
         self.src, self.dst, self.source, self.in_flight = src, dst, source, in_flight
+        self.stop = stop
         self.clear, self.progress = not target_zeroed, progress
         self.total = self.written = self.zeroed = 0
         self.zero_from = -1  # start of a run of zero chunks not yet cleared on the target
@@ -192,6 +203,8 @@ class _Pipeline:
         ):
             try:
                 while True:
+                    if self.stop is not None and self.stop.is_set():
+                        raise CopyStopped(f"the copy from {self.source} was stopped")
                     while len(self.reads) < self.in_flight.reads and (item := next(chunks, None)):
                         buffer = self.free.get()  # waits for a writer to give one back
                         view = buffer[: item[1]]
@@ -269,14 +282,15 @@ def copy_blocks(
     progress: Progress | None = None,
     ranges: Sequence[tuple[int, int]] | None = None,
     in_flight: InFlight = IN_FLIGHT,
+    stop: threading.Event | None = None,
 ) -> CopyResult:
     """Copy ``length`` bytes (default: the whole source) from ``source`` to ``target``;
     with ``ranges`` (offset, length), only those (the rest of the target is left as it
     is), and progress counts the bytes of the ranges. ``in_flight`` says how many chunks
-    are read and written at once.
+    are read and written at once; ``stop``, once set, ends the copy within a chunk.
 
     Raises ValueError when the target is smaller than what is copied, OSError on I/O
-    errors. The target is flushed (fsync) before returning.
+    errors, CopyStopped when stopped. The target is flushed (fsync) before returning.
     """
     probe = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -298,8 +312,45 @@ def copy_blocks(
             if ranges is None:
                 ranges = [(0, total)]
                 os.posix_fadvise(src, 0, total, os.POSIX_FADV_SEQUENTIAL)
-            return _Pipeline(src, dst, target_zeroed, progress, source, in_flight).run(ranges)
+            pipeline = _Pipeline(src, dst, target_zeroed, progress, source, in_flight, stop)
+            return pipeline.run(ranges)
         finally:
             os.close(dst)
     finally:
         os.close(src)
+
+
+async def copy_in_thread(
+    source: Path,
+    target: Path,
+    *,
+    length: int | None = None,
+    target_zeroed: bool,
+    progress: Progress | None = None,
+    ranges: Sequence[tuple[int, int]] | None = None,
+) -> CopyResult:
+    """:func:`copy_blocks` in a worker thread. Cancelling the caller stops the copy
+    within a chunk, and the cancellation goes on only once the thread has let go of
+    both devices, so that whatever cleans up after it (a detach, a delete) never races
+    a write still under way."""
+    stop = threading.Event()
+    work = asyncio.ensure_future(
+        asyncio.to_thread(
+            copy_blocks,
+            source,
+            target,
+            length=length,
+            target_zeroed=target_zeroed,
+            progress=progress,
+            ranges=ranges,
+            stop=stop,
+        )
+    )
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        stop.set()
+        await asyncio.wait([work])
+        with contextlib.suppress(asyncio.CancelledError):
+            work.exception()  # retrieved: CopyStopped, or whatever ended it first
+        raise

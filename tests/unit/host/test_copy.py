@@ -1,3 +1,4 @@
+import asyncio
 import os
 import subprocess
 import sys
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lxflex.host.copy import BLOCK, CHUNK, copy_blocks
+from lxflex.host.copy import BLOCK, CHUNK, copy_blocks, copy_in_thread
 
 MIB = 1024 * 1024
 
@@ -156,3 +157,29 @@ def test_progress_only_grows_and_ends_at_the_total(tmp_path: Path) -> None:
     assert seen == sorted(seen)
     assert seen[-1] == 64 * MIB
     assert dst.read_bytes() == src.read_bytes()
+
+
+async def test_cancelling_a_copy_stops_it_within_a_chunk_and_waits_for_its_thread(
+    tmp_path: Path,
+) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    size = 2 << 30  # sparse: read as zeros, fast, yet hundreds of chunks
+    _sparse(src, size, {0: os.urandom(BLOCK)})
+    _sparse(dst, size, {})
+    started = asyncio.Event()
+    seen: list[int] = []
+    loop = asyncio.get_running_loop()
+
+    def progress(done: int, _: int) -> None:
+        seen.append(done)
+        loop.call_soon_threadsafe(started.set)
+
+    copy = asyncio.create_task(copy_in_thread(src, dst, target_zeroed=True, progress=progress))
+    await asyncio.wait_for(started.wait(), 30)
+    copy.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await copy
+    assert _copy_threads() == []  # the thread let go of both files before the cancel went on
+    stopped_at = seen[-1]
+    await asyncio.sleep(0.1)
+    assert seen[-1] == stopped_at < size
