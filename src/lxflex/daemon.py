@@ -23,10 +23,10 @@ from . import __version__
 from .api import servercert
 from .api.server import build_app
 from .api.trust import HTTPS
-from .driver.errors import InvalidRequest
+from .driver.errors import DriverError, InvalidRequest
 from .embedded import embedded
 from .host.nvme import NvmeConfig
-from .service import HostSettings, Storage
+from .service import DEFAULT_OFFLINE_THRESHOLD, ClusterSettings, HostSettings, Storage
 from .state import DatabaseBusy
 
 log = logging.getLogger("lxflex.daemon")
@@ -82,12 +82,16 @@ def _simulator_port(state_dir: Path) -> int:
 
 
 async def _open_storage(
-    stack: AsyncExitStack, state_dir: Path, db_url: str | None, settings: HostSettings | None
+    stack: AsyncExitStack,
+    state_dir: Path,
+    db_url: str | None,
+    settings: HostSettings | None,
+    cluster: ClusterSettings | None,
 ) -> Storage:
     """The service on this host (``settings``), or on the embedded simulator's emulated
     host when ``settings`` is None."""
     if settings is not None:
-        storage = await Storage.open(settings, db_url)
+        storage = await Storage.open(settings, db_url, cluster=cluster)
         stack.push_async_callback(storage.close)
         return storage
     env = await stack.enter_async_context(
@@ -158,6 +162,7 @@ async def serve(
     group: str | None,
     settings: HostSettings | None,
     https_address: str | None = None,
+    cluster: ClusterSettings | None = None,
 ) -> None:
     state_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(state_dir, 0o711)  # noqa: S103 - traversable so the socket group can reach it
@@ -168,13 +173,21 @@ async def serve(
         sock.unlink()
     async with AsyncExitStack() as stack:
         try:
-            storage = await _open_storage(stack, state_dir, db_url, settings)
+            storage = await _open_storage(stack, state_dir, db_url, settings, cluster)
         except DatabaseBusy as exc:
             raise click.ClickException(str(exc)) from None
+        await asyncio.to_thread(servercert.ensure, state_dir)  # /1.0 shows it from the start
+        if cluster is not None:
+            certificate, _ = await asyncio.to_thread(servercert.read, state_dir)
+            try:
+                await storage.cluster.join(certificate)
+            except DriverError as exc:
+                raise click.ClickException(str(exc)) from None
+            beating = asyncio.create_task(storage.cluster.heartbeats())
+            stack.push_async_callback(_cancelled, beating)
         await storage.recover()
         stack.push_async_callback(_cancelled, asyncio.create_task(every_minute(storage)))
         app = build_app(storage, state_dir=state_dir, https_address=https_address)
-        await asyncio.to_thread(servercert.ensure, state_dir)  # /1.0 shows it from the start
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
@@ -252,6 +265,22 @@ async def serve(
     "--https-address",
     help="Serve HTTPS on HOST:PORT ('' for none), whatever core.https_address says.",
 )
+@click.option(
+    "--cluster-name",
+    help="Serve as this member of a cluster (all members share --db postgresql://...).",
+)
+@click.option(
+    "--cluster-address",
+    help="HOST:PORT the other members reach this one at; HTTPS is served there.",
+)
+@click.option(
+    "--offline-threshold",
+    type=float,
+    default=DEFAULT_OFFLINE_THRESHOLD,
+    show_default=True,
+    help="Seconds without a heartbeat before a member shows Offline (more than 10; give "
+    "every member the same).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level.")
 def main(
     state_dir: Path,
@@ -259,6 +288,9 @@ def main(
     db_url: str | None,
     group: str | None,
     https_address: str | None,
+    cluster_name: str | None,
+    cluster_address: str | None,
+    offline_threshold: float,
     nvme: str,
     by_id_dir: Path,
     sysfs: Path,
@@ -283,6 +315,22 @@ def main(
             host_root=host_root,
         )
     )
+    cluster = None
+    if cluster_name or cluster_address:
+        if not (cluster_name and cluster_address):
+            raise click.UsageError(
+                "a cluster member needs both --cluster-name and --cluster-address"
+            )
+        if simulator:
+            raise click.UsageError(
+                "cluster members share one array: run lxflex-sim once and point each member "
+                "at one of its emulated hosts, not --simulator"
+            )
+        try:
+            cluster = ClusterSettings(cluster_name, cluster_address, offline_threshold)
+        except InvalidRequest as exc:
+            raise click.UsageError(str(exc)) from None
+        https_address = https_address or cluster_address
     asyncio.run(
         serve(
             state_dir,
@@ -290,5 +338,6 @@ def main(
             group=group,
             settings=settings,
             https_address=https_address,
+            cluster=cluster,
         )
     )

@@ -601,6 +601,7 @@ async def test_recovery_after_a_crash(stack: Stack) -> None:
 async def _storage_recover(stack: Stack) -> int:
     from lxflex.service import InstanceService, Storage, TrustService
     from lxflex.service.backups import BackupService
+    from lxflex.service.cluster import ClusterService
     from lxflex.service.iso import IsoService
     from lxflex.service.projects import ProjectService
 
@@ -615,5 +616,6 @@ async def _storage_recover(stack: Stack) -> int:
         IsoService(stack.db, stack.pools, stack.volumes),
         InstanceService(stack.db, stack.pools, stack.volumes),
         ProjectService(stack.db, stack.pools.events),
+        ClusterService(stack.db, runtimes.uuid, None),
     )
     return await storage.recover()

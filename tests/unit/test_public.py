@@ -120,8 +120,12 @@ PUBLIC = {
     ],
     "service": [
         "CheckReport",
+        "ClusterService",
+        "ClusterSettings",
+        "DEFAULT_OFFLINE_THRESHOLD",
         "HostSettings",
         "InstanceService",
+        "MemberView",
         "PASSWORD_KEY",
         "PoolService",
         "PoolView",

@@ -1,7 +1,9 @@
 """JSON of pools, volumes and snapshots, their URLs and ETags, as LXD renders them.
 
 Configs are objects, never null (``lxc storage set`` writes into the map it receives);
-``used_by`` is a list; volumes report ``location: "none"`` as a non-clustered LXD does.
+``used_by`` is a list; volumes report ``location: ""``, as LXD does for the volumes of a
+remote driver (they belong to no member); a pool's ``locations`` are its members (all of
+a cluster's, or ``none`` for a standalone server).
 The ETag hashes what a PUT can change: pool ``[name, driver, config]``, volume
 ``[name, type, config]``, snapshot ``[description, expires_at]``.
 """
@@ -42,14 +44,14 @@ def snapshot_url(pool: str, volume: str, snapshot: str, project: str = "default"
     return url if project == "default" else f"{url}?project={_q(project)}"
 
 
-def pool(view: PoolView, used_by: list[str]) -> dict[str, Any]:
+def pool(view: PoolView, used_by: list[str], locations: list[str]) -> dict[str, Any]:
     return {
         "name": view.name,
         "driver": view.driver,
         "description": view.description,
         "config": dict(view.config),
         "status": view.status.capitalize(),  # LXD: "Created"
-        "locations": ["none"],
+        "locations": locations,
         "used_by": used_by,
     }
 
@@ -82,7 +84,7 @@ def volume(view: VolumeView) -> VolumeDoc:
         view.description,
         view.config,  # the view's own copy
         view.content_type,
-        "none",
+        "",
         view.project,
         [],
         view.created_at.astimezone(datetime.UTC),
@@ -119,7 +121,7 @@ def snapshot_as_volume(
         snap.description,
         dict(snap.config),
         content_type,
-        "none",
+        "",
         project,
         [],
         snap.created_at.astimezone(datetime.UTC),

@@ -25,6 +25,7 @@ from ..driver import ConfigError, DriverError
 from ..service import Storage
 from ..service.trust import check_server_config
 from . import backups as backup_routes
+from . import cluster as cluster_routes
 from . import projects as project_routes
 from . import render
 from . import storage as storage_routes
@@ -44,6 +45,7 @@ _FORWARDER: web.AppKey[LogForwarder] = web.AppKey("log-forwarder")
 # Only what is implemented; each one changes what lxc and pylxd try.
 API_EXTENSIONS = [
     "storage",
+    "clustering",
     "resources",
     "etag",
     "patch",
@@ -151,7 +153,7 @@ def server_info(app: web.Application, config: dict[str, str]) -> dict[str, Any]:
             "os_version": __version__,
             "project": "default",
             "server": "lxd",
-            "server_clustered": False,
+            "server_clustered": app[STORAGE].cluster.clustered,
             "server_event_mode": "full-mesh",
             "server_name": name,
             "server_pid": os.getpid(),
@@ -252,7 +254,7 @@ def build_app(
         middlewares=[error_middleware, trust_middleware, project_middleware],
         client_max_size=64 * 1024**2,
     )
-    app[SERVER_NAME] = server_name or socket.gethostname()
+    app[SERVER_NAME] = storage.cluster.name or server_name or socket.gethostname()
     app[HTTPS] = Https(state_dir, fixed_address=https_address)
     hub = EventHub()
     storage.pools.events.subscribe(
@@ -276,6 +278,7 @@ def build_app(
     backup_routes.add_routes(app)
     trust_routes.add_routes(app)
     project_routes.add_routes(app)
+    cluster_routes.add_routes(app)
 
     async def on_startup(app: web.Application) -> None:
         forwarder = LogForwarder(hub, asyncio.get_running_loop())

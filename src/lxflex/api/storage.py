@@ -57,7 +57,15 @@ async def pools_get(request: web.Request) -> web.Response:
     views = await storage.pools.all()
     if recursion_of(request) == 0:
         return sync([render.pool_url(v.name) for v in views])
-    return sync([render.pool(v, await _used_by(storage, v.name)) for v in views])
+    locations = await _locations(storage)
+    return sync([render.pool(v, await _used_by(storage, v.name), locations) for v in views])
+
+
+async def _locations(storage: Storage) -> list[str]:
+    """A pool's members: every member of the cluster (a PowerFlex pool is shared)."""
+    if not storage.cluster.clustered:
+        return ["none"]
+    return [m.name for m in await storage.cluster.members()]
 
 
 def _pool_config(value: Any) -> tuple[dict[str, str], Secret | None]:
@@ -72,7 +80,13 @@ async def pools_post(request: web.Request) -> web.Response:
     doc = await json_body(request)
     target = request.query.get("target")
     if target not in (None, "", "none", request.app[SERVER_NAME]):
-        raise ApiError(400, f"this server is not clustered: no member {target!r}")
+        if not storage_of(request).cluster.clustered:
+            raise ApiError(400, f"this server is not clustered: no member {target!r}")
+        await storage_of(request).cluster.member(target)  # 404 for one that is not
+        raise ApiError(
+            400,
+            "a PowerFlex pool is shared by every member: create it once, without --target",
+        )
     name = str_of(doc, "name")
     config, password = _pool_config(doc.get("config"))
     view = await storage_of(request).pools.create(
@@ -85,7 +99,8 @@ async def pool_get(request: web.Request) -> web.Response:
     storage = storage_of(request)
     view = await storage.pools.get(request.match_info["pool"])
     return sync(
-        render.pool(view, await _used_by(storage, view.name)), etag_value=render.pool_etag(view)
+        render.pool(view, await _used_by(storage, view.name), await _locations(storage)),
+        etag_value=render.pool_etag(view),
     )
 
 

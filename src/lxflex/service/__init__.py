@@ -2,6 +2,7 @@
 snapshots, backups, trust."""
 
 from .check import Report as CheckReport
+from .cluster import DEFAULT_OFFLINE_THRESHOLD, ClusterService, ClusterSettings, MemberView
 from .instances import InstanceService
 from .pools import PASSWORD_KEY, PoolService, PoolView
 from .runtime import HostSettings, Runtimes
@@ -11,10 +12,14 @@ from .views import SnapshotRecord, VolumeView
 from .volumes import VolumeService
 
 __all__ = [
+    "DEFAULT_OFFLINE_THRESHOLD",
     "PASSWORD_KEY",
     "CheckReport",
+    "ClusterService",
+    "ClusterSettings",
     "HostSettings",
     "InstanceService",
+    "MemberView",
     "PoolService",
     "PoolView",
     "Runtimes",

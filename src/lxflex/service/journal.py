@@ -94,9 +94,15 @@ class Journal:
             return await jn.list_entries(conn, pool_id)
 
     async def repair(
-        self, pool_id: int, volumes: PowerFlexVolumes, ids: Collection[int] | None = None
+        self,
+        pool_id: int,
+        volumes: PowerFlexVolumes,
+        ids: Collection[int] | None = None,
+        *,
+        mine_only: bool = False,
     ) -> Repairs:
-        """Finish the pool's entries (those of ``ids`` only, if given), newest first. Each
+        """Finish the pool's entries (those of ``ids`` only, if given; this server's
+        only, with ``mine_only``: another's may be work it runs now), newest first. Each
         is idempotent; one that fails stays for the next repair. Never raises for an
         entry's failure."""
         result = Repairs()
@@ -107,8 +113,8 @@ class Journal:
         async with self.db.read() as conn:
             entries = await jn.list_entries(conn, pool_id, ids)
         for entry in entries:
-            if entry.kind == "unmap" and entry.server != self.server:
-                continue  # another server's host: that server repairs it
+            if entry.server != self.server and (mine_only or entry.kind == "unmap"):
+                continue  # another server's work, or its host: that server repairs it
             try:
                 await _finish(entry, volumes)
             except Exception as exc:

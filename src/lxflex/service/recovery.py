@@ -30,16 +30,22 @@ log = logging.getLogger("lxflex.service")
 Lock = Callable[[str, str, str], AbstractAsyncContextManager[None]]
 
 
-async def recover_pool(db: Database, pools: PoolService, lock: Lock, pool_name: str) -> int:
+async def recover_pool(
+    db: Database, pools: PoolService, lock: Lock, pool_name: str, *, shared: bool = False
+) -> int:
     """At start, before serving: finish the pool's journal (array objects made without a
     row, leftovers of failed cleanups); undo creates and finish deletes that a crash cut
     short (rows left ``creating`` or ``deleting``; a VM left ``restoring`` is put back),
     each under its volume's ``lock``, finding what they made by name; finish grows cut
     short after the array grew (filesystem and row follow the array); then unmap this
-    host's mappings of the pool's volumes that nothing uses. Return the repairs made."""
+    host's mappings of the pool's volumes that nothing uses. Return the repairs made.
+
+    A ``shared`` state (a cluster) may hold the work of other members under way now: only
+    this server's journal entries are finished, rows under way and grows are left (and
+    logged) for ``storage check --repair``, and only this host's mappings are swept."""
     pool = await pools.record(pool_name)
     runtime = await pools.runtime(pool)
-    journal = await pools.journal.repair(pool.id, runtime.volumes)  # failures logged there
+    journal = await pools.journal.repair(pool.id, runtime.volumes, mine_only=shared)
     async with db.read() as conn:
         vols = await st.list_volumes(conn, pool.id)
         snaps = await st.list_pool_snapshots(conn, pool.id)
@@ -50,12 +56,22 @@ async def recover_pool(db: Database, pools: PoolService, lock: Lock, pool_name: 
         or any(s.status != Status.CREATED for s in snaps.get(v.id, []))
     ]
     repaired = len(journal.done)
+    if shared:
+        if pending:
+            log.warning(
+                "pool %s: %d volume(s) have work under way or cut short (%s); another "
+                "member may be doing it: repair with storage check --repair once none is",
+                pool_name,
+                len(pending),
+                ", ".join(sorted(v.name for v in pending)),
+            )
+        pending = []
     for vol in pending:
         async with lock(pool_name, vol.project, kind_of(vol.type).lock_key(vol.name)):
             repaired += await recover_volume(db, runtime, vol, snaps.get(vol.id, []))
     listed = {v.id: v.size_bytes for v in await runtime.volumes.listed()}
     for vol in vols:
-        if vol.status == Status.CREATED and _grown(vol, listed):
+        if not shared and vol.status == Status.CREATED and _grown(vol, listed):
             async with lock(pool_name, vol.project, kind_of(vol.type).lock_key(vol.name)):
                 try:
                     await finish_grow(db, runtime, vol, listed[vol.array_id or ""])

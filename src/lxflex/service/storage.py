@@ -13,6 +13,7 @@ from ..state import Database
 from ..state import store as st
 from .backups import BackupService
 from .check import CheckContext, Report, check_pool
+from .cluster import ClusterService, ClusterSettings
 from .instances import InstanceService
 from .iso import IsoService
 from .pools import PoolService
@@ -39,12 +40,18 @@ class Storage:
     isos: IsoService
     instances: InstanceService
     projects: ProjectService
+    cluster: ClusterService
 
     @classmethod
     async def open(
-        cls, settings: HostSettings, db_url: str | None = None, runner: Runner | None = None
+        cls,
+        settings: HostSettings,
+        db_url: str | None = None,
+        runner: Runner | None = None,
+        cluster: ClusterSettings | None = None,
     ) -> Storage:
-        """Open (and migrate) the state, and register this server in it.
+        """Open (and migrate) the state, and register this server in it; with
+        ``cluster``, as that member (it joins when :meth:`ClusterService.join` is called).
 
         ``db_url`` defaults to SQLite at ``<state>/lxflex.db``.
         """
@@ -71,6 +78,7 @@ class Storage:
             IsoService(db, pools, volumes),
             InstanceService(db, pools, volumes),
             ProjectService(db, pools.events),
+            ClusterService(db, runtimes.uuid, cluster),
         )
 
     async def recover(self) -> int:
@@ -81,7 +89,7 @@ class Storage:
         await self.backups.prune()
         for pool in await self.pools.all():
             try:
-                repaired += await self.volumes.recover(pool.name)
+                repaired += await self.volumes.recover(pool.name, shared=self.cluster.clustered)
             except Exception as exc:  # one unreachable pool must not keep the others down
                 log.warning("pool %s: recovery postponed: %s", pool.name, exc)
         return repaired

@@ -847,10 +847,10 @@ class VolumeService:
             await self.pools.journal.settle(conn, intents)
         return name
 
-    async def recover(self, pool_name: str) -> int:
+    async def recover(self, pool_name: str, *, shared: bool = False) -> int:
         """Undo creates and finish deletes (and VM restores) that a crash cut short, in
         one pool; see :func:`lxflex.service.recovery.recover_pool`."""
-        return await recover_pool(self.db, self.pools, self.lock, pool_name)
+        return await recover_pool(self.db, self.pools, self.lock, pool_name, shared=shared)
 
     async def move(
         self,

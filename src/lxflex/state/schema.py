@@ -2,7 +2,9 @@
 
 The migrations under ``migrations/`` create exactly this (a test compares the two).
 
-* ``servers``: each lxflex server of a cluster, by the UUID in its ``server.uuid`` file.
+* ``servers``: each lxflex server, by the UUID in its ``server.uuid`` file; one that
+  joined a cluster is a member (``member`` is its name), with its address, certificate
+  and heartbeat.
 * ``pools``: storage pools and their keys; the gateway password in a column of its own
   (``password``, never in ``config``; the SQLite file is readable by root only).
 * ``volumes``: volumes per pool, project, type and name; the array's volume ID is cached
@@ -49,6 +51,14 @@ servers = sa.Table(
     sa.Column("uuid", sa.String(36), nullable=False, unique=True),
     sa.Column("name", sa.String(255), nullable=False),
     sa.Column("created_at", _TS, nullable=False),
+    # A cluster member's name, the address its peers reach it at (HOST:PORT), its own
+    # server certificate (PEM), its architecture, and its last heartbeat (by the
+    # database's clock).
+    sa.Column("member", sa.String(63), nullable=True, unique=True),
+    sa.Column("address", sa.String(255), nullable=True),
+    sa.Column("certificate", sa.Text, nullable=True),
+    sa.Column("architecture", sa.String(32), nullable=True),
+    sa.Column("heartbeat_at", _TS, nullable=True),
 )
 
 pools = sa.Table(

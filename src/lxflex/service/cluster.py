@@ -1,0 +1,156 @@
+"""Cluster membership: several lxflexd servers sharing one PostgreSQL state (and so its
+pools, volumes and trust store) and one array.
+
+A server joins as a member with a name and the address its peers reach it at; while it
+runs, it writes a heartbeat every half of ``offline_threshold`` (LXD's default, 20 s).
+A member whose last heartbeat is older than the threshold (by the database's clock) is
+Offline, with a message that says since when, as LXD words it. Removing a member takes
+it out of the list; a member that is still running is refused unless forced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import platform
+import re
+from dataclasses import dataclass
+
+from ..driver import Conflict, InvalidRequest, NotFound
+from ..state import Database
+from ..state import cluster as sc
+
+__all__ = ["DEFAULT_OFFLINE_THRESHOLD", "ClusterService", "ClusterSettings", "MemberView"]
+
+log = logging.getLogger("lxflex.service")
+
+DEFAULT_OFFLINE_THRESHOLD = 20.0  # seconds, as LXD's cluster.offline_threshold
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}")
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """This server as a cluster member: its name and the HOST:PORT its peers reach."""
+
+    name: str
+    address: str
+    offline_threshold: float = DEFAULT_OFFLINE_THRESHOLD
+
+    def __post_init__(self) -> None:
+        if not _NAME.fullmatch(self.name):
+            raise InvalidRequest(
+                f"invalid cluster member name {self.name!r}: letters, digits and dashes, "
+                "at most 63, not starting with a dash"
+            )
+        if self.offline_threshold <= 10:
+            raise InvalidRequest("the offline threshold must be greater than 10 seconds")
+
+
+@dataclass(frozen=True)
+class MemberView:
+    name: str
+    address: str
+    architecture: str
+    online: bool
+    message: str
+    certificate: str
+
+
+def _message(member: sc.Member, threshold: float) -> tuple[bool, str]:
+    silent = member.silent_for
+    if silent is not None and silent < threshold:
+        return True, "Fully operational"
+    if member.heartbeat_at is None or silent is None:
+        return False, "No heartbeat yet"
+    when = member.heartbeat_at.astimezone(datetime.UTC)
+    return False, f"No heartbeat for {int(silent)}s ({when:%Y-%m-%d %H:%M:%S} UTC)"
+
+
+class ClusterService:
+    """This server's membership (none when ``settings`` is None) and the members'."""
+
+    def __init__(self, db: Database, server_uuid: str, settings: ClusterSettings | None) -> None:
+        self.db, self.server_uuid, self.settings = db, server_uuid, settings
+
+    @property
+    def clustered(self) -> bool:
+        return self.settings is not None
+
+    @property
+    def name(self) -> str | None:
+        return self.settings.name if self.settings else None
+
+    def _threshold(self) -> float:
+        return self.settings.offline_threshold if self.settings else DEFAULT_OFFLINE_THRESHOLD
+
+    async def join(self, certificate: str) -> None:
+        """Become (or stay) the member of these settings, with this server certificate."""
+        if self.settings is None:
+            return
+        if self.db.dialect != "postgresql":
+            raise InvalidRequest(
+                "a cluster shares one PostgreSQL database: start every member with "
+                "--db postgresql://..."
+            )
+        try:
+            async with self.db.write() as conn:
+                await sc.join(
+                    conn,
+                    self.server_uuid,
+                    self.settings.name,
+                    self.settings.address,
+                    certificate,
+                    platform.machine(),
+                )
+        except sc.MemberTaken as exc:
+            raise Conflict(str(exc)) from None
+        log.info("cluster member %s at %s", self.settings.name, self.settings.address)
+
+    async def beat(self) -> bool:
+        """One heartbeat; False when this server is no longer a member."""
+        async with self.db.write() as conn:
+            return await sc.heartbeat(conn, self.server_uuid)
+
+    async def heartbeats(self) -> None:
+        """Beat every half threshold until cancelled; stops, saying so, when removed."""
+        while self.settings is not None:
+            try:
+                if not await self.beat():
+                    log.error(
+                        "this server is no longer cluster member %s (it was removed); "
+                        "restart it to join again",
+                        self.settings.name,
+                    )
+                    return
+            except Exception as exc:  # the database is away: peers will see us Offline
+                log.warning("heartbeat failed: %s", exc)
+            await asyncio.sleep(self._threshold() / 2)
+
+    async def members(self) -> list[MemberView]:
+        async with self.db.read() as conn:
+            found = await sc.list_members(conn)
+        threshold = self._threshold()
+        return [
+            MemberView(m.name, m.address, m.architecture, *_message(m, threshold), m.certificate)
+            for m in found
+        ]
+
+    async def member(self, name: str) -> MemberView:
+        for member in await self.members():
+            if member.name == name:
+                return member
+        raise NotFound("Cluster member not found")
+
+    async def remove(self, name: str, *, force: bool = False) -> None:
+        """Take a member out of the cluster; an Online one (this one included) only with
+        ``force``: it would go on serving the shared state."""
+        member = await self.member(name)
+        if member.online and not force:
+            raise InvalidRequest(
+                f"cluster member {name!r} is online: stop its lxflexd first, or remove it "
+                "with --force"
+            )
+        async with self.db.write() as conn:
+            await sc.leave(conn, name)
+        log.warning("cluster member %s removed", name)

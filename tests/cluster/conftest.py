@@ -1,0 +1,153 @@
+"""A cluster on loopback: one throwaway PostgreSQL database, one ``lxflex-sim`` (one
+array), and lxflexd members, each on its own emulated host of that simulator (its own
+nvme shim, by-id links and sysfs) and its own state directory, reached by the real
+``lxc`` through its unix socket."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.compat.daemon import BIN, Daemon, _ready
+from tests.conftest import _counter, _createdb
+
+THRESHOLD = 11  # seconds: the least lxflexd (and LXD) accept, so Offline shows soon
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Member:
+    name: str
+    address: str
+    daemon: Daemon
+    argv: list[str]
+    proc: subprocess.Popen[bytes] | None = None
+
+    def lxc(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.daemon.lxc(*args, check=check)
+
+    def query(self, path: str) -> Any:
+        return json.loads(self.lxc("query", path).stdout)
+
+    def start(self) -> None:
+        with open(self.daemon.log, "a") as log:
+            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while not _ready(self.daemon.socket):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"{self.name} did not start:\n{self.daemon.log.read_text()}")
+            time.sleep(0.1)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@dataclass
+class Cluster:
+    sim_url: str
+    sim_password: str
+    db_url: str
+    members: list[Member] = field(default_factory=list)
+
+    def pool_config(self) -> dict[str, str]:
+        return {
+            "powerflex.gateway": self.sim_url,
+            "powerflex.pool": "sp1",
+            "powerflex.domain": "pd1",
+        }
+
+
+def _post(url: str, body: dict[str, Any]) -> Any:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture
+def cluster(root_only: None, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """Two members, m1 and m2, started; the test may add and stop members."""
+    socket_dir = request.getfixturevalue("pg_socket")
+    db_name = f"lxflex_cluster_{next(_counter)}"
+    _createdb(socket_dir, db_name)
+    db_url = f"postgresql://lxflex@/{db_name}?host={socket_dir}"
+    password = "pw-" + secrets.token_urlsafe(12)
+    sim_log = open(tmp_path / "sim.log", "w")  # noqa: SIM115 - closed at teardown
+    sim = subprocess.Popen(
+        [str(BIN / "lxflex-sim"), "--state-dir", str(tmp_path / "sim")],
+        stdout=subprocess.PIPE,
+        stderr=sim_log,
+        env={**os.environ, "LXFLEX_SIM_ADMIN_PASSWORD": password},
+    )
+    started: list[Member] = []
+    try:
+        assert sim.stdout is not None
+        info = json.loads(sim.stdout.readline())
+        made = Cluster(info["url"], password, db_url)
+        for name in ("m1", "m2"):
+            host = _post(f"{made.sim_url}/_sim/fabric/hosts", {"name": name})
+            root = Path(host["bin"]).parent
+            address = f"127.0.0.1:{_free_port()}"
+            daemon = Daemon(tmp_path / name, tmp_path / f"{name}-conf", tmp_path / f"{name}.log")
+            daemon.conf.mkdir(parents=True)
+            argv = [
+                str(BIN / "lxflexd"),
+                "--state-dir",
+                str(daemon.state),
+                "--db",
+                db_url,
+                "--cluster-name",
+                name,
+                "--cluster-address",
+                address,
+                "--offline-threshold",
+                str(THRESHOLD),
+                "--nvme",
+                str(Path(host["bin"]) / "nvme"),
+                "--by-id-dir",
+                host["by_id"],
+                "--sysfs",
+                host["sys_root"],
+                "--host-root",
+                str(root),
+            ]
+            member = Member(name, address, daemon, argv)
+            member.start()
+            started.append(member)
+            made.members.append(member)
+        yield made
+    finally:
+        for member in started:
+            member.stop()
+        sim.send_signal(signal.SIGTERM)
+        try:
+            sim.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            sim.kill()
+            sim.wait()
+        sim_log.close()

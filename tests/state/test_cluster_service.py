@@ -1,0 +1,79 @@
+"""The membership use cases: Online and Offline by the heartbeat's age, with LXD's
+message; removal refused for a member that still runs; a cluster needs PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from lxflex.driver import Conflict, InvalidRequest, NotFound
+from lxflex.service import ClusterService, ClusterSettings
+from lxflex.state import Database
+from lxflex.state import store as st
+from lxflex.state.schema import servers
+from tests.conftest import _counter, _createdb
+
+A, B = "00000000-0000-0000-0000-00000000000a", "00000000-0000-0000-0000-00000000000b"
+
+
+async def _silence(db: Database, uuid: str, seconds: int) -> None:
+    """Move the member's last heartbeat ``seconds`` into the past."""
+    async with db.write() as conn:
+        when = sa.func.now() - sa.text(f"interval '{seconds} seconds'")
+        await conn.execute(
+            sa.update(servers).where(servers.c.uuid == uuid).values(heartbeat_at=when)
+        )
+
+
+@pytest.fixture
+def db_url(request: pytest.FixtureRequest) -> str:
+    """PostgreSQL only: a cluster shares one."""
+    socket = request.getfixturevalue("pg_socket")
+    name = f"lxflex_cluster_{next(_counter)}"
+    _createdb(socket, name)
+    return f"postgresql://lxflex@/{name}?host={socket}"
+
+
+async def test_a_silent_member_is_offline_and_says_since_when(db: Database) -> None:
+    async with db.write() as conn:
+        for uuid in (A, B):
+            await st.ensure_server(conn, uuid, "host")
+    m1 = ClusterService(db, A, ClusterSettings("m1", "127.0.0.1:8443"))
+    m2 = ClusterService(db, B, ClusterSettings("m2", "127.0.0.1:8444"))
+    await m1.join("PEM-A")
+    await m2.join("PEM-B")
+    assert [(m.name, m.online, m.message) for m in await m1.members()] == [
+        ("m1", True, "Fully operational"),
+        ("m2", True, "Fully operational"),
+    ]
+    await _silence(db, B, 25)
+    seen = await m1.member("m2")
+    assert not seen.online
+    assert seen.message.startswith("No heartbeat for 25s (")
+    assert await m2.beat()  # it comes back
+    assert (await m1.member("m2")).online
+    with pytest.raises(InvalidRequest, match="is online"):
+        await m1.remove("m2")
+    await _silence(db, B, 60)
+    await m1.remove("m2")
+    with pytest.raises(NotFound, match="Cluster member not found"):
+        await m1.member("m2")
+    assert not await m2.beat()  # removed: it knows
+    with pytest.raises(Conflict, match="another server"):
+        await ClusterService(db, B, ClusterSettings("m1", "127.0.0.1:9")).join("PEM")
+
+
+async def test_a_cluster_needs_postgresql_and_a_valid_name(tmp_path: Path) -> None:
+    db = await Database.open(f"sqlite:///{tmp_path}/lxflex.db")
+    try:
+        with pytest.raises(InvalidRequest, match="PostgreSQL"):
+            await ClusterService(db, A, ClusterSettings("m1", "127.0.0.1:8443")).join("PEM")
+    finally:
+        await db.close()
+    for bad in ("-m1", "m 1", "", "x" * 64):
+        with pytest.raises(InvalidRequest, match="invalid cluster member name"):
+            ClusterSettings(bad, "127.0.0.1:8443")
+    with pytest.raises(InvalidRequest, match="greater than 10"):
+        ClusterSettings("m1", "127.0.0.1:8443", offline_threshold=10)
