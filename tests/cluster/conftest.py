@@ -81,6 +81,11 @@ class Cluster:
         }
 
 
+def _get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.loads(response.read())
+
+
 def _post(url: str, body: dict[str, Any]) -> Any:
     request = urllib.request.Request(
         url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}

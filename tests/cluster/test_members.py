@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pylxd
 import pytest
@@ -16,7 +17,7 @@ from lxflex.state import cluster as sc
 from lxflex.state import journal as jn
 from lxflex.state import store as st
 
-from .conftest import THRESHOLD, Cluster
+from .conftest import THRESHOLD, Cluster, _get, _post
 
 pytestmark = pytest.mark.root
 
@@ -147,3 +148,109 @@ def test_a_starting_member_leaves_the_work_of_another_alone(cluster: Cluster) ->
     m2.start()  # its start-up repair must not undo m1's create
     assert asyncio.run(_still_there(cluster.db_url, vol_id, entry)) == (True, True)
     assert "another member may be doing it" in m2.daemon.log.read_text()
+
+
+def test_work_on_one_volume_from_two_members_is_serialized(cluster: Cluster) -> None:
+    """A snapshot through m1 and a delete through m2 of the same volume, at once, with
+    slow gateway answers to widen the window: whichever goes first, the array and the
+    state agree afterwards, as each member's check says."""
+    m1, m2 = cluster.members
+    client = pylxd.Client(endpoint=str(m1.daemon.socket))
+    config = {**cluster.pool_config(), "powerflex.user.password": cluster.sim_password}
+    client.storage_pools.create({"name": "pf", "driver": "powerflex", "config": config})
+    _post(f"{cluster.sim_url}/_sim/faults", {"route": "*", "latency_ms": 60})
+    for i in range(3):
+        name = f"v{i}"
+        m1.lxc("storage", "volume", "create", "pf", name, "size=8GiB")
+        with ThreadPoolExecutor(2) as both:
+            snap = both.submit(
+                m1.lxc, "storage", "volume", "snapshot", "pf", name, "s0", check=False
+            )
+            gone = both.submit(m2.lxc, "storage", "volume", "delete", "pf", name, check=False)
+            snapped, deleted = snap.result(), gone.result()
+        assert deleted.returncode == 0, deleted.stderr
+        # Before the delete, or refused: during it ("being deleted"), or after it.
+        refusals = ("not found", "is being deleted")
+        assert snapped.returncode == 0 or any(r in snapped.stderr for r in refusals), snapped.stderr
+        for member in (m1, m2):
+            report = member.query("/1.0/storage-pools/pf/check")
+            assert report["clean"], report["findings"]
+            assert report["array_volumes"] == 0
+
+
+def test_a_request_for_another_member_is_served_there(cluster: Cluster) -> None:
+    m1, m2 = cluster.members
+    client = pylxd.Client(endpoint=str(m1.daemon.socket))
+    config = {**cluster.pool_config(), "powerflex.user.password": cluster.sim_password}
+    client.storage_pools.create({"name": "pf", "driver": "powerflex", "config": config})
+    info = m1.lxc("info", "--target", "m2").stdout  # GET /1.0?target=m2, forwarded
+    assert "server_name: m2" in info
+    assert m1.query("/1.0?target=m2")["environment"]["server_name"] == "m2"
+    assert m1.query("/1.0?target=m1")["environment"]["server_name"] == "m1"
+    unknown = m1.lxc("query", "/1.0?target=m9", check=False)
+    assert unknown.returncode != 0
+    assert "Cluster member not found" in unknown.stderr
+    # A filesystem volume: m2's host makes the filesystem.
+    m1.lxc("storage", "volume", "create", "pf", "v1", "size=8GiB", "--target", "m2")
+    shown = m1.lxc("storage", "volume", "show", "pf", "v1", "--target", "m2").stdout
+    assert "name: v1" in shown
+    # m2's host attached the volume to make its filesystem; m1's never did.
+    assert "created NVMe host" in m2.daemon.log.read_text()
+    assert "created NVMe host" not in m1.daemon.log.read_text()
+    m1.lxc("storage", "volume", "delete", "pf", "v1", "--target", "m2")
+    assert m2.query("/1.0/storage-pools/pf/volumes") == []
+
+
+def test_the_same_snapshot_through_two_members_is_made_once(cluster: Cluster) -> None:
+    """Two members asked at once for snapshot s0 of one volume: the second finds the
+    name taken and makes nothing on the array."""
+    m1, m2 = cluster.members
+    client = pylxd.Client(endpoint=str(m1.daemon.socket))
+    config = {**cluster.pool_config(), "powerflex.user.password": cluster.sim_password}
+    client.storage_pools.create({"name": "pf", "driver": "powerflex", "config": config})
+    _post(f"{cluster.sim_url}/_sim/faults", {"route": "*", "latency_ms": 60})
+    for i in range(3):
+        name = f"v{i}"
+        m1.lxc("storage", "volume", "create", "pf", name, "size=8GiB", "--type", "block")
+        _post(f"{cluster.sim_url}/_sim/stats/reset", {})
+        with ThreadPoolExecutor(2) as both:
+            runs = [
+                both.submit(m.lxc, "storage", "volume", "snapshot", "pf", name, "s0", check=False)
+                for m in (m1, m2)
+            ]
+            codes = sorted(r.result().returncode for r in runs)
+        assert codes[0] == 0
+        assert codes[1] != 0
+        stats = _get(f"{cluster.sim_url}/_sim/stats")
+        made = sum(n for route, n in stats["requests"].items() if "snapshotVolumes" in route)
+        assert made == 1, stats["requests"]
+        report = m2.query("/1.0/storage-pools/pf/check")
+        assert report["clean"], report["findings"]
+
+
+def test_work_on_a_volume_waits_for_work_on_it_through_another_member(cluster: Cluster) -> None:
+    """A resize through m1 is held up at the gateway; a rename of the same volume
+    through m2 (state only) ends after it, not while it runs: the volume's lock is the
+    cluster's. A rename of another volume does not wait."""
+    m1, m2 = cluster.members
+    client = pylxd.Client(endpoint=str(m1.daemon.socket))
+    config = {**cluster.pool_config(), "powerflex.user.password": cluster.sim_password}
+    client.storage_pools.create({"name": "pf", "driver": "powerflex", "config": config})
+    for name in ("v", "other"):
+        m1.lxc("storage", "volume", "create", "pf", name, "size=8GiB", "--type", "block")
+    _post(f"{cluster.sim_url}/_sim/faults", {"route": "POST */setVolumeSize", "latency_ms": 4000})
+    _post(f"{cluster.sim_url}/_sim/stats/reset", {})
+    with ThreadPoolExecutor(1) as one:
+        resize = one.submit(m1.lxc, "storage", "volume", "set", "pf", "v", "size=16GiB")
+        deadline = time.monotonic() + 30
+        while not any(
+            "setVolumeSize" in k for k in _get(f"{cluster.sim_url}/_sim/stats")["requests"]
+        ):
+            assert time.monotonic() < deadline, "the resize never reached the gateway"
+            time.sleep(0.05)
+        m2.lxc("storage", "volume", "rename", "pf", "other", "other2")
+        assert not resize.done()  # another volume: no wait
+        m2.lxc("storage", "volume", "rename", "pf", "v", "w")
+        assert resize.done()  # the same volume: after the resize, not during it
+        resize.result()
+    assert "size: 16GiB" in m1.lxc("storage", "volume", "show", "pf", "w").stdout

@@ -9,16 +9,42 @@ a cluster) and no members. Members hold no raft roles: the database is PostgreSQ
 
 from __future__ import annotations
 
+import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
 
 from ..service import MemberView
-from .common import recursion_of, storage_of
+from .common import STORAGE, recursion_of, storage_of
 from .envelope import empty, sync
+from .forward import Forwarder
 
-__all__ = ["add_routes", "member_doc"]
+__all__ = ["FORWARDER", "add_routes", "forward_middleware", "member_doc"]
+
+FORWARDER: web.AppKey[Forwarder] = web.AppKey("forwarder")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# Served by the member that receives them whatever their target: the events stream
+# (events are the cluster's), and a pool's creation (a PowerFlex pool is every
+# member's; the handler answers a --target itself).
+_LOCAL = [("GET", re.compile(r"/1\.0/events/?")), ("POST", re.compile(r"/1\.0/storage-pools/?"))]
+
+
+@web.middleware
+async def forward_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """``?target=<another member>``: forward the request to it (see :mod:`.forward`)."""
+    cluster = request.app[STORAGE].cluster
+    target = request.query.get("target")
+    if (
+        not cluster.clustered
+        or target in (None, "", "none", cluster.name)
+        or any(m == request.method and p.fullmatch(request.path) for m, p in _LOCAL)
+    ):
+        return await handler(request)
+    member = await cluster.member(target or "")  # 404 Cluster member not found
+    return await request.app[FORWARDER].forward(request, member)
 
 
 def member_doc(member: MemberView) -> dict[str, Any]:

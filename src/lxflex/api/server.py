@@ -30,9 +30,11 @@ from . import projects as project_routes
 from . import render
 from . import storage as storage_routes
 from . import trust as trust_routes
+from .cluster import FORWARDER, forward_middleware
 from .common import OPS, SERVER_NAME, STORAGE
 from .envelope import ApiError, check_etag, empty, error, etag, json_body, sync
 from .events import REQUESTOR, EventHub, LogForwarder
+from .forward import Forwarder
 from .operations import Operation, Operations
 from .projects import project_middleware
 from .trust import HTTPS, TRUSTED, Https, trust_middleware
@@ -251,12 +253,13 @@ def build_app(
     """The API; ``state_dir`` holds the server certificate (none without it), and
     ``https_address`` fixes the HTTPS address whatever ``core.https_address`` says."""
     app = web.Application(
-        middlewares=[error_middleware, trust_middleware, project_middleware],
+        middlewares=[error_middleware, trust_middleware, forward_middleware, project_middleware],
         client_max_size=64 * 1024**2,
     )
     app[SERVER_NAME] = storage.cluster.name or server_name or socket.gethostname()
     app[HTTPS] = Https(state_dir, fixed_address=https_address)
-    hub = EventHub()
+    hub = EventHub(storage.cluster.name or "none")
+    app[FORWARDER] = Forwarder(state_dir)
     storage.pools.events.subscribe(
         lambda event: hub.publish(
             "lifecycle", render.lifecycle(event, REQUESTOR.get()), event.project
@@ -288,6 +291,7 @@ def build_app(
     async def on_shutdown(app: web.Application) -> None:
         logging.getLogger("lxflex").removeHandler(app[_FORWARDER])
         await app[HTTPS].close()
+        await app[FORWARDER].close()
         await hub.close()
         await app[OPS].close()
 

@@ -1,6 +1,8 @@
 """Trust over HTTPS: the HTTPS listener, who may call what, the certificates API, tokens.
 
 * Requests on the unix socket are trusted (file permissions guard it, as LXD's).
+* Requests from a cluster member (its server certificate, as the shared state records
+  it) are trusted; the member acts for the caller its X-LXD-forwarded-* headers name.
 * Requests over HTTPS are trusted when the client certificate of their connection is in
   the trust store. Untrusted ones may only read ``/`` and ``/1.0`` (the short untrusted
   form) and ``POST /1.0/certificates`` with a trust token; everything else is 403.
@@ -38,6 +40,7 @@ from . import servercert
 from .common import OPS, STORAGE
 from .envelope import ApiError, async_response, check_etag, created, empty, etag, json_body, sync
 from .events import REQUESTOR
+from .forward import FORWARDED
 from .operations import Operation, Operations
 from .peers import Peers
 
@@ -123,9 +126,14 @@ async def trust_middleware(request: web.Request, handler: Handler) -> web.Stream
             {"username": _unix_user(request.transport), "protocol": "unix", "address": "@"}
         )
         return await handler(request)
-    trusted = peer.fingerprint is not None and await request.app[STORAGE].trust.trusted(
-        peer.fingerprint
-    )
+    storage = request.app[STORAGE]
+    trusted = peer.fingerprint is not None and await storage.trust.trusted(peer.fingerprint)
+    if not trusted and peer.fingerprint is not None:
+        member = await storage.cluster.member_with_certificate(peer.fingerprint)
+        if member is not None:  # a peer, forwarding for its caller
+            request[TRUSTED] = True
+            REQUESTOR.set(_forwarded_for(request, member.name))
+            return await handler(request)
     request[TRUSTED] = trusted
     if trusted and peer.fingerprint is not None:
         REQUESTOR.set(
@@ -134,6 +142,15 @@ async def trust_middleware(request: web.Request, handler: Handler) -> web.Stream
     if trusted or (request.method, request.path.rstrip("/") or "/") in _UNTRUSTED_ALLOWED:
         return await handler(request)
     raise ApiError(403, "not authorized")
+
+
+def _forwarded_for(request: web.Request, member: str) -> dict[str, str]:
+    """Whom a member forwards for, from its X-LXD-forwarded-* headers (as LXD's)."""
+    fields = dict(zip(("username", "protocol", "address"), FORWARDED, strict=True))
+    found = {field: request.headers.get(header, "") for field, header in fields.items()}
+    if not found["username"]:
+        return {"username": member, "protocol": "cluster", "address": _address(request)}
+    return found
 
 
 def _unix_user(transport: asyncio.BaseTransport) -> str:

@@ -15,11 +15,13 @@ import datetime
 import logging
 import platform
 import re
+import ssl
 from dataclasses import dataclass
 
 from ..driver import Conflict, InvalidRequest, NotFound
 from ..state import Database
 from ..state import cluster as sc
+from .trust import fingerprint
 
 __all__ = ["DEFAULT_OFFLINE_THRESHOLD", "ClusterService", "ClusterSettings", "MemberView"]
 
@@ -55,6 +57,13 @@ class MemberView:
     online: bool
     message: str
     certificate: str
+
+
+def _fingerprint(pem: str) -> str:
+    try:
+        return fingerprint(ssl.PEM_cert_to_DER_cert(pem))
+    except ValueError:  # not a certificate: matches nothing
+        return ""
 
 
 def _message(member: sc.Member, threshold: float) -> tuple[bool, str]:
@@ -141,6 +150,15 @@ class ClusterService:
             if member.name == name:
                 return member
         raise NotFound("Cluster member not found")
+
+    async def member_with_certificate(self, fp: str) -> MemberView | None:
+        """The member whose server certificate has fingerprint ``fp`` (a peer calling)."""
+        if self.settings is None:
+            return None
+        for member in await self.members():
+            if member.certificate and _fingerprint(member.certificate) == fp:
+                return member
+        return None
 
     async def remove(self, name: str, *, force: bool = False) -> None:
         """Take a member out of the cluster; an Online one (this one included) only with

@@ -95,12 +95,19 @@ class VolumeService:
     def _locked(
         self, pool: str, project: str, name: str, kind: Kind = CUSTOM_KIND
     ) -> AbstractAsyncContextManager[None]:
-        return self._locks.hold((pool, project, kind.lock_key(name)))
+        return self.lock(pool, project, kind.lock_key(name))
 
-    def lock(self, pool: str, project: str, key: str) -> AbstractAsyncContextManager[None]:
+    @asynccontextmanager
+    async def lock(self, pool: str, project: str, key: str) -> AsyncIterator[None]:
         """Serialize work on one volume, by its lock key (:meth:`Kind.lock_key`; a custom
-        volume's is its name): backups, checks and recovery take the volume's lock too."""
-        return self._locks.hold((pool, project, key))
+        volume's is its name): backups, checks and recovery take the volume's lock too.
+        Within this server first, then against the other members of a cluster (the
+        state's shared lock; nothing more on a state only this server uses)."""
+        async with (
+            self._locks.hold((pool, project, key)),
+            self.db.shared_lock(f"volume\0{pool}\0{project}\0{key}"),
+        ):
+            yield
 
     def busy(self, pool: str, project: str, key: str) -> bool:
         """Whether work on the volume runs or waits now (``key`` as :meth:`lock`'s)."""

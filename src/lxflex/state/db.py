@@ -27,6 +27,7 @@ Transactions are short: callers never hold one across a gateway or host call.
 from __future__ import annotations
 
 import abc
+import contextlib
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -137,6 +138,12 @@ class Database(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Let go of every connection (writers waiting for a commit get it first)."""
+
+    def shared_lock(self, key: str) -> AbstractAsyncContextManager[None]:
+        """Hold ``key`` against every other process of this database (the members of a
+        cluster) for as long as the block runs; the caller serializes its own tasks. A
+        database only one process uses (SQLite) needs nothing."""
+        return contextlib.nullcontext()
 
     def __repr__(self) -> str:
         return f"Database({self.dialect})"  # the URL may hold a password

@@ -3,15 +3,20 @@
 Every member writes, so nothing read is cached (``exclusive`` is False), and writers run
 at once: the store orders those that must not overlap with row locks
 (``SELECT ... FOR UPDATE``). A failed statement aborts its whole transaction here, which
-is why the store guards a statement that may clash in a savepoint.
+is why the store guards a statement that may clash in a savepoint. Work that spans many
+transactions (an operation on one volume) is serialized across members by
+:meth:`shared_lock`: a session advisory lock.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
-from sqlalchemy.ext.asyncio import create_async_engine
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from .db import Conn, Database
 
@@ -26,6 +31,10 @@ class PostgresDatabase(Database):
 
     def __init__(self, url: str) -> None:
         self.engine = create_async_engine(url, pool_pre_ping=True)
+        self._locks = _AdvisoryLocks(self.engine)
+
+    def shared_lock(self, key: str) -> AbstractAsyncContextManager[None]:
+        return self._locks.hold(key)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Conn]:
@@ -38,4 +47,49 @@ class PostgresDatabase(Database):
             yield conn
 
     async def close(self) -> None:
+        await self._locks.close()
         await self.engine.dispose()
+
+
+def _lock_id(key: str) -> int:
+    """The advisory lock of a key: 64 bits of its hash, signed as PostgreSQL's bigint."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), signed=True)
+
+
+class _AdvisoryLocks:
+    """Session advisory locks on one connection of this process, taken with
+    ``pg_try_advisory_lock`` and retried while another session holds them. They go when
+    released, or when the session ends: a member that dies (kill -9 included) lets go of
+    every lock it held, and its peers go on."""
+
+    RETRY = 0.05  # seconds between tries while another member holds the lock
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._conn: AsyncConnection | None = None
+        self._guard = asyncio.Lock()  # one statement at a time on the connection
+
+    async def _execute(self, statement: str, lock: int) -> bool:
+        async with self._guard:
+            if self._conn is None or self._conn.closed:
+                conn = await self._engine.connect()
+                self._conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            result = await self._conn.execute(sa.text(statement), {"lock": lock})
+            return bool(result.scalar())
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock = _lock_id(key)
+        # The holder is another process: there is no event to wait for, only retries.
+        while not await self._execute("SELECT pg_try_advisory_lock(:lock)", lock):  # noqa: ASYNC110
+            await asyncio.sleep(self.RETRY)
+        try:
+            yield
+        finally:
+            await asyncio.shield(self._execute("SELECT pg_advisory_unlock(:lock)", lock))
+
+    async def close(self) -> None:
+        async with self._guard:
+            if self._conn is not None:
+                await self._conn.close()
+                self._conn = None

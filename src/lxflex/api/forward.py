@@ -1,0 +1,113 @@
+"""Requests for another cluster member (``?target=<member>``), forwarded as LXD does.
+
+The receiving member re-issues the same method and URI (the query, ``target``
+included) with the same body and headers to the member's address, over mutual TLS: it
+presents its own server certificate, and it pins the member's, as recorded in the
+shared state. It adds ``X-LXD-forwarded-{username,protocol,address}`` so the member
+acts for the original caller, then copies the status, headers and body back, streaming
+both ways (an export or an import may be large). The member sees ``target`` naming
+itself and serves the request.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from ..service import MemberView
+from . import servercert
+from .envelope import ApiError
+from .events import REQUESTOR
+
+__all__ = ["FORWARDED", "Forwarder"]
+
+log = logging.getLogger("lxflex.api")
+
+FORWARDED = ("X-LXD-forwarded-username", "X-LXD-forwarded-protocol", "X-LXD-forwarded-address")
+# Hop by hop, or re-made by the client library for the new connection.
+_DROP = {
+    "host",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-length",
+    "upgrade",
+    "te",
+    "trailer",
+    "proxy-authorization",
+    "proxy-connection",
+    *(h.lower() for h in FORWARDED),
+}
+_CHUNK = 256 * 1024
+
+
+class Forwarder:
+    """A client to the other members, with this server's certificate."""
+
+    def __init__(self, state_dir: Path | None) -> None:
+        self.state_dir = state_dir
+        self._session: aiohttp.ClientSession | None = None
+        self._contexts: dict[str, ssl.SSLContext] = {}
+
+    def _context(self, member: MemberView) -> ssl.SSLContext:
+        context = self._contexts.get(member.certificate)
+        if context is None:
+            if self.state_dir is None:
+                raise ApiError(500, "this server has no certificate to call its peers with")
+            cert, key = servercert.ensure(self.state_dir)
+            # Pinned: the member's own self-signed certificate is the only one accepted.
+            context = ssl.create_default_context(cadata=member.certificate)
+            context.check_hostname = False
+            context.load_cert_chain(cert, key)
+            self._contexts[member.certificate] = context
+        return context
+
+    async def forward(self, request: web.Request, member: MemberView) -> web.StreamResponse:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+                auto_decompress=False,
+            )
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _DROP}
+        requestor = REQUESTOR.get() or {}
+        for header, field in zip(FORWARDED, ("username", "protocol", "address"), strict=True):
+            headers[header] = requestor.get(field, "")
+        url = f"https://{member.address}{request.path_qs}"
+        body = request.content if request.body_exists else None
+        response: web.StreamResponse | None = None
+        try:
+            async with self._session.request(
+                request.method,
+                url,
+                headers=headers,
+                data=body,
+                ssl=self._context(member),
+                allow_redirects=False,
+            ) as answer:
+                response = web.StreamResponse(status=answer.status, reason=answer.reason)
+                for key, value in answer.headers.items():
+                    if key.lower() not in _DROP:
+                        response.headers.add(key, value)
+                if answer.content_length is not None:
+                    response.content_length = answer.content_length
+                await response.prepare(request)
+                async for chunk in answer.content.iter_chunked(_CHUNK):
+                    await response.write(chunk)
+                await response.write_eof()
+                return response
+        except (aiohttp.ClientError, OSError, ssl.SSLError) as exc:
+            log.warning("forwarding to member %s failed: %s", member.name, exc)
+            if response is not None and response.prepared:
+                raise  # the answer was under way: only cutting the connection says so
+            raise ApiError(
+                503, f"cannot reach cluster member {member.name!r} at {member.address}: {exc}"
+            ) from None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
