@@ -202,6 +202,14 @@ def _createdb(socket: str, name: str) -> None:
     )
 
 
+@pytest.fixture
+def pg_url(pg_socket: str) -> str:
+    """A fresh PostgreSQL database of its own (a cluster's shared state)."""
+    name = f"lxflex_pg_{next(_counter)}"
+    _createdb(pg_socket, name)
+    return f"postgresql://lxflex@/{name}?host={pg_socket}"
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":

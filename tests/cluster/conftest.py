@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pylxd
 import pytest
 
 from tests.compat.daemon import BIN, Daemon, _ready
-from tests.conftest import _counter, _createdb
 
 THRESHOLD = 11  # seconds: the least lxflexd (and LXD) accept, so Offline shows soon
 
@@ -80,6 +80,13 @@ class Cluster:
             "powerflex.domain": "pd1",
         }
 
+    def make_pool(self, member: Member, name: str = "pf") -> None:
+        """The pool on the simulator's sp1, made through ``member`` with pylxd, which
+        keeps the gateway password off every command line."""
+        config = {**self.pool_config(), "powerflex.user.password": self.sim_password}
+        client = pylxd.Client(endpoint=str(member.daemon.socket))
+        client.storage_pools.create({"name": name, "driver": "powerflex", "config": config})
+
 
 def _get(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=30) as response:
@@ -95,12 +102,9 @@ def _post(url: str, body: dict[str, Any]) -> Any:
 
 
 @pytest.fixture
-def cluster(root_only: None, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+def cluster(root_only: None, tmp_path: Path, pg_url: str) -> Iterator[Cluster]:
     """Two members, m1 and m2, started; the test may add and stop members."""
-    socket_dir = request.getfixturevalue("pg_socket")
-    db_name = f"lxflex_cluster_{next(_counter)}"
-    _createdb(socket_dir, db_name)
-    db_url = f"postgresql://lxflex@/{db_name}?host={socket_dir}"
+    db_url = pg_url
     password = "pw-" + secrets.token_urlsafe(12)
     sim_log = open(tmp_path / "sim.log", "w")  # noqa: SIM115 - closed at teardown
     sim = subprocess.Popen(

@@ -16,6 +16,7 @@ from lxflex.state import Database, Status
 from lxflex.state import cluster as sc
 from lxflex.state import journal as jn
 from lxflex.state import store as st
+from tests.compat.daemon import Monitor
 
 from .conftest import THRESHOLD, Cluster, _get, _post
 
@@ -50,18 +51,13 @@ def test_every_member_lists_every_member(cluster: Cluster) -> None:
 
 def test_a_pool_made_through_one_member_is_every_members(cluster: Cluster) -> None:
     m1, m2 = cluster.members
-    client = pylxd.Client(endpoint=str(m1.daemon.socket))  # the password stays off argv
-    config = {**cluster.pool_config(), "powerflex.user.password": cluster.sim_password}
-    client.storage_pools.create({"name": "pf", "driver": "powerflex", "config": config})
+    cluster.make_pool(m1)
     shown = m2.query("/1.0/storage-pools/pf")
     assert sorted(shown["locations"]) == ["m1", "m2"]
     assert shown["status"] == "Created"
     m2.lxc("storage", "volume", "create", "pf", "v1", "size=8GiB", "--type", "block")
     (volume,) = [v for v in m1.query("/1.0/storage-pools/pf/volumes?recursion=1")]
     assert (volume["name"], volume["location"]) == ("v1", "")  # a remote volume: no member
-    refused = m1.lxc("storage", "create", "pf2", "powerflex", "--target", "m2", check=False)
-    assert refused.returncode != 0
-    assert "create it once, without --target" in refused.stderr
     m1.lxc("storage", "volume", "delete", "pf", "v1")
 
 
@@ -140,9 +136,7 @@ async def _still_there(db_url: str, vol_id: int, entry: int) -> tuple[bool, bool
 
 def test_a_starting_member_leaves_the_work_of_another_alone(cluster: Cluster) -> None:
     m1, m2 = cluster.members
-    client = pylxd.Client(endpoint=str(m1.daemon.socket))
-    config = {**cluster.pool_config(), "powerflex.user.password": cluster.sim_password}
-    client.storage_pools.create({"name": "pf", "driver": "powerflex", "config": config})
+    cluster.make_pool(m1)
     vol_id, entry = asyncio.run(_work_of_m1_under_way(cluster.db_url))
     m2.stop()
     m2.start()  # its start-up repair must not undo m1's create
@@ -155,9 +149,7 @@ def test_work_on_one_volume_from_two_members_is_serialized(cluster: Cluster) -> 
     slow gateway answers to widen the window: whichever goes first, the array and the
     state agree afterwards, as each member's check says."""
     m1, m2 = cluster.members
-    client = pylxd.Client(endpoint=str(m1.daemon.socket))
-    config = {**cluster.pool_config(), "powerflex.user.password": cluster.sim_password}
-    client.storage_pools.create({"name": "pf", "driver": "powerflex", "config": config})
+    cluster.make_pool(m1)
     _post(f"{cluster.sim_url}/_sim/faults", {"route": "*", "latency_ms": 60})
     for i in range(3):
         name = f"v{i}"
@@ -180,9 +172,7 @@ def test_work_on_one_volume_from_two_members_is_serialized(cluster: Cluster) -> 
 
 def test_a_request_for_another_member_is_served_there(cluster: Cluster) -> None:
     m1, m2 = cluster.members
-    client = pylxd.Client(endpoint=str(m1.daemon.socket))
-    config = {**cluster.pool_config(), "powerflex.user.password": cluster.sim_password}
-    client.storage_pools.create({"name": "pf", "driver": "powerflex", "config": config})
+    cluster.make_pool(m1)
     info = m1.lxc("info", "--target", "m2").stdout  # GET /1.0?target=m2, forwarded
     assert "server_name: m2" in info
     assert m1.query("/1.0?target=m2")["environment"]["server_name"] == "m2"
@@ -205,9 +195,7 @@ def test_the_same_snapshot_through_two_members_is_made_once(cluster: Cluster) ->
     """Two members asked at once for snapshot s0 of one volume: the second finds the
     name taken and makes nothing on the array."""
     m1, m2 = cluster.members
-    client = pylxd.Client(endpoint=str(m1.daemon.socket))
-    config = {**cluster.pool_config(), "powerflex.user.password": cluster.sim_password}
-    client.storage_pools.create({"name": "pf", "driver": "powerflex", "config": config})
+    cluster.make_pool(m1)
     _post(f"{cluster.sim_url}/_sim/faults", {"route": "*", "latency_ms": 60})
     for i in range(3):
         name = f"v{i}"
@@ -233,9 +221,7 @@ def test_work_on_a_volume_waits_for_work_on_it_through_another_member(cluster: C
     through m2 (state only) ends after it, not while it runs: the volume's lock is the
     cluster's. A rename of another volume does not wait."""
     m1, m2 = cluster.members
-    client = pylxd.Client(endpoint=str(m1.daemon.socket))
-    config = {**cluster.pool_config(), "powerflex.user.password": cluster.sim_password}
-    client.storage_pools.create({"name": "pf", "driver": "powerflex", "config": config})
+    cluster.make_pool(m1)
     for name in ("v", "other"):
         m1.lxc("storage", "volume", "create", "pf", name, "size=8GiB", "--type", "block")
     _post(f"{cluster.sim_url}/_sim/faults", {"route": "POST */setVolumeSize", "latency_ms": 4000})
@@ -254,3 +240,83 @@ def test_work_on_a_volume_waits_for_work_on_it_through_another_member(cluster: C
         assert resize.done()  # the same volume: after the resize, not during it
         resize.result()
     assert "size: 16GiB" in m1.lxc("storage", "volume", "show", "pf", "w").stdout
+
+
+def test_events_and_operations_of_one_member_reach_the_others(cluster: Cluster) -> None:
+    """lxc on m1 sees the lifecycle events of work done through m2 (with m2 as their
+    location), and waits through m1 for an operation that runs on m2."""
+    m1, m2 = cluster.members
+    cluster.make_pool(m1)
+    monitor = Monitor(m1.daemon, "lifecycle")
+    try:
+        deadline = time.monotonic() + 30
+        n = 0
+        m1.lxc("storage", "volume", "create", "pf", "probe", "--type", "block", "size=8GiB")
+        while not monitor.events:  # until the monitor listens
+            assert time.monotonic() < deadline, "lxc monitor received nothing"
+            m1.lxc("storage", "volume", "set", "pf", "probe", f"user.n={n}")
+            n += 1
+            time.sleep(0.2)
+        monitor.events.clear()
+        m2.lxc("storage", "volume", "create", "pf", "v1", "--type", "block", "size=8GiB")
+        # An operation on m2, waited for by lxc through m1 (its events come relayed).
+        m1.lxc("storage", "volume", "snapshot", "pf", "v1", "s0", "--target", "m2")
+    finally:
+        events = monitor.stop()
+    seen = [(e["metadata"]["action"], e["location"]) for e in events]
+    assert ("storage-volume-created", "m2") in seen
+    assert ("storage-volume-snapshot-created", "m2") in seen
+    assert "s0" in m1.lxc("storage", "volume", "info", "pf", "v1").stdout
+
+
+def test_lxds_two_step_pool_creation_works_too(cluster: Cluster) -> None:
+    """MicroCloud- and Terraform-style tooling: `--target` on each member (no keys: a
+    PowerFlex pool has no member's own), then one create with the keys."""
+    m1, m2 = cluster.members
+    out = m1.lxc("storage", "create", "pf", "powerflex", "--target", "m1").stdout
+    assert "Storage pool pf pending on member m1" in out
+    keyed = m1.lxc(
+        "storage", "create", "pf", "powerflex", "powerflex.pool=sp1", "--target", "m2", check=False
+    )
+    assert keyed.returncode != 0
+    assert 'Config key "powerflex.pool" may not be used as member-specific key' in keyed.stderr
+    m2.lxc("storage", "create", "pf", "powerflex", "--target", "m2")
+    again = m1.lxc("storage", "create", "pf", "powerflex", "--target", "m2", check=False)
+    assert 'The storage pool already defined on member "m2"' in again.stderr
+    shown = m2.query("/1.0/storage-pools/pf")
+    assert (shown["status"], shown["locations"]) == ("Pending", ["m1", "m2"])
+    refused = m1.lxc("storage", "set", "pf", "volume.size=8GiB", check=False)
+    assert "Cannot update storage pool global config when not in created state" in refused.stderr
+    early = m1.lxc("storage", "volume", "create", "pf", "v1", "--type", "block", check=False)
+    assert "is pending" in early.stderr
+    client = pylxd.Client(endpoint=str(m2.daemon.socket))
+    wrong = {**cluster.pool_config(), "powerflex.user.password": "not-it"}
+    with pytest.raises(pylxd.exceptions.LXDAPIException, match="user name or password"):
+        client.storage_pools.create({"name": "pf", "driver": "powerflex", "config": wrong})
+    assert m1.query("/1.0/storage-pools/pf")["status"] == "Pending"  # run it again
+    config = {**cluster.pool_config(), "powerflex.user.password": cluster.sim_password}
+    client.storage_pools.create({"name": "pf", "driver": "powerflex", "config": config})
+    shown = m1.query("/1.0/storage-pools/pf")
+    assert (shown["status"], shown["locations"]) == ("Created", ["m1", "m2"])
+    assert shown["config"]["powerflex.pool"] == "sp1"
+    m1.lxc("storage", "volume", "create", "pf", "v1", "--type", "block", "size=8GiB")
+    done = m1.lxc("storage", "create", "pf", "powerflex", "--target", "m1", check=False)
+    assert "Storage pool is not in pending state" in done.stderr
+
+
+def test_an_operation_of_one_member_is_listed_found_and_cancelled_from_another(
+    cluster: Cluster,
+) -> None:
+    """A trust token is a held operation: one issued by m2 is in m1's operation list,
+    shown by m1, and cancelled through m1."""
+    m1, m2 = cluster.members
+    m2.lxc("config", "trust", "add", "--name", "laptop")
+    (op,) = [o for o in m2.query("/1.0/operations?recursion=1")["running"]]
+    assert op["location"] == "m2"
+    listed = m1.query("/1.0/operations?recursion=1")["running"]
+    assert [o["id"] for o in listed] == [op["id"]]
+    assert m1.query(f"/1.0/operations/{op['id']}")["location"] == "m2"
+    m1.lxc("operation", "delete", op["id"])
+    assert m2.query(f"/1.0/operations/{op['id']}")["status"] == "Cancelled"
+    missing = m1.lxc("query", "/1.0/operations/00000000-0000-0000-0000-000000000000", check=False)
+    assert "Operation not found" in missing.stderr

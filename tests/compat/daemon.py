@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -173,3 +175,38 @@ def make_client_cert(directory: Path) -> tuple[Path, Path]:
         )
     )
     return crt, pem_key
+
+
+class Monitor:
+    """``lxc monitor --format=json`` in the background, its events collected as they come."""
+
+    def __init__(self, d: Daemon, kind: str) -> None:
+        self.proc = subprocess.Popen(
+            ["lxc", "monitor", f"--type={kind}", "--format=json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=d.env(),
+        )
+        self.events: list[dict[str, Any]] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        block: list[str] = []
+        for line in self.proc.stdout:
+            if line.strip():
+                block.append(line)
+            elif block:
+                self.events.append(json.loads("".join(block)))
+                block = []
+
+    def stop(self) -> list[dict[str, Any]]:
+        time.sleep(0.5)  # the last events on their way
+        # SIGTERM, not SIGINT: a test run started in the background of a shell inherits
+        # SIGINT ignored, and so would lxc.
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        self._reader.join(timeout=30)
+        return self.events

@@ -5,19 +5,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import tarfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import pytest
 import yaml
 
-from .daemon import Daemon, backing_file, pread, pwrite, running_daemon
+from .daemon import Daemon, Monitor, backing_file, pread, pwrite, running_daemon
 
 pytestmark = [
     pytest.mark.root,
@@ -291,42 +288,7 @@ def test_unset_brings_the_default_back(daemon: Daemon) -> None:
     daemon.lxc("storage", "volume", "delete", POOL, "opts")
 
 
-class _Monitor:
-    """``lxc monitor --format=json`` in the background, its events collected as they come."""
-
-    def __init__(self, d: Daemon, kind: str) -> None:
-        self.proc = subprocess.Popen(
-            ["lxc", "monitor", f"--type={kind}", "--format=json"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            env=d.env(),
-        )
-        self.events: list[dict[str, Any]] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        block: list[str] = []
-        for line in self.proc.stdout:
-            if line.strip():
-                block.append(line)
-            elif block:
-                self.events.append(json.loads("".join(block)))
-                block = []
-
-    def stop(self) -> list[dict[str, Any]]:
-        time.sleep(0.5)  # the last events on their way
-        # SIGTERM, not SIGINT: a test run started in the background of a shell inherits
-        # SIGINT ignored, and so would lxc.
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
-        self._reader.join(timeout=30)
-        return self.events
-
-
-def _listening(d: Daemon, monitor: _Monitor) -> None:
+def _listening(d: Daemon, monitor: Monitor) -> None:
     """Wait until the monitor receives events: poke a volume until one arrives."""
     d.lxc("storage", "volume", "create", POOL, "probe")
     deadline = time.monotonic() + 30
@@ -344,8 +306,8 @@ def _listening(d: Daemon, monitor: _Monitor) -> None:
 def test_lifecycle_and_logging_events(daemon: Daemon, tmp_path: Path) -> None:
     """``lxc monitor`` sees LXD's lifecycle events, in LXD's order and shape, and the
     daemon's log as logging events."""
-    logging_ = _Monitor(daemon, "logging")
-    lifecycle = _Monitor(daemon, "lifecycle")
+    logging_ = Monitor(daemon, "logging")
+    lifecycle = Monitor(daemon, "lifecycle")
     _listening(daemon, lifecycle)
     steps = [
         ("storage", "volume", "create", POOL, "ev1", "--type=block"),

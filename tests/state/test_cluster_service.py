@@ -13,7 +13,6 @@ from lxflex.service import ClusterService, ClusterSettings
 from lxflex.state import Database
 from lxflex.state import store as st
 from lxflex.state.schema import servers
-from tests.conftest import _counter, _createdb
 
 A, B = "00000000-0000-0000-0000-00000000000a", "00000000-0000-0000-0000-00000000000b"
 
@@ -28,12 +27,9 @@ async def _silence(db: Database, uuid: str, seconds: int) -> None:
 
 
 @pytest.fixture
-def db_url(request: pytest.FixtureRequest) -> str:
+def db_url(pg_url: str) -> str:
     """PostgreSQL only: a cluster shares one."""
-    socket = request.getfixturevalue("pg_socket")
-    name = f"lxflex_cluster_{next(_counter)}"
-    _createdb(socket, name)
-    return f"postgresql://lxflex@/{name}?host={socket}"
+    return pg_url
 
 
 async def test_a_silent_member_is_offline_and_says_since_when(db: Database) -> None:

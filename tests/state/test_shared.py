@@ -1,5 +1,6 @@
-"""The state's shared lock: on PostgreSQL, a key held by one process (a cluster member)
-waits another's; a member killed lets go of what it held. On SQLite it is nothing."""
+"""The state's shared lock and notices. On PostgreSQL a key held by one process (a
+cluster member) waits another's, a member killed lets go of what it held, and what one
+says every one hears. On SQLite the lock is nothing."""
 
 from __future__ import annotations
 
@@ -10,15 +11,6 @@ from pathlib import Path
 import pytest
 
 from lxflex.state import Database
-from tests.conftest import _counter, _createdb
-
-
-@pytest.fixture
-def pg_url(request: pytest.FixtureRequest) -> str:
-    socket = request.getfixturevalue("pg_socket")
-    name = f"lxflex_lock_{next(_counter)}"
-    _createdb(socket, name)
-    return f"postgresql://lxflex@/{name}?host={socket}"
 
 
 async def test_a_key_one_member_holds_waits_another_and_other_keys_do_not(pg_url: str) -> None:
@@ -86,3 +78,28 @@ async def test_sqlite_needs_no_shared_lock(tmp_path: Path) -> None:
             pass
     finally:
         await db.close()
+
+
+async def test_what_one_member_says_every_member_hears(pg_url: str) -> None:
+    a, b = await Database.open(pg_url), await Database.open(pg_url)
+    try:
+        heard: list[str] = []
+        listening = b.notices("lxflex_test")
+
+        async def listen() -> None:
+            async for payload in listening:
+                heard.append(payload)
+                if len(heard) == 2:
+                    return
+
+        task = asyncio.create_task(listen())
+        await asyncio.sleep(0.5)  # LISTEN is in place
+        await a.notify("lxflex_test", '{"n": 1}')
+        await b.notify("lxflex_test", '{"n": 2}')  # its own too
+        await asyncio.wait_for(task, 10)
+        assert heard == ['{"n": 1}', '{"n": 2}']
+        with pytest.raises(ValueError, match="at most"):
+            await a.notify("lxflex_test", "x" * 8000)
+    finally:
+        await a.close()
+        await b.close()

@@ -143,6 +143,7 @@ PUBLIC = {
         "DELETE_REFUSED",
         "Database",
         "DatabaseBusy",
+        "NOTICE_LIMIT",
         "NameTaken",
         "Pool",
         "RESTORE_BEGIN",

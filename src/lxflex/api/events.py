@@ -13,18 +13,24 @@ import asyncio
 import contextlib
 import contextvars
 import datetime
+import json
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from ..service import ClusterService
 from .envelope import rfc3339
 
 log = logging.getLogger("lxflex.api")
 
 _QUEUE = 1024
+# Types every member's listeners get from every member. Logging events stay the
+# member's own: each is made only while someone listens to that member.
+RELAYED = frozenset({"operation", "lifecycle"})
 
 # Who asked for the request being served (LXD's lifecycle "requestor"): set by the trust
 # middleware, inherited by the operation tasks a request starts.
@@ -45,6 +51,8 @@ class EventHub:
     def __init__(self, location: str = "none") -> None:
         self.location = location
         self._listeners: set[_Listener] = set()
+        # Where this member's events go besides its listeners (the cluster's relay).
+        self.relay: Callable[[dict[str, Any]], None] | None = None
 
     def listening(self, kind: str) -> bool:
         return any(kind in listener.types for listener in self._listeners)
@@ -57,6 +65,13 @@ class EventHub:
             "location": self.location,
             "project": project,
         }
+        self.deliver(event)
+        if self.relay is not None and kind in RELAYED:
+            self.relay(event)
+
+    def deliver(self, event: dict[str, Any]) -> None:
+        """Hand an event (this member's, or another's) to the listeners of its type."""
+        kind = event.get("type", "")
         for listener in list(self._listeners):
             if kind in listener.types:
                 try:
@@ -139,3 +154,54 @@ class LogForwarder(logging.Handler):
             self.hub.publish("logging", metadata)
         else:
             self.loop.call_soon_threadsafe(self.hub.publish, "logging", metadata)
+
+
+class EventRelay:
+    """The cluster's events: this member's operation and lifecycle events go to the
+    other members through the cluster's notices (PostgreSQL's NOTIFY), and theirs come to
+    this member's listeners, each with its own ``location``, as LXD's full mesh of event
+    connections delivers them. An event too large for a notice stays the member's own
+    (logged); one that comes while the database is away is lost, as a listener's would
+    be."""
+
+    def __init__(self, hub: EventHub, cluster: ClusterService) -> None:
+        self.hub, self.cluster = hub, cluster
+        self._outbox: asyncio.Queue[str] = asyncio.Queue(_QUEUE)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self.hub.relay = self._send
+        self._tasks = [asyncio.ensure_future(self._sender()), asyncio.ensure_future(self._listen())]
+
+    def _send(self, event: dict[str, Any]) -> None:
+        try:
+            self._outbox.put_nowait(json.dumps(event, separators=(",", ":")))
+        except asyncio.QueueFull:
+            log.warning("the event relay is behind: an event was not sent to the other members")
+
+    async def _sender(self) -> None:
+        while True:
+            payload = await self._outbox.get()
+            try:
+                await self.cluster.tell(payload)
+            except ValueError:
+                log.info("an event too large to relay stayed this member's own")
+            except Exception as exc:
+                log.warning("cannot relay an event to the other members: %s", exc)
+
+    async def _listen(self) -> None:
+        async for payload in self.cluster.heard():
+            try:
+                event = json.loads(payload)
+            except ValueError:
+                continue
+            if isinstance(event, dict) and event.get("location") != self.hub.location:
+                self.hub.deliver(event)
+
+    async def close(self) -> None:
+        self.hub.relay = None
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import ssl
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -67,11 +68,7 @@ class Forwarder:
         return context
 
     async def forward(self, request: web.Request, member: MemberView) -> web.StreamResponse:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
-                auto_decompress=False,
-            )
+        session = self._client()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _DROP}
         requestor = REQUESTOR.get() or {}
         for header, field in zip(FORWARDED, ("username", "protocol", "address"), strict=True):
@@ -80,7 +77,7 @@ class Forwarder:
         body = request.content if request.body_exists else None
         response: web.StreamResponse | None = None
         try:
-            async with self._session.request(
+            async with session.request(
                 request.method,
                 url,
                 headers=headers,
@@ -106,6 +103,30 @@ class Forwarder:
             raise ApiError(
                 503, f"cannot reach cluster member {member.name!r} at {member.address}: {exc}"
             ) from None
+
+    async def fetch(self, member: MemberView, path: str) -> tuple[int, Any]:
+        """``GET path`` on the member, for this member's own use (to find or list its
+        operations): the status and the decoded body; a member out of reach answers
+        503 and None."""
+        session = self._client()
+        try:
+            async with session.get(
+                f"https://{member.address}{path}",
+                ssl=self._context(member),
+                headers={"Accept-Encoding": "identity"},
+            ) as answer:
+                return answer.status, await answer.json(content_type=None)
+        except (aiohttp.ClientError, OSError, ssl.SSLError, ValueError) as exc:
+            log.info("member %s did not answer %s: %s", member.name, path, exc)
+            return 503, None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+                auto_decompress=False,
+            )
+        return self._session
 
     async def close(self) -> None:
         if self._session is not None:

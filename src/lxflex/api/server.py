@@ -33,7 +33,7 @@ from . import trust as trust_routes
 from .cluster import FORWARDER, forward_middleware
 from .common import OPS, SERVER_NAME, STORAGE
 from .envelope import ApiError, check_etag, empty, error, etag, json_body, sync
-from .events import REQUESTOR, EventHub, LogForwarder
+from .events import REQUESTOR, EventHub, EventRelay, LogForwarder
 from .forward import Forwarder
 from .operations import Operation, Operations
 from .projects import project_middleware
@@ -208,6 +208,8 @@ def _op(request: web.Request) -> Operation:
 
 
 async def operations_get(request: web.Request) -> web.Response:
+    """This member's operations, and in a cluster every other member's (each member
+    lists its own: asked with its name as target)."""
     ops = request.app[OPS].all()
     grouped: dict[str, list[Any]] = {}
     recursive = request.query.get("recursion", "0") != "0"
@@ -216,7 +218,52 @@ async def operations_get(request: web.Request) -> web.Response:
         grouped.setdefault(rendered["status"].lower(), []).append(
             rendered if recursive else f"/1.0/operations/{op.id}"
         )
+    cluster = request.app[STORAGE].cluster
+    if cluster.clustered and "target" not in request.query:
+        for member in await cluster.members():
+            if member.name == cluster.name or not member.online:
+                continue
+            path = f"/1.0/operations?recursion={int(recursive)}&target={member.name}"
+            status, doc = await request.app[FORWARDER].fetch(member, path)
+            for state, entries in ((doc or {}).get("metadata") or {}).items():
+                if status == 200 and isinstance(entries, list):
+                    grouped.setdefault(state, []).extend(entries)
     return sync(grouped)
+
+
+async def _elsewhere(request: web.Request) -> web.StreamResponse | None:
+    """In a cluster, an operation this member does not know is asked for on the member
+    that runs it (found by asking each), as LXD looks it up in the cluster."""
+    cluster = request.app[STORAGE].cluster
+    if not cluster.clustered or "target" in request.query:
+        return None
+    op_id = request.match_info["id"]
+    for member in await cluster.members():
+        if member.name == cluster.name or not member.online:
+            continue
+        status, _ = await request.app[FORWARDER].fetch(
+            member, f"/1.0/operations/{op_id}?target={member.name}"
+        )
+        if status == 200:
+            return await request.app[FORWARDER].forward(request, member)
+    return None
+
+
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _own(handler: _Handler) -> _Handler:
+    """An operation's handler, for this member's operations or, found elsewhere, for
+    another member's (forwarded)."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        if request.app[OPS].get(request.match_info["id"]) is None:
+            found = await _elsewhere(request)
+            if found is not None:
+                return found
+        return await handler(request)
+
+    return wrapped
 
 
 async def operation_get(request: web.Request) -> web.Response:
@@ -274,16 +321,20 @@ def build_app(
     r.add_patch("/1.0", api_update)
     r.add_get("/1.0/events", hub.handle)
     r.add_get("/1.0/operations", operations_get)
-    r.add_get("/1.0/operations/{id}", operation_get)
-    r.add_delete("/1.0/operations/{id}", operation_delete)
-    r.add_get("/1.0/operations/{id}/wait", operation_wait)
+    r.add_get("/1.0/operations/{id}", _own(operation_get))
+    r.add_delete("/1.0/operations/{id}", _own(operation_delete))
+    r.add_get("/1.0/operations/{id}/wait", _own(operation_wait))
     storage_routes.add_routes(app)
     backup_routes.add_routes(app)
     trust_routes.add_routes(app)
     project_routes.add_routes(app)
     cluster_routes.add_routes(app)
 
+    relay = EventRelay(hub, storage.cluster) if storage.cluster.clustered else None
+
     async def on_startup(app: web.Application) -> None:
+        if relay is not None:
+            relay.start()
         forwarder = LogForwarder(hub, asyncio.get_running_loop())
         logging.getLogger("lxflex").addHandler(forwarder)
         app[_FORWARDER] = forwarder
@@ -292,6 +343,8 @@ def build_app(
         logging.getLogger("lxflex").removeHandler(app[_FORWARDER])
         await app[HTTPS].close()
         await app[FORWARDER].close()
+        if relay is not None:
+            await relay.close()
         await hub.close()
         await app[OPS].close()
 

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from ..driver import NotFound
 from ..secret import Secret
-from ..service import PASSWORD_KEY, SnapshotRecord, Storage, VolumeView
+from ..service import PASSWORD_KEY, PoolView, SnapshotRecord, Storage, VolumeView
 from . import render
 from .backups import import_volume
 from .common import (
@@ -57,14 +57,21 @@ async def pools_get(request: web.Request) -> web.Response:
     views = await storage.pools.all()
     if recursion_of(request) == 0:
         return sync([render.pool_url(v.name) for v in views])
-    locations = await _locations(storage)
-    return sync([render.pool(v, await _used_by(storage, v.name), locations) for v in views])
+    return sync(
+        [
+            render.pool(v, await _used_by(storage, v.name), await _locations(storage, v))
+            for v in views
+        ]
+    )
 
 
-async def _locations(storage: Storage) -> list[str]:
-    """A pool's members: every member of the cluster (a PowerFlex pool is shared)."""
+async def _locations(storage: Storage, view: PoolView) -> list[str]:
+    """A pool's members: every member of the cluster (a PowerFlex pool is shared), or
+    those a pending pool is defined on."""
     if not storage.cluster.clustered:
         return ["none"]
+    if view.status == "pending":
+        return sorted(view.pending_on)
     return [m.name for m in await storage.cluster.members()]
 
 
@@ -78,18 +85,23 @@ def _pool_config(value: Any) -> tuple[dict[str, str], Secret | None]:
 
 async def pools_post(request: web.Request) -> web.Response:
     doc = await json_body(request)
+    storage = storage_of(request)
     target = request.query.get("target")
-    if target not in (None, "", "none", request.app[SERVER_NAME]):
-        if not storage_of(request).cluster.clustered:
-            raise ApiError(400, f"this server is not clustered: no member {target!r}")
-        await storage_of(request).cluster.member(target)  # 404 for one that is not
-        raise ApiError(
-            400,
-            "a PowerFlex pool is shared by every member: create it once, without --target",
-        )
     name = str_of(doc, "name")
     config, password = _pool_config(doc.get("config"))
-    view = await storage_of(request).pools.create(
+    if storage.cluster.clustered and target:
+        # LXD's first step (`lxc storage create P powerflex --target m` on each member):
+        # only a member's own keys, and a PowerFlex pool has none. The texts and the 500
+        # are LXD's, which tooling that drives the steps expects.
+        await storage.cluster.member(target)  # 404 for one that is not
+        if config or password:
+            key = next(iter(sorted(config)), PASSWORD_KEY)
+            raise ApiError(500, f'Config key "{key}" may not be used as member-specific key')
+        await storage.pools.define(name, str_of(doc, "driver"), target)
+        return created(render.pool_url(name))
+    if target not in (None, "", "none", request.app[SERVER_NAME]):
+        raise ApiError(400, f"this server is not clustered: no member {target!r}")
+    view = await storage.pools.create(
         name, str_of(doc, "driver"), config, str_of(doc, "description"), password=password
     )
     return created(render.pool_url(view.name))
@@ -99,7 +111,7 @@ async def pool_get(request: web.Request) -> web.Response:
     storage = storage_of(request)
     view = await storage.pools.get(request.match_info["pool"])
     return sync(
-        render.pool(view, await _used_by(storage, view.name), await _locations(storage)),
+        render.pool(view, await _used_by(storage, view.name), await _locations(storage, view)),
         etag_value=render.pool_etag(view),
     )
 

@@ -16,10 +16,11 @@ import logging
 import platform
 import re
 import ssl
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from ..driver import Conflict, InvalidRequest, NotFound
-from ..state import Database
+from ..state import NOTICE_LIMIT, Database
 from ..state import cluster as sc
 from .trust import fingerprint
 
@@ -28,6 +29,7 @@ __all__ = ["DEFAULT_OFFLINE_THRESHOLD", "ClusterService", "ClusterSettings", "Me
 log = logging.getLogger("lxflex.service")
 
 DEFAULT_OFFLINE_THRESHOLD = 20.0  # seconds, as LXD's cluster.offline_threshold
+EVENTS = "lxflex_events"  # the notice channel of the members' events
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}")
 
 
@@ -150,6 +152,17 @@ class ClusterService:
             if member.name == name:
                 return member
         raise NotFound("Cluster member not found")
+
+    async def tell(self, payload: str) -> None:
+        """Say ``payload`` (an event) to every member, this one included; ValueError when
+        it is larger than a notice may be."""
+        if len(payload.encode()) > NOTICE_LIMIT:
+            raise ValueError(f"more than the {NOTICE_LIMIT} bytes of a notice")
+        await self.db.notify(EVENTS, payload)
+
+    def heard(self) -> AsyncIterator[str]:
+        """What members say (:meth:`tell`), for as long as the caller listens."""
+        return self.db.notices(EVENTS)
 
     async def member_with_certificate(self, fp: str) -> MemberView | None:
         """The member whose server certificate has fingerprint ``fp`` (a peer calling)."""

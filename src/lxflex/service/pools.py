@@ -27,7 +27,7 @@ from ..driver import (
     validate_pool_config,
 )
 from ..secret import Secret
-from ..state import Database, NameTaken
+from ..state import Database, NameTaken, Status, StatusChanged
 from ..state import journal as jn
 from ..state import store as st
 from .events import Events, Lifecycle
@@ -56,11 +56,14 @@ class PoolView:
     description: str
     status: str
     config: dict[str, str]
+    pending_on: tuple[str, ...] = ()  # a pending pool's members (LXD's --target step)
 
 
 def _view(pool: st.Pool) -> PoolView:
     # The record's config holds no password: it is the record's own field, a Secret.
-    return PoolView(pool.name, pool.driver, pool.description, pool.status, dict(pool.config))
+    return PoolView(
+        pool.name, pool.driver, pool.description, pool.status, dict(pool.config), pool.pending_on
+    )
 
 
 class PoolService:
@@ -90,11 +93,33 @@ class PoolService:
             self._records.pop(name, None)
 
     async def runtime(self, pool: st.Pool) -> PoolDriver:
+        if pool.status is Status.PENDING:
+            raise InvalidRequest(
+                f"storage pool {pool.name!r} is pending: create it without --target to finish"
+            )
         if pool.password is None:
             raise ConfigError(PASSWORD_KEY, f"is not set on storage pool {pool.name!r}")
         return await self.runtimes.get(
             pool.name, dict(pool.config), pool.password, self.journal.leftovers(pool.id)
         )
+
+    async def define(self, name: str, driver: str, member: str) -> None:
+        """LXD's first step of a cluster pool (``--target member``): the pool pending on
+        that member, with no config (a PowerFlex pool has no member's own keys)."""
+        _check_new(name, driver)
+        async with self.db.write() as conn:
+            pool = await st.get_pool(conn, name, for_update=True)
+            if pool is None:
+                await st.create_pool(conn, name, driver, {}, pending_on=[member])
+            elif pool.driver != driver:
+                raise InvalidRequest("Storage pool already exists with a different driver")
+            elif pool.status is not Status.PENDING:
+                raise InvalidRequest("Storage pool is not in pending state")
+            elif member in pool.pending_on:
+                raise InvalidRequest(f'The storage pool already defined on member "{member}"')
+            else:
+                await st.set_pending_on(conn, pool.id, [*pool.pending_on, member])
+        self._changed(name)
 
     async def create(
         self,
@@ -105,20 +130,16 @@ class PoolService:
         *,
         password: Secret | None = None,
     ) -> PoolView:
-        """Check a new pool against the gateway and this host, then store it. ``config``
-        holds its keys but the gateway password, which is ``password``."""
-        if driver != DRIVER:
-            raise InvalidRequest(f"unsupported storage driver {driver!r}: lxflex serves {DRIVER}")
-        if not _POOL_NAME.fullmatch(name):
-            raise InvalidRequest(
-                f"invalid pool name {name!r}: ASCII letters, digits, '-', '_' and '.' (not "
-                "first), at most 64"
-            )
+        """Check a new pool against the gateway and this host, then store it (a pool
+        pending on members, from LXD's ``--target`` step, is created for all of them).
+        ``config`` holds its keys but the gateway password, which is ``password``."""
+        _check_new(name, driver)
         user = {k: v for k, v in config.items() if v != ""}
         validate_pool_config(user, password, creating=True)
         async with self.db.read() as conn:
-            if await st.get_pool(conn, name) is not None:
-                raise Conflict(f"storage pool {name!r} already exists")
+            existing = await st.get_pool(conn, name)
+        if existing is not None and existing.status is not Status.PENDING:
+            raise Conflict(f"storage pool {name!r} already exists")
         assert password is not None  # noqa: S101 - validated: it is required
         resolved = await self.runtimes.check(user, password)
         _check_size_step(user, resolved.version)
@@ -132,11 +153,20 @@ class PoolService:
         stored["volatile.powerflex.version"] = resolved.version
         try:
             async with self.db.write() as conn:
-                pool = await st.create_pool(
-                    conn, name, DRIVER, stored, password=password, description=description
-                )
-        except NameTaken:
+                if existing is None:
+                    await st.create_pool(
+                        conn, name, DRIVER, stored, password=password, description=description
+                    )
+                else:
+                    await st.finish_pool(
+                        conn, existing.id, stored, password=password, description=description
+                    )
+                pool = await st.get_pool(conn, name)
+        except (NameTaken, StatusChanged):
             raise Conflict(f"storage pool {name!r} already exists") from None
+        finally:
+            self._changed(name)
+        assert pool is not None  # noqa: S101 - written in this transaction
         self.events.emit(Lifecycle("storage-pool-created", name))
         return _view(pool)
 
@@ -162,6 +192,10 @@ class PoolService:
         still serve the same system and pool. Without a ``password`` the pool's is kept.
         """
         pool = await self.record(name)
+        if pool.status is Status.PENDING:  # LXD's words
+            raise InvalidRequest(
+                "Cannot update storage pool global config when not in created state"
+            )
         new = {k: v for k, v in config.items() if v != "" and k != "volatile.powerflex.version"}
         secret = password or pool.password
         old = {k: v for k, v in pool.config.items() if k != "volatile.powerflex.version"}
@@ -232,6 +266,16 @@ class PoolService:
         """(used, total) bytes."""
         pool = await self.record(name)
         return await (await self.runtime(pool)).volumes.usage()
+
+
+def _check_new(name: str, driver: str) -> None:
+    if driver != DRIVER:
+        raise InvalidRequest(f"unsupported storage driver {driver!r}: lxflex serves {DRIVER}")
+    if not _POOL_NAME.fullmatch(name):
+        raise InvalidRequest(
+            f"invalid pool name {name!r}: ASCII letters, digits, '-', '_' and '.' (not "
+            "first), at most 64"
+        )
 
 
 def _check_size_step(config: Mapping[str, str], version: str) -> None:

@@ -88,6 +88,8 @@ class Storage:
         repaired = await sweep_scratch(self.runtimes.fs, self.runtimes.host.scratch)
         await self.backups.prune()
         for pool in await self.pools.all():
+            if pool.status == "pending":  # nothing on the array yet
+                continue
             try:
                 repaired += await self.volumes.recover(pool.name, shared=self.cluster.clustered)
             except Exception as exc:  # one unreachable pool must not keep the others down

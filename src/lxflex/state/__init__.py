@@ -1,6 +1,6 @@
 """lxflex's persistent state: SQLAlchemy Core over SQLite (default) or PostgreSQL."""
 
-from .db import Conn, Database, DatabaseBusy, normalize_url
+from .db import NOTICE_LIMIT, Conn, Database, DatabaseBusy, normalize_url
 from .status import (
     CREATE_DONE,
     DELETE_BEGIN,
@@ -16,6 +16,7 @@ __all__ = [
     "CREATE_DONE",
     "DELETE_BEGIN",
     "DELETE_REFUSED",
+    "NOTICE_LIMIT",
     "RESTORE_BEGIN",
     "RESTORE_DONE",
     "Conn",

@@ -27,8 +27,9 @@ Transactions are short: callers never hold one across a gateway or host call.
 from __future__ import annotations
 
 import abc
+import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -43,7 +44,8 @@ _T = TypeVar("_T")
 _MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration; a test pins it to Alembic's head. Knowing it lets a database
 # that is already current open without importing Alembic (time and memory at start-up).
-HEAD_REVISION = "0009"
+HEAD_REVISION = "0010"
+NOTICE_LIMIT = 7900  # bytes of a notice (PostgreSQL's NOTIFY takes at most 8,000)
 
 
 class DatabaseBusy(Exception):
@@ -138,6 +140,18 @@ class Database(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Let go of every connection (writers waiting for a commit get it first)."""
+
+    async def notify(self, channel: str, payload: str) -> None:
+        """Tell every other process of this database (the members of a cluster) about
+        ``payload`` (at most NOTICE_LIMIT bytes) on ``channel``; a database only one process
+        uses has nobody to tell."""
+        return
+
+    async def notices(self, channel: str) -> AsyncIterator[str]:
+        """What the processes of this database say on ``channel`` (this one's too), for
+        as long as the caller listens; nothing on a database only one process uses."""
+        await asyncio.Event().wait()  # never set: nobody else speaks
+        yield ""  # pragma: no cover - unreachable; makes this an async generator
 
     def shared_lock(self, key: str) -> AbstractAsyncContextManager[None]:
         """Hold ``key`` against every other process of this database (the members of a

@@ -12,15 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
+import psycopg
+import psycopg.sql
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from .db import Conn, Database
+from .db import NOTICE_LIMIT, Conn, Database
 
 __all__ = ["PostgresDatabase"]
+
+log = logging.getLogger("lxflex.state")
 
 
 class PostgresDatabase(Database):
@@ -31,10 +36,45 @@ class PostgresDatabase(Database):
 
     def __init__(self, url: str) -> None:
         self.engine = create_async_engine(url, pool_pre_ping=True)
+        # The same database for psycopg's own connections (LISTEN needs one of its own).
+        self._conninfo = (
+            sa.engine.make_url(url).set(drivername="postgresql").render_as_string(False)
+        )
         self._locks = _AdvisoryLocks(self.engine)
 
     def shared_lock(self, key: str) -> AbstractAsyncContextManager[None]:
         return self._locks.hold(key)
+
+    async def notify(self, channel: str, payload: str) -> None:
+        if len(payload.encode()) > NOTICE_LIMIT:
+            raise ValueError(f"a notice is at most {NOTICE_LIMIT} bytes")
+        async with self.engine.begin() as conn:  # delivered at commit
+            await conn.execute(
+                sa.text("SELECT pg_notify(:channel, :payload)"),
+                {"channel": channel, "payload": payload},
+            )
+
+    async def notices(self, channel: str) -> AsyncIterator[str]:
+        """LISTEN on a connection of its own; when it is lost, listen again (what was
+        said meanwhile is missed, as with any NOTIFY)."""
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+            except psycopg.OperationalError as exc:
+                log.warning("cannot listen for %s: %s; retrying", channel, exc)
+                await asyncio.sleep(1.0)
+                continue
+            try:
+                await conn.execute(
+                    psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(channel))
+                )
+                async for notice in conn.notifies():
+                    yield notice.payload
+            except psycopg.OperationalError as exc:
+                log.warning("listening for %s stopped: %s; listening again", channel, exc)
+                await asyncio.sleep(1.0)
+            finally:
+                await conn.close()
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Conn]:

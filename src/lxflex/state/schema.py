@@ -73,6 +73,8 @@ pools = sa.Table(
     sa.Column("config", sa.Text, nullable=False, server_default="{}"),
     # The gateway password: never in ``config``, which callers may be shown.
     sa.Column("password", sa.Text, nullable=True),
+    # A pool ``pending``: the members it was defined on, as a JSON list (LXD's --target).
+    sa.Column("pending_on", sa.Text, nullable=True),
 )
 
 volumes = sa.Table(

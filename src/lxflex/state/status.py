@@ -28,6 +28,7 @@ __all__ = [
     "CREATE_DONE",
     "DELETE_BEGIN",
     "DELETE_REFUSED",
+    "POOL_CREATED",
     "RESTORE_BEGIN",
     "RESTORE_DONE",
     "STEPS",
@@ -52,6 +53,9 @@ class Status(enum.StrEnum):
     RESTORING = "restoring"
     """A virtual machine's pair is being restored from a snapshot; a crash leaves it for
     recovery to undo half a restore."""
+    PENDING = "pending"
+    """A pool defined on members (LXD's ``--target`` step) but not created yet: it has
+    no config, and holds nothing."""
 
     @property
     def visible(self) -> bool:
@@ -77,6 +81,14 @@ DELETE_BEGIN = Step("delete begun", Status.CREATED, Status.DELETING)
 DELETE_REFUSED = Step("delete refused by the array", Status.DELETING, Status.CREATED)
 RESTORE_BEGIN = Step("restore begun", Status.CREATED, Status.RESTORING)
 RESTORE_DONE = Step("restore done or undone", Status.RESTORING, Status.CREATED)
+POOL_CREATED = Step("pending pool created", Status.PENDING, Status.CREATED)
 
-STEPS: tuple[Step, ...] = (CREATE_DONE, DELETE_BEGIN, DELETE_REFUSED, RESTORE_BEGIN, RESTORE_DONE)
+STEPS: tuple[Step, ...] = (
+    CREATE_DONE,
+    DELETE_BEGIN,
+    DELETE_REFUSED,
+    RESTORE_BEGIN,
+    RESTORE_DONE,
+    POOL_CREATED,
+)
 """The transition table: every change of status there is."""

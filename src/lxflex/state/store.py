@@ -8,7 +8,7 @@ its owner's row (a JSON object). A unique-name clash raises :class:`NameTaken`.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -20,7 +20,7 @@ from ..secret import Secret
 from .db import Conn
 from .direct import prepared
 from .schema import backups, pools, servers, snapshots, volumes
-from .status import Status, StatusChanged, Step
+from .status import POOL_CREATED, Status, StatusChanged, Step
 
 __all__ = [
     "NameTaken",
@@ -47,7 +47,7 @@ _STEP = {
         .where(t.c.id == _ROW, t.c.status == sa.bindparam("old_status"))
         .returning(t.c.id)
     )
-    for t in (volumes, snapshots, backups)
+    for t in (pools, volumes, snapshots, backups)
 }
 _POOL_BY_NAME = sa.select(pools).where(pools.c.name == sa.bindparam("name"))
 _VOLUME_BY_NAME = sa.select(volumes).where(
@@ -63,6 +63,7 @@ _SNAPSHOT_BY_NAME = sa.select(snapshots).where(
 
 
 _decode_config = msgspec.json.Decoder(dict[str, str])
+_decode_names = msgspec.json.Decoder(list[str])
 _encode_config = msgspec.json.Encoder()
 
 
@@ -115,6 +116,8 @@ class Pool(msgspec.Struct, frozen=True):
     config: Mapping[str, str] = msgspec.field(default_factory=dict)
     # The gateway password, apart from the config that callers may be shown.
     password: Secret | None = None
+    # A pool ``pending``: the members it was defined on (LXD's ``--target`` step).
+    pending_on: tuple[str, ...] = ()
 
 
 class Volume(msgspec.Struct, frozen=True):
@@ -213,6 +216,7 @@ def _pool(row: Any) -> Pool:
         # Read-only: the service may cache pool records.
         MappingProxyType(_config_from(row.config)),
         None if row.password is None else Secret(row.password),
+        tuple(_decode_names.decode(row.pending_on)) if row.pending_on else (),
     )
 
 
@@ -224,7 +228,9 @@ async def create_pool(
     *,
     password: Secret | None = None,
     description: str = "",
+    pending_on: Sequence[str] | None = None,
 ) -> Pool:
+    """A pool, created; or, with ``pending_on``, pending on those members (no config)."""
     await _insert(
         conn,
         pools,
@@ -232,10 +238,13 @@ async def create_pool(
             "name": name,
             "driver": driver,
             "description": description,
-            "status": Status.CREATED.value,
+            "status": (Status.CREATED if pending_on is None else Status.PENDING).value,
             "created_at": now(),
             "config": _config_text(config),
             "password": None if password is None else password.reveal(),
+            "pending_on": None
+            if pending_on is None
+            else _encode_config.encode(list(pending_on)).decode(),
         },
     )
     found = await get_pool(conn, name)
@@ -273,6 +282,30 @@ async def update_pool(
         values["config"] = _config_text(config)
     if values:
         await update_row(conn, pools, pool_id, values)
+
+
+async def set_pending_on(conn: Conn, pool_id: int, members: Sequence[str]) -> None:
+    """The members a pending pool is defined on."""
+    text = _encode_config.encode(list(members)).decode()
+    await update_row(conn, pools, pool_id, {"pending_on": text})
+
+
+async def finish_pool(
+    conn: Conn,
+    pool_id: int,
+    config: Mapping[str, str],
+    *,
+    password: Secret,
+    description: str,
+) -> None:
+    """Create a pending pool (StatusChanged if it is pending no more)."""
+    values = {
+        "config": _config_text(config),
+        "password": password.reveal(),
+        "description": description,
+        "pending_on": None,
+    }
+    await update_row(conn, pools, pool_id, values, step=POOL_CREATED)
 
 
 async def delete_pool(conn: Conn, pool_id: int) -> None:
