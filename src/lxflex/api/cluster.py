@@ -5,6 +5,9 @@ A standalone server answers ``enabled: false`` (lxc then says the server is not 
 a cluster) and no members. Members hold no raft roles: the database is PostgreSQL, so
 ``database`` is false and ``roles`` empty; every member is in failure domain and group
 ``default``.
+
+Also here: the routing of ``?target=`` to another member (:func:`forward_middleware`,
+through :mod:`.forward`), and the operations of the other members, listed and found.
 """
 
 from __future__ import annotations
@@ -21,7 +24,14 @@ from .common import STORAGE, recursion_of, storage_of
 from .envelope import empty, sync
 from .forward import Forwarder
 
-__all__ = ["FORWARDER", "add_routes", "forward_middleware", "member_doc"]
+__all__ = [
+    "FORWARDER",
+    "add_routes",
+    "forward_middleware",
+    "member_doc",
+    "operation_elsewhere",
+    "others_operations",
+]
 
 FORWARDER: web.AppKey[Forwarder] = web.AppKey("forwarder")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -45,6 +55,39 @@ async def forward_middleware(request: web.Request, handler: Handler) -> web.Stre
         return await handler(request)
     member = await cluster.member(target or "")  # 404 Cluster member not found
     return await request.app[FORWARDER].forward(request, member)
+
+
+async def _others(request: web.Request) -> list[MemberView]:
+    """The other members to ask, online, unless the request names its member."""
+    cluster = request.app[STORAGE].cluster
+    if not cluster.clustered or "target" in request.query:
+        return []
+    return [m for m in await cluster.members() if m.name != cluster.name and m.online]
+
+
+async def others_operations(request: web.Request, recursive: bool) -> dict[str, list[Any]]:
+    """The other members' operations by status, as each lists its own."""
+    grouped: dict[str, list[Any]] = {}
+    for member in await _others(request):
+        path = f"/1.0/operations?recursion={int(recursive)}&target={member.name}"
+        status, doc = await request.app[FORWARDER].fetch(member, path)
+        listed = (doc or {}).get("metadata") if status == 200 else None
+        for state, entries in (listed or {}).items():
+            if isinstance(entries, list):
+                grouped.setdefault(state, []).extend(entries)
+    return grouped
+
+
+async def operation_elsewhere(request: web.Request) -> web.StreamResponse | None:
+    """An operation this member does not know, asked for on the member that runs it
+    (found by asking each), as LXD looks it up in the cluster; None if none does."""
+    op_id = request.match_info["id"]
+    for member in await _others(request):
+        path = f"/1.0/operations/{quote(op_id, safe='')}?target={member.name}"
+        status, _ = await request.app[FORWARDER].fetch(member, path)
+        if status == 200:
+            return await request.app[FORWARDER].forward(request, member)
+    return None
 
 
 def member_doc(member: MemberView) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from . import projects as project_routes
 from . import render
 from . import storage as storage_routes
 from . import trust as trust_routes
-from .cluster import FORWARDER, forward_middleware
+from .cluster import FORWARDER, forward_middleware, operation_elsewhere, others_operations
 from .common import OPS, SERVER_NAME, STORAGE
 from .envelope import ApiError, check_etag, empty, error, etag, json_body, sync
 from .events import REQUESTOR, EventHub, EventRelay, LogForwarder
@@ -208,8 +208,7 @@ def _op(request: web.Request) -> Operation:
 
 
 async def operations_get(request: web.Request) -> web.Response:
-    """This member's operations, and in a cluster every other member's (each member
-    lists its own: asked with its name as target)."""
+    """This member's operations, and in a cluster every other member's."""
     ops = request.app[OPS].all()
     grouped: dict[str, list[Any]] = {}
     recursive = request.query.get("recursion", "0") != "0"
@@ -218,35 +217,9 @@ async def operations_get(request: web.Request) -> web.Response:
         grouped.setdefault(rendered["status"].lower(), []).append(
             rendered if recursive else f"/1.0/operations/{op.id}"
         )
-    cluster = request.app[STORAGE].cluster
-    if cluster.clustered and "target" not in request.query:
-        for member in await cluster.members():
-            if member.name == cluster.name or not member.online:
-                continue
-            path = f"/1.0/operations?recursion={int(recursive)}&target={member.name}"
-            status, doc = await request.app[FORWARDER].fetch(member, path)
-            for state, entries in ((doc or {}).get("metadata") or {}).items():
-                if status == 200 and isinstance(entries, list):
-                    grouped.setdefault(state, []).extend(entries)
+    for state, entries in (await others_operations(request, recursive)).items():
+        grouped.setdefault(state, []).extend(entries)
     return sync(grouped)
-
-
-async def _elsewhere(request: web.Request) -> web.StreamResponse | None:
-    """In a cluster, an operation this member does not know is asked for on the member
-    that runs it (found by asking each), as LXD looks it up in the cluster."""
-    cluster = request.app[STORAGE].cluster
-    if not cluster.clustered or "target" in request.query:
-        return None
-    op_id = request.match_info["id"]
-    for member in await cluster.members():
-        if member.name == cluster.name or not member.online:
-            continue
-        status, _ = await request.app[FORWARDER].fetch(
-            member, f"/1.0/operations/{op_id}?target={member.name}"
-        )
-        if status == 200:
-            return await request.app[FORWARDER].forward(request, member)
-    return None
 
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -258,7 +231,7 @@ def _own(handler: _Handler) -> _Handler:
 
     async def wrapped(request: web.Request) -> web.StreamResponse:
         if request.app[OPS].get(request.match_info["id"]) is None:
-            found = await _elsewhere(request)
+            found = await operation_elsewhere(request)
             if found is not None:
                 return found
         return await handler(request)
