@@ -93,6 +93,12 @@ def _get(url: str) -> Any:
         return json.loads(response.read())
 
 
+def _delete(url: str) -> None:
+    request = urllib.request.Request(url, method="DELETE")
+    with urllib.request.urlopen(request, timeout=30):
+        pass
+
+
 def _post(url: str, body: dict[str, Any]) -> Any:
     request = urllib.request.Request(
         url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
@@ -102,8 +108,13 @@ def _post(url: str, body: dict[str, Any]) -> Any:
 
 
 @pytest.fixture
-def cluster(root_only: None, tmp_path: Path, pg_url: str) -> Iterator[Cluster]:
-    """Two members, m1 and m2, started; the test may add and stop members."""
+def cluster(
+    root_only: None, tmp_path: Path, pg_url: str, request: pytest.FixtureRequest
+) -> Iterator[Cluster]:
+    """Members m1, m2 (and more, for a test marked ``members(n)``), started; the test
+    may stop and start them."""
+    marker = request.node.get_closest_marker("members")
+    count = marker.args[0] if marker else 2
     db_url = pg_url
     password = "pw-" + secrets.token_urlsafe(12)
     sim_log = open(tmp_path / "sim.log", "w")  # noqa: SIM115 - closed at teardown
@@ -118,7 +129,7 @@ def cluster(root_only: None, tmp_path: Path, pg_url: str) -> Iterator[Cluster]:
         assert sim.stdout is not None
         info = json.loads(sim.stdout.readline())
         made = Cluster(info["url"], password, db_url)
-        for name in ("m1", "m2"):
+        for name in (f"m{i}" for i in range(1, count + 1)):
             host = _post(f"{made.sim_url}/_sim/fabric/hosts", {"name": name})
             root = Path(host["bin"]).parent
             address = f"127.0.0.1:{_free_port()}"

@@ -5,7 +5,9 @@ Offline, with since when, once its heartbeats stop; a removed member is gone."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,9 +18,9 @@ from lxflex.state import Database, Status
 from lxflex.state import cluster as sc
 from lxflex.state import journal as jn
 from lxflex.state import store as st
-from tests.compat.daemon import Monitor
+from tests.compat.daemon import BIN, Monitor
 
-from .conftest import THRESHOLD, Cluster, _get, _post
+from .conftest import THRESHOLD, Cluster, Member, _delete, _get, _post
 
 pytestmark = pytest.mark.root
 
@@ -320,3 +322,121 @@ def test_an_operation_of_one_member_is_listed_found_and_cancelled_from_another(
     assert m2.query(f"/1.0/operations/{op['id']}")["status"] == "Cancelled"
     missing = m1.lxc("query", "/1.0/operations/00000000-0000-0000-0000-000000000000", check=False)
     assert "Operation not found" in missing.stderr
+
+
+@pytest.mark.members(3)
+def test_three_members_share_one_pool_and_serve_each_others_work(cluster: Cluster) -> None:
+    """The issue's walk: lxc cluster list from any member, the pool in one command,
+    volume work through each member and for each other member, an operation waited for
+    through a member that does not run it."""
+    members = cluster.members
+    names = ["m1", "m2", "m3"]
+    for member in members:
+        rows = _rows(member.lxc("cluster", "list", "--format", "csv").stdout)
+        assert [(r[0], r[6]) for r in rows] == [(n, "ONLINE") for n in names]
+    cluster.make_pool(members[2])
+    assert members[0].query("/1.0/storage-pools/pf")["locations"] == names
+    for i, member in enumerate(members):
+        other = names[(i + 1) % 3]
+        name = f"v-{member.name}"
+        member.lxc("storage", "volume", "create", "pf", name, "size=8GiB", "--target", other)
+        member.lxc("storage", "volume", "snapshot", "pf", name, "s0", "--target", other)
+        member.lxc("storage", "volume", "copy", f"pf/{name}", f"pf/{name}-copy")
+    listed = members[1].query("/1.0/storage-pools/pf/volumes?recursion=1")
+    volumes = sorted(v["name"] for v in listed if "/" not in v["name"])  # not snapshots
+    assert volumes == sorted(f"v-{n}{s}" for n in names for s in ("", "-copy"))
+    assert {v["location"] for v in listed} == {""}
+    for member in members:
+        report = member.query("/1.0/storage-pools/pf/check")
+        assert report["clean"], report["findings"]
+
+
+def _lxflex(member: Member, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("LXD_DIR", "LXFLEX_DIR")}
+    return subprocess.run(
+        [str(BIN / "lxflex"), *args],
+        capture_output=True,
+        text=True,
+        env={**env, "LXFLEX_DIR": str(member.daemon.state), "LC_ALL": "C"},
+        timeout=120,
+        check=False,
+    )
+
+
+def test_storage_check_covers_every_members_host(cluster: Cluster) -> None:
+    """Run on m1, the check looks at each member's host in turn: what work cut short
+    left in m2's scratch directory is found, and repaired, from m1."""
+    m1, m2 = cluster.members
+    cluster.make_pool(m1)
+    clean = _lxflex(m1, "storage", "check", "pf")
+    assert clean.returncode == 0, clean.stderr
+    assert "pool pf on member m1: clean" in clean.stdout
+    assert "pool pf on member m2: clean" in clean.stdout
+    old = m2.daemon.state / "scratch" / "upload-stale.tar"
+    old.parent.mkdir(exist_ok=True)
+    old.write_bytes(b"x")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    found = _lxflex(m1, "storage", "check", "pf")
+    assert found.returncode == 1
+    assert f"scratch entry {old}" in found.stdout
+    assert "pool pf on member m1: clean" in found.stdout
+    repaired = _lxflex(m1, "storage", "check", "pf", "--repair")
+    assert "[repaired]" in repaired.stdout
+    assert not old.exists()
+    m2.stop(signal.SIGKILL)
+    deadline = time.monotonic() + THRESHOLD + 15
+    while m1.query("/1.0/cluster/members/m2")["status"] != "Offline":
+        assert time.monotonic() < deadline, "m2 never showed Offline"
+        time.sleep(1)
+    away = _lxflex(m1, "storage", "check", "pf")
+    assert away.returncode == 1
+    assert "member m2 is offline: its host was not checked" in away.stderr
+
+
+def _mapped_to(cluster: Cluster, member: Member) -> list[str]:
+    """The array volumes mapped to the member's NVMe host, as the simulator holds them."""
+    server_uuid = (member.daemon.state / "server.uuid").read_text().strip()
+    nqn = f"nqn.2014-08.org.nvmexpress:uuid:{server_uuid}"
+    state = _get(f"{cluster.sim_url}/_sim/state")
+    hosts = {h["id"] for h in state["hosts"] if h.get("nqn") == nqn}
+    return [v["id"] for v in state["volumes"] if any(m["host_id"] in hosts for m in v["mappings"])]
+
+
+def test_removing_a_dead_member_fences_it_first(cluster: Cluster) -> None:
+    """m2 is killed in the middle of a copy, with both volumes mapped to its host. Its
+    removal through m1 takes those mappings away at the array first: no volume stays
+    writable from a host that may yet wake up."""
+    m1, m2 = cluster.members
+    cluster.make_pool(m1)
+    m1.lxc("storage", "volume", "create", "pf", "v1", "--type", "block", "size=8GiB")
+    hold = {"route": "POST */removeMappedHost", "latency_ms": 60_000}
+    _post(f"{cluster.sim_url}/_sim/faults", hold)  # the copy's unmaps never answer
+    copying = subprocess.Popen(
+        ["lxc", "storage", "volume", "copy", "pf/v1", "pf/v2"],
+        env=m2.daemon.env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(_mapped_to(cluster, m2)) < 2:
+            assert time.monotonic() < deadline, "the copy never mapped both volumes"
+            time.sleep(0.2)
+        time.sleep(1)  # the copy is done but for its unmaps, held at the gateway
+        m2.stop(signal.SIGKILL)
+    finally:
+        copying.kill()
+        copying.wait()
+    _delete(f"{cluster.sim_url}/_sim/faults")
+    assert len(_mapped_to(cluster, m2)) == 2
+    refused = m1.lxc("cluster", "remove", "m2", check=False)
+    assert "is online" in refused.stderr  # not yet Offline: a running member is not fenced
+    deadline = time.monotonic() + THRESHOLD + 15
+    while m1.query("/1.0/cluster/members/m2")["status"] != "Offline":
+        assert time.monotonic() < deadline, "m2 never showed Offline"
+        time.sleep(1)
+    m1.lxc("cluster", "remove", "m2")
+    assert _mapped_to(cluster, m2) == []
+    assert "m2 fenced: 2 mapping(s) taken away" in m1.daemon.log.read_text()
+    names = [r[0] for r in _rows(m1.lxc("cluster", "list", "--format", "csv").stdout)]
+    assert names == ["m1"]

@@ -51,9 +51,12 @@ async def test_a_silent_member_is_offline_and_says_since_when(db: Database) -> N
     assert await m2.beat()  # it comes back
     assert (await m1.member("m2")).online
     with pytest.raises(InvalidRequest, match="is online"):
-        await m1.remove("m2")
+        await m1.removable("m2")
+    with pytest.raises(InvalidRequest, match="cannot remove itself"):
+        await m1.removable("m1", force=True)
     await _silence(db, B, 60)
-    await m1.remove("m2")
+    assert (await m1.removable("m2")).server_uuid == B
+    await m1.leave("m2")
     with pytest.raises(NotFound, match="Cluster member not found"):
         await m1.member("m2")
     assert not await m2.beat()  # removed: it knows

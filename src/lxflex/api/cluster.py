@@ -130,7 +130,7 @@ async def member_get(request: web.Request) -> web.Response:
 
 async def member_delete(request: web.Request) -> web.Response:
     force = request.query.get("force", "0") not in ("", "0", "false")
-    await storage_of(request).cluster.remove(request.match_info["name"], force=force)
+    await storage_of(request).remove_member(request.match_info["name"], force=force)
     return empty()
 
 

@@ -174,7 +174,8 @@ _MARK = {True: "repaired", False: "found"}
 )
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "yaml"]), default="text")
 def pool_check(pool: str, repair: bool, remove: tuple[str, ...], fmt: str) -> None:
-    """Compare [REMOTE:]POOL (or every pool) on the array, this host and the state.
+    """Compare [REMOTE:]POOL (or every pool) on the array, the host and the state: in a
+    cluster, each member's host in turn.
 
     Prints each finding with what it means and what repairs it. Exits 0 when nothing is
     left to repair or judge, 1 otherwise.
@@ -184,14 +185,26 @@ def pool_check(pool: str, repair: bool, remove: tuple[str, ...], fmt: str) -> No
     names = [name] if name else pool_names(conn, "")
     if remove and len(names) != 1:
         raise click.UsageError("--remove needs the pool named")
+    env = conn.get("/1.0").get("environment") or {}
+    members: list[str | None] = [None]
+    unchecked = []
+    if env.get("server_clustered") and not remove:  # a removal is the array's: once
+        listed = conn.get("/1.0/cluster/members", recursion="1")
+        members = [str(m["server_name"]) for m in listed if m["status"] == "Online"]
+        unchecked = [str(m["server_name"]) for m in listed if m["status"] != "Online"]
     reports = []
     for each in names:
         path = f"/1.0/storage-pools/{quote_name(each)}/check"
-        if repair or remove:
-            body = {"repair": repair, "remove": list(remove)}
-            reports.append(conn.request("POST", path, body)[0])
-        else:
-            reports.append(conn.get(path))
+        for member in members:
+            query = {"target": member} if member else None
+            if repair or remove:
+                body = {"repair": repair, "remove": list(remove)}
+                report = conn.request("POST", path, body, query=query)[0]
+            else:
+                report = conn.request("GET", path, query=query)[0]
+            if member:
+                report["member"] = member
+            reports.append(report)
     if fmt == "json":
         click.echo(json.dumps(reports, indent=2))
     elif fmt == "yaml":
@@ -199,13 +212,16 @@ def pool_check(pool: str, repair: bool, remove: tuple[str, ...], fmt: str) -> No
     else:
         for report in reports:
             click.echo(_check_text(report), nl=False)
-    if not all(r.get("clean") for r in reports):
+    for member in unchecked:
+        click.echo(f"member {member} is offline: its host was not checked", err=True)
+    if unchecked or not all(r.get("clean") for r in reports):
         sys.exit(1)
 
 
 def _check_text(report: dict[str, Any]) -> str:
+    where = f" on member {report['member']}" if report.get("member") else ""
     lines = [
-        f"pool {report['pool']}: {report['volumes']} volume(s), {report['snapshots']} "
+        f"pool {report['pool']}{where}: {report['volumes']} volume(s), {report['snapshots']} "
         f"snapshot(s), {report['array_volumes']} array volume(s) by lxflex's scheme, "
         f"{report['mapped']} mapped here, {report['journal']} journal entr(ies)"
     ]
@@ -219,7 +235,7 @@ def _check_text(report: dict[str, Any]) -> str:
     left = sum(1 for f in report["findings"] if not f["repaired"])
     repaired = len(report["findings"]) - left
     verdict = "clean" if not report["findings"] else f"{left} left, {repaired} repaired"
-    lines.append(f"pool {report['pool']}: {verdict}")
+    lines.append(f"pool {report['pool']}{where}: {verdict}")
     return "\n".join(lines) + "\n"
 
 

@@ -104,6 +104,25 @@ class PoolDriver:
             InstanceVolumes(volumes),
         )
 
+    async def fence(self, server_uuid: str) -> list[str]:
+        """Take every mapping of another server's host away at the array (a cluster
+        member that is gone, so that no volume is written from two hosts); the IDs of
+        the volumes it unmapped. NVMe/TCP hosts are found by the NQN the server's UUID
+        gives; an SDC's ID is not known to other servers, so an SDC pool refuses."""
+        if self.resolved.mode == MODE_SDC:
+            raise Unavailable(
+                "cannot fence a member's SDC from another server: unmap its volumes at "
+                "the array (its SDC), then remove the member"
+            )
+        found = await self.client.nvme_host_by_nqn(host_nqn(server_uuid))
+        if found is None:
+            return []  # it never mapped anything on this array
+        unmapped = []
+        for volume in await self.client.host_volumes(found.id):
+            await self.client.unmap_host(volume.id, found.id)
+            unmapped.append(volume.id)
+        return unmapped
+
     async def close(self) -> None:
         await self.client.close()
 

@@ -59,6 +59,7 @@ class MemberView:
     online: bool
     message: str
     certificate: str
+    server_uuid: str
 
 
 def _fingerprint(pem: str) -> str:
@@ -143,7 +144,14 @@ class ClusterService:
             found = await sc.list_members(conn)
         threshold = self._threshold()
         return [
-            MemberView(m.name, m.address, m.architecture, *_message(m, threshold), m.certificate)
+            MemberView(
+                m.name,
+                m.address,
+                m.architecture,
+                *_message(m, threshold),
+                m.certificate,
+                m.server_uuid,
+            )
             for m in found
         ]
 
@@ -173,15 +181,23 @@ class ClusterService:
                 return member
         return None
 
-    async def remove(self, name: str, *, force: bool = False) -> None:
-        """Take a member out of the cluster; an Online one (this one included) only with
-        ``force``: it would go on serving the shared state."""
+    async def removable(self, name: str, *, force: bool = False) -> MemberView:
+        """The member ``name``, if it may be removed: another member (a member cannot
+        fence itself), and an Online one only with ``force`` (it would go on serving)."""
         member = await self.member(name)
+        if name == self.name:
+            raise InvalidRequest(
+                f"cluster member {name!r} cannot remove itself: remove it through another member"
+            )
         if member.online and not force:
             raise InvalidRequest(
                 f"cluster member {name!r} is online: stop its lxflexd first, or remove it "
                 "with --force"
             )
+        return member
+
+    async def leave(self, name: str) -> None:
+        """The member is one no more (see :meth:`Storage.remove_member`)."""
         async with self.db.write() as conn:
             await sc.leave(conn, name)
         log.warning("cluster member %s removed", name)

@@ -100,11 +100,13 @@ class Journal:
         ids: Collection[int] | None = None,
         *,
         mine_only: bool = False,
+        fenced: str | None = None,
     ) -> Repairs:
         """Finish the pool's entries (those of ``ids`` only, if given; this server's
-        only, with ``mine_only``: another's may be work it runs now), newest first. Each
-        is idempotent; one that fails stays for the next repair. Never raises for an
-        entry's failure."""
+        only, with ``mine_only``: another's may be work it runs now; or only those of
+        the ``fenced`` server, a member gone whose mappings were taken away, so that its
+        mapping entries are done already), newest first. Each is idempotent; one that
+        fails stays for the next repair. Never raises for an entry's failure."""
         result = Repairs()
         if ids is not None:
             self._live.difference_update(ids)  # the work that intended them is over
@@ -113,10 +115,14 @@ class Journal:
         async with self.db.read() as conn:
             entries = await jn.list_entries(conn, pool_id, ids)
         for entry in entries:
-            if entry.server != self.server and (mine_only or entry.kind == "unmap"):
+            if fenced is not None and entry.server != fenced:
+                continue
+            others = fenced is None and entry.server != self.server
+            if others and (mine_only or entry.kind == "unmap"):
                 continue  # another server's work, or its host: that server repairs it
             try:
-                await _finish(entry, volumes)
+                if fenced is None or entry.kind != "unmap":  # a fenced host maps nothing
+                    await _finish(entry, volumes)
             except Exception as exc:
                 log.warning("repair of %s %s failed: %s", entry.kind, _ident(entry), exc)
                 result.failed.append((entry, str(exc)))

@@ -8,6 +8,7 @@ import socket
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from ..driver import Unavailable
 from ..host.runner import Runner
 from ..state import Database
 from ..state import store as st
@@ -95,6 +96,37 @@ class Storage:
             except Exception as exc:  # one unreachable pool must not keep the others down
                 log.warning("pool %s: recovery postponed: %s", pool.name, exc)
         return repaired
+
+    async def remove_member(self, name: str, *, force: bool = False) -> None:
+        """Take a member out of the cluster, fencing it first: in every pool, its host's
+        mappings are taken away at the array (no volume may then be written from it and
+        from another host), and what its journal left is finished (array volumes its
+        work made without a row are removed). A pool that cannot be fenced keeps the
+        member, so removing it again retries."""
+        member = await self.cluster.removable(name, force=force)
+        for pool in await self.pools.all():
+            if pool.status == "pending":
+                continue
+            record = await self.pools.record(pool.name)
+            runtime = await self.pools.runtime(record)
+            unmapped = await runtime.fence(member.server_uuid)
+            repairs = await self.pools.journal.repair(
+                record.id, runtime.volumes, fenced=member.server_uuid
+            )
+            if repairs.failed:
+                entry, why = repairs.failed[0]
+                raise Unavailable(
+                    f"pool {pool.name}: what member {name} left cannot be finished now "
+                    f"({entry.kind} {entry.array_id or entry.name}: {why}); try again"
+                )
+            log.warning(
+                "pool %s: member %s fenced: %d mapping(s) taken away, %d leftover(s) finished",
+                pool.name,
+                name,
+                len(unmapped),
+                len(repairs.done),
+            )
+        await self.cluster.leave(name)
 
     async def check(
         self, pool: str, *, repair: bool = False, remove: Collection[str] = ()
