@@ -7,7 +7,7 @@
   the client talks to, against the same request forwarded to another (``?target=``);
   the difference is the cost of forwarding (a mutual-TLS hop);
 * failure: a member killed (SIGKILL) until another shows it Offline, against the
-  offline threshold.
+  offline threshold; then its removal (fencing) through another member.
 
 The PostgreSQL cluster is a throwaway one on a unix socket (no TCP); the gateway is
 ``lxflex-sim`` in its own process. Needs root (PostgreSQL runs as ``postgres``) and the
@@ -166,8 +166,9 @@ async def _measure(
     )
 
 
-async def _failure(members: list[Daemon], threshold: float) -> float:
-    """Seconds from killing the last member until the first shows it Offline."""
+async def _failure(members: list[Daemon], threshold: float) -> tuple[float, float]:
+    """Seconds from killing the last member until the first shows it Offline, and then
+    of its removal through the first (fencing it in the pool, finishing its journal)."""
     victim = members[-1]
     name = f"m{len(members)}"
     conn = await Connection.open(members[0].socket)
@@ -178,10 +179,15 @@ async def _failure(members: list[Daemon], threshold: float) -> float:
             status, answer = await conn.request("GET", f"/1.0/cluster/members/{name}")
             assert status == 200, answer
             if json.loads(answer)["metadata"]["status"] == "Offline":
-                return time.perf_counter() - killed
+                noticed = time.perf_counter() - killed
+                break
             if time.perf_counter() - killed > threshold * 3:
                 raise RuntimeError(f"{name} never showed Offline")
             await asyncio.sleep(0.2)
+        started = time.perf_counter()
+        status, answer = await conn.request("DELETE", f"/1.0/cluster/members/{name}")
+        assert status == 200, answer
+        return noticed, time.perf_counter() - started
     finally:
         conn.close()
 
@@ -223,10 +229,11 @@ def main() -> None:
             )
             members.append(stack.enter_context(daemon(tmp / f"m{i}", *argv)))
         asyncio.run(_measure(members, sim.url, sim.password, args))
-        noticed = asyncio.run(_failure(members, args.offline_threshold))
+        noticed, fenced = asyncio.run(_failure(members, args.offline_threshold))
         print(
             f"failure: m{args.members} killed, Offline on m1 after {noticed:.1f} s "
-            f"(threshold {args.offline_threshold:g} s: {noticed / args.offline_threshold:.2f}x)"
+            f"(threshold {args.offline_threshold:g} s: {noticed / args.offline_threshold:.2f}x); "
+            f"fenced and removed through m1 in {fenced * 1000:.0f} ms"
         )
         members[-1].proc.wait()
 
