@@ -336,6 +336,9 @@ def test_three_members_share_one_pool_and_serve_each_others_work(cluster: Cluste
         assert [(r[0], r[6]) for r in rows] == [(n, "ONLINE") for n in names]
     cluster.make_pool(members[2])
     assert members[0].query("/1.0/storage-pools/pf")["locations"] == names
+    shown = members[0].lxc("storage", "show", "pf", "--target", "m2").stdout  # m2 answers
+    assert "status: Created" in shown
+    assert "powerflex.pool: sp1" in shown
     for i, member in enumerate(members):
         other = names[(i + 1) % 3]
         name = f"v-{member.name}"
