@@ -78,6 +78,9 @@ def test_a_killed_member_goes_offline_and_a_removed_one_is_gone(cluster: Cluster
     assert rows["m2"][6] == "OFFLINE"
     assert rows["m2"][7].startswith("No heartbeat for ")
     assert rows["m1"][6] == "ONLINE"
+    away = m1.lxc("query", "/1.0?target=m2", check=False)  # forwarding to a dead member
+    assert away.returncode != 0
+    assert "cannot reach cluster member 'm2'" in away.stderr
     m1.lxc("cluster", "remove", "m2")
     assert list(_rows(m1.lxc("cluster", "list", "--format", "csv").stdout)) == [
         [
