@@ -21,6 +21,7 @@ from aiohttp import web
 
 from . import __version__
 from .api import servercert
+from .api.join import DATABASE_FILE, JoinError, JoinToken, accept_token
 from .api.server import build_app
 from .api.trust import HTTPS
 from .driver.errors import DriverError, InvalidRequest
@@ -155,6 +156,41 @@ async def _cancelled(task: asyncio.Task[None]) -> None:
         await task
 
 
+def _claim_socket(state_dir: Path) -> Path:
+    """The API socket's path in ``state_dir`` (made), which no other daemon serves."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(state_dir, 0o711)  # noqa: S103 - traversable so the socket group can reach it
+    sock = state_dir / "unix.socket"
+    if sock.exists():
+        if _socket_in_use(sock):
+            raise click.ClickException(f"another daemon serves {sock}")
+        sock.unlink()
+    return sock
+
+
+async def _take_part(
+    stack: AsyncExitStack,
+    storage: Storage,
+    state_dir: Path,
+    cluster: ClusterSettings | None,
+    offline_threshold: float,
+) -> ClusterSettings | None:
+    """Join as the member ``cluster`` names, or as the member this server is (a start
+    without the flags), and beat until the stack closes: the settings served; None for
+    a standalone server (refused on a cluster's database)."""
+    try:
+        cluster = cluster or await storage.cluster.resume(offline_threshold)
+        if cluster is None:
+            return None
+        certificate, _ = await asyncio.to_thread(servercert.read, state_dir)
+        await storage.cluster.join(certificate)
+    except DriverError as exc:
+        raise click.ClickException(str(exc)) from None
+    beating = asyncio.create_task(storage.cluster.heartbeats())
+    stack.push_async_callback(_cancelled, beating)
+    return cluster
+
+
 async def serve(
     state_dir: Path,
     *,
@@ -163,28 +199,25 @@ async def serve(
     settings: HostSettings | None,
     https_address: str | None = None,
     cluster: ClusterSettings | None = None,
+    join_token: JoinToken | None = None,
+    offline_threshold: float = DEFAULT_OFFLINE_THRESHOLD,
 ) -> None:
-    state_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(state_dir, 0o711)  # noqa: S103 - traversable so the socket group can reach it
-    sock = state_dir / "unix.socket"
-    if sock.exists():
-        if _socket_in_use(sock):
-            raise click.ClickException(f"another daemon serves {sock}")
-        sock.unlink()
+    sock = _claim_socket(state_dir)
+    if join_token is not None:
+        try:
+            db_url = await accept_token(join_token, state_dir)
+        except JoinError as exc:
+            raise click.ClickException(f"cannot join the cluster: {exc}") from None
+        log.info("joined with a token; the database URL is kept in %s", state_dir / DATABASE_FILE)
     async with AsyncExitStack() as stack:
         try:
             storage = await _open_storage(stack, state_dir, db_url, settings, cluster)
         except DatabaseBusy as exc:
             raise click.ClickException(str(exc)) from None
         await asyncio.to_thread(servercert.ensure, state_dir)  # /1.0 shows it from the start
-        if cluster is not None:
-            certificate, _ = await asyncio.to_thread(servercert.read, state_dir)
-            try:
-                await storage.cluster.join(certificate)
-            except DriverError as exc:
-                raise click.ClickException(str(exc)) from None
-            beating = asyncio.create_task(storage.cluster.heartbeats())
-            stack.push_async_callback(_cancelled, beating)
+        cluster = await _take_part(stack, storage, state_dir, cluster, offline_threshold)
+        if not https_address and cluster is not None:
+            https_address = cluster.address  # the members reach each other there
         await storage.recover()
         stack.push_async_callback(_cancelled, asyncio.create_task(every_minute(storage)))
         app = build_app(storage, state_dir=state_dir, https_address=https_address)
@@ -274,6 +307,13 @@ async def serve(
     help="HOST:PORT the other members reach this one at; HTTPS is served there.",
 )
 @click.option(
+    "--join-token-file",
+    type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+    help="Join a cluster with the token `lxc cluster add NAME` printed on a member, read "
+    "from this file ('-': standard input); the database URL it gives is kept in "
+    f"STATE_DIR/{DATABASE_FILE} for later starts.",
+)
+@click.option(
     "--offline-threshold",
     type=float,
     default=DEFAULT_OFFLINE_THRESHOLD,
@@ -290,6 +330,7 @@ def main(
     https_address: str | None,
     cluster_name: str | None,
     cluster_address: str | None,
+    join_token_file: Path | None,
     offline_threshold: float,
     nvme: str,
     by_id_dir: Path,
@@ -315,6 +356,12 @@ def main(
             host_root=host_root,
         )
     )
+    token = None
+    if join_token_file is not None:
+        token = _join_token(join_token_file, state_dir, db_url, cluster_name)
+        cluster_name = token.server_name
+    elif db_url is None and (state_dir / DATABASE_FILE).exists():
+        db_url = (state_dir / DATABASE_FILE).read_text().strip()  # joined by token
     cluster = None
     if cluster_name or cluster_address:
         if not (cluster_name and cluster_address):
@@ -330,7 +377,6 @@ def main(
             cluster = ClusterSettings(cluster_name, cluster_address, offline_threshold)
         except InvalidRequest as exc:
             raise click.UsageError(str(exc)) from None
-        https_address = https_address or cluster_address
     asyncio.run(
         serve(
             state_dir,
@@ -339,5 +385,30 @@ def main(
             settings=settings,
             https_address=https_address,
             cluster=cluster,
+            join_token=token,
+            offline_threshold=offline_threshold,
         )
     )
+
+
+def _join_token(
+    path: Path, state_dir: Path, db_url: str | None, cluster_name: str | None
+) -> JoinToken:
+    """The join token in ``path``, if joining with it makes sense here."""
+    if db_url is not None:
+        raise click.UsageError("a server joining with a token gets the database from it: no --db")
+    if (state_dir / DATABASE_FILE).exists():
+        raise click.UsageError(
+            f"this server has joined a cluster already ({state_dir / DATABASE_FILE}): start "
+            "it without --join-token-file"
+        )
+    text = click.open_file(str(path)).read() if str(path) == "-" else path.read_text()
+    try:
+        token = JoinToken.decode(text)
+    except JoinError as exc:
+        raise click.UsageError(str(exc)) from None
+    if cluster_name not in (None, token.server_name):
+        raise click.UsageError(
+            f"the join token is for member {token.server_name!r}, not {cluster_name!r}"
+        )
+    return token

@@ -39,6 +39,7 @@ class Member:
     daemon: Daemon
     argv: list[str]
     proc: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] = field(default_factory=dict)  # beside the environment's
 
     def lxc(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.daemon.lxc(*args, check=check)
@@ -48,7 +49,9 @@ class Member:
 
     def start(self) -> None:
         with open(self.daemon.log, "a") as log:
-            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                self.argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
+            )
         deadline = time.monotonic() + 60
         while not _ready(self.daemon.socket):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -71,7 +74,41 @@ class Cluster:
     sim_url: str
     sim_password: str
     db_url: str
+    root: Path
     members: list[Member] = field(default_factory=list)
+    created: list[Member] = field(default_factory=list)  # stopped at teardown
+
+    def new_member(self, name: str, *, db: bool = True) -> Member:
+        """A member on a new emulated host of the simulator, not started; its argv names
+        the shared database unless ``db`` is false (a server joining by token)."""
+        host = _post(f"{self.sim_url}/_sim/fabric/hosts", {"name": name})
+        root = Path(host["bin"]).parent
+        address = f"127.0.0.1:{_free_port()}"
+        daemon = Daemon(self.root / name, self.root / f"{name}-conf", self.root / f"{name}.log")
+        daemon.conf.mkdir(parents=True, exist_ok=True)
+        argv = [
+            str(BIN / "lxflexd"),
+            "--state-dir",
+            str(daemon.state),
+            *(["--db", self.db_url] if db else []),
+            "--cluster-name",
+            name,
+            "--cluster-address",
+            address,
+            "--offline-threshold",
+            str(THRESHOLD),
+            "--nvme",
+            str(Path(host["bin"]) / "nvme"),
+            "--by-id-dir",
+            host["by_id"],
+            "--sysfs",
+            host["sys_root"],
+            "--host-root",
+            str(root),
+        ]
+        member = Member(name, address, daemon, argv)
+        self.created.append(member)
+        return member
 
     def pool_config(self) -> dict[str, str]:
         return {
@@ -124,45 +161,18 @@ def cluster(
         stderr=sim_log,
         env={**os.environ, "LXFLEX_SIM_ADMIN_PASSWORD": password},
     )
-    started: list[Member] = []
+    made: Cluster | None = None
     try:
         assert sim.stdout is not None
         info = json.loads(sim.stdout.readline())
-        made = Cluster(info["url"], password, db_url)
+        made = Cluster(info["url"], password, db_url, tmp_path)
         for name in (f"m{i}" for i in range(1, count + 1)):
-            host = _post(f"{made.sim_url}/_sim/fabric/hosts", {"name": name})
-            root = Path(host["bin"]).parent
-            address = f"127.0.0.1:{_free_port()}"
-            daemon = Daemon(tmp_path / name, tmp_path / f"{name}-conf", tmp_path / f"{name}.log")
-            daemon.conf.mkdir(parents=True)
-            argv = [
-                str(BIN / "lxflexd"),
-                "--state-dir",
-                str(daemon.state),
-                "--db",
-                db_url,
-                "--cluster-name",
-                name,
-                "--cluster-address",
-                address,
-                "--offline-threshold",
-                str(THRESHOLD),
-                "--nvme",
-                str(Path(host["bin"]) / "nvme"),
-                "--by-id-dir",
-                host["by_id"],
-                "--sysfs",
-                host["sys_root"],
-                "--host-root",
-                str(root),
-            ]
-            member = Member(name, address, daemon, argv)
+            member = made.new_member(name)
             member.start()
-            started.append(member)
             made.members.append(member)
         yield made
     finally:
-        for member in started:
+        for member in made.created if made else []:
             member.stop()
         sim.send_signal(signal.SIGTERM)
         try:

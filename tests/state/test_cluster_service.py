@@ -76,3 +76,29 @@ async def test_a_cluster_needs_postgresql_and_a_valid_name(tmp_path: Path) -> No
             ClusterSettings(bad, "127.0.0.1:8443")
     with pytest.raises(InvalidRequest, match="greater than 10"):
         ClusterSettings("m1", "127.0.0.1:8443", offline_threshold=10)
+
+
+async def test_a_member_resumes_from_the_shared_state_and_a_stranger_is_refused(
+    db: Database,
+) -> None:
+    C = "00000000-0000-0000-0000-00000000000c"
+    async with db.write() as conn:
+        for uuid in (A, B, C):
+            await st.ensure_server(conn, uuid, "host")
+    lone = ClusterService(db, C, None)
+    assert await lone.resume(20) is None  # no members yet: a standalone server
+    await ClusterService(db, A, ClusterSettings("m1", "127.0.0.1:8443")).join("PEM-A")
+    again = ClusterService(db, A, None)
+    assert await again.resume(15) == ClusterSettings("m1", "127.0.0.1:8443", 15)
+    assert again.name == "m1"
+    with pytest.raises(InvalidRequest, match=r"a cluster's \(members m1\) and this server"):
+        await ClusterService(db, B, None).resume(20)
+    # Names for a join token: a new one, well formed, and only in a cluster.
+    await again.check_new_member("m2")
+    with pytest.raises(Conflict, match="already has a member with name: m1"):
+        await again.check_new_member("m1")
+    with pytest.raises(InvalidRequest, match="invalid cluster member name"):
+        await again.check_new_member("-bad")
+    with pytest.raises(InvalidRequest, match="not clustered"):
+        await lone.check_new_member("m2")
+    assert (await again.database_url()).startswith("postgresql://")

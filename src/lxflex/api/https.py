@@ -98,6 +98,10 @@ class HttpsServer:
             await self._serve(reader, writer)
         except (ConnectionError, SSL.Error, TimeoutError) as exc:
             log.debug("HTTPS connection from %s ended: %r", _address(writer), exc)
+        except asyncio.CancelledError:
+            # Closing: ended here, since asyncio's stream callback (3.11) logs a
+            # cancelled connection task as an error.
+            log.debug("HTTPS connection from %s closed with the server", _address(writer))
         finally:
             self._tasks.discard(task)
             writer.close()

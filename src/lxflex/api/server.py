@@ -26,6 +26,7 @@ from ..service import Storage
 from ..service.trust import check_server_config
 from . import backups as backup_routes
 from . import cluster as cluster_routes
+from . import join as join_routes
 from . import projects as project_routes
 from . import render
 from . import storage as storage_routes
@@ -48,6 +49,7 @@ _FORWARDER: web.AppKey[LogForwarder] = web.AppKey("log-forwarder")
 API_EXTENSIONS = [
     "storage",
     "clustering",
+    "clustering_join_token",
     "resources",
     "etag",
     "patch",
@@ -302,6 +304,7 @@ def build_app(
     trust_routes.add_routes(app)
     project_routes.add_routes(app)
     cluster_routes.add_routes(app)
+    join_routes.add_routes(app)
 
     relay = EventRelay(hub, storage.cluster) if storage.cluster.clustered else None
 

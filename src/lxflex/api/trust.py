@@ -5,7 +5,8 @@
   it) are trusted; the member acts for the caller its X-LXD-forwarded-* headers name.
 * Requests over HTTPS are trusted when the client certificate of their connection is in
   the trust store. Untrusted ones may only read ``/`` and ``/1.0`` (the short untrusted
-  form) and ``POST /1.0/certificates`` with a trust token; everything else is 403.
+  form), ``POST /1.0/certificates`` with a trust token and ``POST
+  /internal/cluster/accept`` with a join token (:mod:`.join`); everything else is 403.
 * ``lxc config trust add`` asks for a token: a held operation of class ``token`` whose
   metadata carries a random secret, this server's certificate fingerprint and its HTTPS
   addresses, from which lxc builds the token it prints. ``lxc remote add NAME TOKEN``
@@ -44,7 +45,7 @@ from .forward import FORWARDED
 from .operations import Operation, Operations
 from .peers import Peers
 
-__all__ = ["HTTPS", "TRUSTED", "Https", "add_routes", "trust_middleware"]
+__all__ = ["HTTPS", "TRUSTED", "Https", "add_routes", "find_token", "trust_middleware"]
 
 log = logging.getLogger("lxflex.api")
 
@@ -52,7 +53,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ProtocolFactory = Callable[[], Any]
 
 TRUSTED: web.RequestKey[bool] = web.RequestKey("trusted")  # whether the caller is
-_UNTRUSTED_ALLOWED = {("GET", "/"), ("GET", "/1.0"), ("POST", "/1.0/certificates")}
+_UNTRUSTED_ALLOWED = {
+    ("GET", "/"),
+    ("GET", "/1.0"),
+    ("POST", "/1.0/certificates"),  # with a trust token
+    ("POST", "/internal/cluster/accept"),  # with a join token (see .join)
+}
 
 
 @dataclass
@@ -220,10 +226,15 @@ def _projects(doc: dict[str, Any]) -> list[str]:
     return value
 
 
-def _find_token(ops: Operations, secret: str) -> Operation | None:
+def find_token(ops: Operations, secret: str, server_name: str | None = None) -> Operation | None:
+    """The held token operation with this secret: a trust token, or with ``server_name``
+    the join token for that cluster member (neither stands for the other). An expired
+    one is cancelled and not found."""
     now = datetime.datetime.now(datetime.UTC)
     for op in ops.all():
         if op.cls != "token" or op.final or not op.metadata:
+            continue
+        if op.metadata.get("serverName") != server_name:
             continue
         if not hmac.compare_digest(str(op.metadata.get("secret", "")), secret):
             continue
@@ -254,7 +265,7 @@ async def certificates_post(request: web.Request) -> web.Response:
     if not request[TRUSTED]:
         # Enrolment: a valid token makes the connection's certificate trusted.
         given = doc.get("trust_token") or doc.get("password") or ""
-        op = _find_token(request.app[OPS], _secret_of(given)) if isinstance(given, str) else None
+        op = find_token(request.app[OPS], _secret_of(given)) if isinstance(given, str) else None
         if op is None or peer is None:
             raise ApiError(403, "not authorized")
         sent = doc.get("certificate")  # pylxd sends it; lxc lets the connection's count

@@ -24,13 +24,27 @@ from ..state import NOTICE_LIMIT, Database
 from ..state import cluster as sc
 from .trust import fingerprint
 
-__all__ = ["DEFAULT_OFFLINE_THRESHOLD", "ClusterService", "ClusterSettings", "MemberView"]
+__all__ = [
+    "DEFAULT_OFFLINE_THRESHOLD",
+    "ClusterService",
+    "ClusterSettings",
+    "MemberView",
+    "check_member_name",
+]
 
 log = logging.getLogger("lxflex.service")
 
 DEFAULT_OFFLINE_THRESHOLD = 20.0  # seconds, as LXD's cluster.offline_threshold
 EVENTS = "lxflex_events"  # the notice channel of the members' events
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}")
+
+
+def check_member_name(name: str) -> None:
+    if not _NAME.fullmatch(name):
+        raise InvalidRequest(
+            f"invalid cluster member name {name!r}: letters, digits and dashes, "
+            "at most 63, not starting with a dash"
+        )
 
 
 @dataclass(frozen=True)
@@ -42,11 +56,7 @@ class ClusterSettings:
     offline_threshold: float = DEFAULT_OFFLINE_THRESHOLD
 
     def __post_init__(self) -> None:
-        if not _NAME.fullmatch(self.name):
-            raise InvalidRequest(
-                f"invalid cluster member name {self.name!r}: letters, digits and dashes, "
-                "at most 63, not starting with a dash"
-            )
+        check_member_name(self.name)
         if self.offline_threshold <= 10:
             raise InvalidRequest("the offline threshold must be greater than 10 seconds")
 
@@ -118,6 +128,38 @@ class ClusterService:
         except sc.MemberTaken as exc:
             raise Conflict(str(exc)) from None
         log.info("cluster member %s at %s", self.settings.name, self.settings.address)
+
+    async def resume(self, offline_threshold: float) -> ClusterSettings | None:
+        """For a server started without member settings: those it has as a member (its
+        name and address, from the shared state), which it then serves as; None for a
+        standalone server. A server that is no member must not serve a cluster's
+        database (it would take the members' work under way for its own leftovers)."""
+        if self.settings is not None or self.db.dialect != "postgresql":
+            return self.settings
+        members = await self.members()
+        mine = next((m for m in members if m.server_uuid == self.server_uuid), None)
+        if mine is not None:
+            self.settings = ClusterSettings(mine.name, mine.address, offline_threshold)
+            return self.settings
+        if members:
+            raise InvalidRequest(
+                f"this database is a cluster's (members {', '.join(m.name for m in members)}) "
+                "and this server is none of them: start it with --cluster-name and "
+                "--cluster-address to join"
+            )
+        return None
+
+    async def check_new_member(self, name: str) -> None:
+        """``name`` may be given to a server that is to join (a join token)."""
+        if self.settings is None:
+            raise InvalidRequest("This server is not clustered")
+        check_member_name(name)
+        if any(m.name == name for m in await self.members()):
+            raise Conflict(f"The cluster already has a member with name: {name}")
+
+    async def database_url(self) -> str:
+        """The shared database's URL, with its password, for a server joining by token."""
+        return await self.db.url_for_members()
 
     async def beat(self) -> bool:
         """One heartbeat; False when this server is no longer a member."""

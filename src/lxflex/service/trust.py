@@ -39,7 +39,10 @@ SERVER_KEYS = {
     f"empty for none. The port defaults to {DEFAULT_HTTPS_PORT}; port 0 takes a free one.",
     "core.remote_token_expiry": "How long a trust token stays valid (e.g. 30m, 24h, 7d); "
     "empty for no expiry.",
+    "cluster.join_token_expiry": "How long a cluster join token (`lxc cluster add`) stays "
+    "valid (e.g. 30m, 1d); 3h when empty.",
 }
+DEFAULT_JOIN_TOKEN_EXPIRY = datetime.timedelta(hours=3)  # as LXD's
 
 
 def fingerprint(der: bytes) -> str:
@@ -79,14 +82,14 @@ def parse_address(value: str) -> tuple[str, int]:
     return host, port
 
 
-def parse_expiry(value: str) -> datetime.timedelta | None:
-    """``core.remote_token_expiry`` as a duration (s, m, h, d, w suffixes)."""
+def parse_expiry(value: str, key: str = "core.remote_token_expiry") -> datetime.timedelta | None:
+    """A token expiry key's value as a duration (s, m, h, d, w suffixes)."""
     if not value:
         return None
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
     number, unit = value[:-1], value[-1:]
     if unit not in units or not number.isdigit() or int(number) == 0:
-        raise ConfigError("core.remote_token_expiry", f"{value!r} is not a duration like 24h")
+        raise ConfigError(key, f"{value!r} is not a duration like 24h")
     return datetime.timedelta(seconds=int(number) * units[unit])
 
 
@@ -98,8 +101,8 @@ def check_server_config(config: Mapping[str, str]) -> dict[str, str]:
             raise ConfigError(key, "is not a server key lxflex knows")
         if key == "core.https_address":
             parse_address(value)
-        elif key == "core.remote_token_expiry":
-            parse_expiry(value)
+        elif key.endswith("_token_expiry"):
+            parse_expiry(value, key)
     return new
 
 

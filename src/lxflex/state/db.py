@@ -159,5 +159,11 @@ class Database(abc.ABC):
         database only one process uses (SQLite) needs nothing."""
         return contextlib.nullcontext()
 
+    async def url_for_members(self) -> str:
+        """The URL another server joins this database with (a new cluster member): this
+        one's, with the password this server's connections use. ValueError for a
+        database only one process uses."""
+        raise ValueError(f"a {self.dialect} database is not shared with other servers")
+
     def __repr__(self) -> str:
         return f"Database({self.dialect})"  # the URL may hold a password

@@ -76,6 +76,19 @@ class PostgresDatabase(Database):
             finally:
                 await conn.close()
 
+    async def url_for_members(self) -> str:
+        """This URL with the password of a connection made from it (given in the URL or
+        found by libpq: PGPASSWORD, ~/.pgpass), which the joiner may not have."""
+        conn = await psycopg.AsyncConnection.connect(self._conninfo)
+        try:
+            password = conn.info.password
+        finally:
+            await conn.close()
+        url = sa.engine.make_url(self._conninfo)
+        if password and not url.password:
+            url = url.set(password=password)
+        return url.render_as_string(hide_password=False)
+
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Conn]:
         async with self.engine.begin() as conn:
