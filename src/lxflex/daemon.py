@@ -174,21 +174,38 @@ async def _take_part(
     state_dir: Path,
     cluster: ClusterSettings | None,
     offline_threshold: float,
+    stop: asyncio.Event,
 ) -> ClusterSettings | None:
     """Join as the member ``cluster`` names, or as the member this server is (a start
-    without the flags), and beat until the stack closes: the settings served; None for
-    a standalone server (refused on a cluster's database)."""
+    without the flags), and beat until the stack closes, or until a heartbeat finds
+    this server removed, which sets ``stop``: the settings served; None for a
+    standalone server (refused on a cluster's database)."""
     try:
         cluster = cluster or await storage.cluster.resume(offline_threshold)
         if cluster is None:
             return None
         certificate, _ = await asyncio.to_thread(servercert.read, state_dir)
         await storage.cluster.join(certificate)
+        await _install_cluster_certificate(storage, state_dir)
     except DriverError as exc:
         raise click.ClickException(str(exc)) from None
     beating = asyncio.create_task(storage.cluster.heartbeats())
+
+    def ended(task: asyncio.Task[None]) -> None:
+        if not task.cancelled():  # removed from the cluster: stop serving
+            stop.set()
+
+    beating.add_done_callback(ended)
     stack.push_async_callback(_cancelled, beating)
     return cluster
+
+
+async def _install_cluster_certificate(storage: Storage, state_dir: Path) -> None:
+    """The cluster certificate in ``state_dir``, to serve: the shared one, or (the first
+    member) this server's own offer."""
+    cert, key = await asyncio.to_thread(servercert.ensure, state_dir, "cluster")
+    held = await storage.cluster.certificate(cert.read_text(), key.read_text())
+    await asyncio.to_thread(servercert.install, state_dir, "cluster", *held)
 
 
 async def serve(
@@ -215,7 +232,8 @@ async def serve(
         except DatabaseBusy as exc:
             raise click.ClickException(str(exc)) from None
         await asyncio.to_thread(servercert.ensure, state_dir)  # /1.0 shows it from the start
-        cluster = await _take_part(stack, storage, state_dir, cluster, offline_threshold)
+        stop = asyncio.Event()
+        cluster = await _take_part(stack, storage, state_dir, cluster, offline_threshold, stop)
         if not https_address and cluster is not None:
             https_address = cluster.address  # the members reach each other there
         await storage.recover()
@@ -239,7 +257,6 @@ async def serve(
             os.chown(sock, -1, grp.getgrnam(group).gr_gid)
         log.info("lxflexd %s serving %s", __version__, sock)
         click.echo(f"lxflexd serving {sock}; LXD_DIR={state_dir} lxc storage list", err=True)
-        stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
@@ -248,6 +265,12 @@ async def serve(
         log.info("stopping")
     with contextlib.suppress(FileNotFoundError):
         sock.unlink()
+    if cluster is not None and not storage.cluster.member_still:
+        raise click.ClickException(
+            f"stopped: this server is no longer cluster member {cluster.name} (it was "
+            "removed, and fenced); start it with --cluster-name and --cluster-address to "
+            "join again"
+        )
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

@@ -4,9 +4,11 @@ server started with the token and no database URL of its own."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import secrets
+import ssl
 import stat
 import subprocess
 import time
@@ -23,6 +25,16 @@ def _without(argv: list[str], flag: str) -> list[str]:
     """``argv`` without ``flag`` and its value."""
     at = argv.index(flag)
     return argv[:at] + argv[at + 2 :]
+
+
+def _fingerprint(pem: str) -> str:
+    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
+
+
+def _served(member: Member) -> str:
+    """The fingerprint of the certificate the member serves over HTTPS."""
+    host, port = member.address.rsplit(":", 1)
+    return _fingerprint(ssl.get_server_certificate((host, int(port)), timeout=30))
 
 
 def _token(member: Member, name: str) -> str:
@@ -79,6 +91,17 @@ def test_a_server_joins_with_the_token_lxc_cluster_add_prints(
         table = member.lxc("cluster", "list", "--format", "csv").stdout.splitlines()
         assert [row.split(",")[0] for row in table] == ["m1", "m2"]
         assert all(",ONLINE," in row for row in table), table
+    # Every member serves the cluster certificate (what a client pins), its own stays
+    # for calling the others.
+    served = {_served(member) for member in (m1, m2)}
+    assert len(served) == 1
+    for member in (m1, m2):
+        pem = member.query("/1.0")["environment"]["certificate"]
+        assert _fingerprint(pem) in served
+        own = (member.daemon.state / "server.crt").read_text()
+        assert _fingerprint(own) not in served
+        key = member.daemon.state / "cluster.key"
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600
     # The new member serves the cluster's pools; what it makes, the others see.
     m2.lxc("storage", "volume", "create", "pf", "v1", "size=1GiB")
     assert "v1" in m1.lxc("storage", "volume", "list", "pf", "--format", "csv").stdout

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import time
@@ -99,54 +100,68 @@ def test_a_killed_member_goes_offline_and_a_removed_one_is_gone(cluster: Cluster
     assert names == ["m1", "m2"]
 
 
-async def _work_of_m1_under_way(db_url: str) -> tuple[int, int]:
-    """A create m1 runs now, as the shared state shows it: a row ``creating`` and a
-    journal entry of m1's for the array volume it is about to make."""
+async def _journal_entry_of(db_url: str, member: str) -> int:
+    """A journal entry of ``member``'s, as for an array volume it is about to make."""
     db = await Database.open(db_url)
     try:
         async with db.write() as conn:
             pool = await st.get_pool(conn, "pf")
             assert pool is not None
-            m1 = next(m for m in await sc.list_members(conn) if m.name == "m1")
-            vol = await st.create_volume(
-                conn,
-                pool.id,
-                "default",
-                "busy",
-                "custom",
-                "block",
-                {"size": "8GiB"},
-                status=Status.CREATING,
-            )
+            owner = next(m for m in await sc.list_members(conn) if m.name == member)
             (entry,) = await jn.add_entries(
-                conn, pool.id, m1.server_uuid, [jn.NewEntry("volume", name="u_busy.b")]
+                conn, pool.id, owner.server_uuid, [jn.NewEntry("volume", name="u_other.b")]
             )
-        return vol.id, entry
+        return entry
     finally:
         await db.close()
 
 
-async def _still_there(db_url: str, vol_id: int, entry: int) -> tuple[bool, bool]:
+async def _state_of(db_url: str, name: str) -> tuple[str | None, set[int]]:
+    """The status of volume ``name`` (None: no row) and the pool's journal entries."""
     db = await Database.open(db_url)
     try:
         async with db.read() as conn:
             pool = await st.get_pool(conn, "pf")
             assert pool is not None
-            vols = {v.id for v in await st.list_volumes(conn, pool.id)}
+            vol = await st.get_volume(conn, pool.id, "default", "custom", name)
             entries = {e.id for e in await jn.list_entries(conn, pool.id)}
-        return vol_id in vols, entry in entries
+        return (vol.status if vol else None), entries
     finally:
         await db.close()
 
 
 def test_a_starting_member_leaves_the_work_of_another_alone(cluster: Cluster) -> None:
+    """m1 creates a volume, held at the gateway: its row is ``creating`` and m1 holds its
+    lock. A restart of m2 must neither undo that create nor finish m1's journal."""
     m1, m2 = cluster.members
     cluster.make_pool(m1)
-    vol_id, entry = asyncio.run(_work_of_m1_under_way(cluster.db_url))
-    m2.stop()
-    m2.start()  # its start-up repair must not undo m1's create
-    assert asyncio.run(_still_there(cluster.db_url, vol_id, entry)) == (True, True)
-    assert "another member may be doing it" in m2.daemon.log.read_text()
+    entry = asyncio.run(_journal_entry_of(cluster.db_url, "m1"))
+    _post(
+        f"{cluster.sim_url}/_sim/faults",
+        {"route": "POST /api/types/Volume/instances", "latency_ms": 12_000},
+    )
+    creating = subprocess.Popen(
+        ["lxc", "storage", "volume", "create", "pf", "busy", "size=8GiB"],
+        env=m1.daemon.env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while asyncio.run(_state_of(cluster.db_url, "busy"))[0] != Status.CREATING:
+            assert time.monotonic() < deadline, "the create never began"
+            time.sleep(0.1)
+        m2.stop()
+        m2.start()  # its start-up repair must not undo m1's create
+        status, entries = asyncio.run(_state_of(cluster.db_url, "busy"))
+        assert status == Status.CREATING
+        assert entry in entries
+    finally:
+        _, err = creating.communicate(timeout=120)
+    assert creating.returncode == 0, err
+    assert asyncio.run(_state_of(cluster.db_url, "busy"))[0] == Status.CREATED
+    assert "with work under way now: busy" in m2.daemon.log.read_text()
 
 
 def test_work_on_one_volume_from_two_members_is_serialized(cluster: Cluster) -> None:
@@ -446,3 +461,84 @@ def test_removing_a_dead_member_fences_it_first(cluster: Cluster) -> None:
     assert "m2 fenced: 2 mapping(s) taken away" in m1.daemon.log.read_text()
     names = [r[0] for r in _rows(m1.lxc("cluster", "list", "--format", "csv").stdout)]
     assert names == ["m1"]
+    # The survivor repaired the copy m2 left under way (its lock went with m2): the
+    # source stays, the copy is undone, at the array too.
+    assert asyncio.run(_state_of(cluster.db_url, "v2"))[0] is None
+    listed = m1.lxc("storage", "volume", "list", "pf", "--format", "csv").stdout
+    assert [row.split(",")[1] for row in listed.splitlines()] == ["v1"]
+    report = m1.query("/1.0/storage-pools/pf/check")
+    assert report["clean"], report["findings"]
+    assert report["array_volumes"] == 1
+
+
+def test_a_member_removed_while_it_runs_stops_serving(cluster: Cluster) -> None:
+    """Removed with force (and fenced), a member that still runs stops at its next
+    heartbeat, saying why: it must not go on with work the others now own."""
+    m1, m2 = cluster.members
+    m1.lxc("query", "-X", "DELETE", "/1.0/cluster/members/m2?force=1")
+    assert m2.proc is not None
+    assert m2.proc.wait(timeout=THRESHOLD + 15) != 0
+    said = m2.daemon.log.read_text()
+    assert "stopped: this server is no longer cluster member m2" in said
+    names = [r[0] for r in _rows(m1.lxc("cluster", "list", "--format", "csv").stdout)]
+    assert names == ["m1"]
+
+
+def test_a_member_killed_amid_its_work_is_repaired_by_a_survivor(cluster: Cluster) -> None:
+    """m2 is killed -9 with a create, a copy, a snapshot and a delete in flight (slow
+    gateway answers keep them there). Once it is Offline, its removal through m1 fences
+    it and repairs what it left: the array and the state agree, nothing is mapped, and
+    what was done before stays. Restarted, m2 joins again and sees the same."""
+    m1, m2 = cluster.members
+    cluster.make_pool(m1)
+    for name in ("keep", "snap-me", "drop-me"):
+        m2.lxc("storage", "volume", "create", "pf", name, "size=8GiB")  # m2 logs in
+    _post(f"{cluster.sim_url}/_sim/faults", {"route": "*", "latency_ms": 1500})
+    work = [
+        ["storage", "volume", "create", "pf", "new", "size=8GiB"],
+        ["storage", "volume", "copy", "pf/keep", "pf/copied"],
+        ["storage", "volume", "snapshot", "pf", "snap-me", "s0"],
+        ["storage", "volume", "delete", "pf", "drop-me"],
+    ]
+    running = [
+        subprocess.Popen(
+            ["lxc", *argv],
+            env=m2.daemon.env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for argv in work
+    ]
+    try:
+        time.sleep(2.5)  # each is a request or two in
+        m2.stop(signal.SIGKILL)
+    finally:
+        for proc in running:
+            proc.kill()
+            proc.wait()
+    _delete(f"{cluster.sim_url}/_sim/faults")
+    deadline = time.monotonic() + THRESHOLD + 15
+    while m1.query("/1.0/cluster/members/m2")["status"] != "Offline":
+        assert time.monotonic() < deadline, "m2 never showed Offline"
+        time.sleep(1)
+    m1.lxc("cluster", "remove", "m2")
+    said = re.search(
+        r"m2 fenced: .* (\d+) volume\(s\) with work cut short", m1.daemon.log.read_text()
+    )
+    assert said is not None
+    assert int(said[1]) >= 1  # the kill left work to repair
+    report = m1.query("/1.0/storage-pools/pf/check")
+    assert report["clean"], report["findings"]
+    listed = m1.lxc("storage", "volume", "list", "pf", "--format", "csv").stdout
+    names = {row.split(",")[1] for row in listed.splitlines()}
+    assert {"keep", "snap-me"} <= names <= {"keep", "snap-me", "drop-me", "new", "copied"}
+    assert report["array_volumes"] >= len(names)  # each volume's, and its snapshots'
+    state = _get(f"{cluster.sim_url}/_sim/state")
+    assert [v["name"] for v in state["volumes"] if v["mappings"]] == []
+    m2.start()  # with its flags: it joins again
+    assert [r[0] for r in _rows(m2.lxc("cluster", "list", "--format", "csv").stdout)] == [
+        "m1",
+        "m2",
+    ]
+    again = m2.query("/1.0/storage-pools/pf/check")
+    assert again["clean"], again["findings"]

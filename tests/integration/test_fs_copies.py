@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from lxflex.driver import InvalidRequest
 from lxflex.driver.naming import Content, VolumeType
 from lxflex.driver.volumes import PowerFlexVolumes, VolumeSpec
 from lxflex.host.copy import copy_blocks
@@ -255,6 +256,26 @@ def _spec_of(size: int, fstype: str) -> VolumeSpec:
         filesystem=fstype,
         mount_options="",
     )
+
+
+async def test_a_refresh_between_filesystems_of_two_kinds_is_refused(
+    make_storage: StorageFactory,
+) -> None:
+    """A refresh copies blocks: onto another kind of filesystem it would leave the
+    target's config naming the wrong one. Refused before anything changes."""
+    storage = await make_storage()
+    await storage.volumes.create("pf", "src", config={"block.filesystem": "ext4"})
+    await storage.volumes.create("pf", "dst", config={"block.filesystem": "xfs"})
+    path = await storage.volumes.mount("pf", "dst")
+    (path / "kept").write_bytes(b"dst's own")
+    await storage.volumes.unmount("pf", "dst")
+    with pytest.raises(InvalidRequest, match=r"cannot refresh 'dst' \(xfs\) from 'src' \(ext4\)"):
+        await storage.volumes.refresh("pf", "src", "pf", "dst")
+    path = await storage.volumes.mount("pf", "dst")
+    try:
+        assert (path / "kept").read_bytes() == b"dst's own"
+    finally:
+        await storage.volumes.unmount("pf", "dst")
 
 
 @pytest.mark.parametrize("fstype", ["ext4", "xfs"])

@@ -31,6 +31,25 @@ async def test_a_key_one_member_holds_waits_another_and_other_keys_do_not(pg_url
         await b.close()
 
 
+async def test_a_try_says_whether_another_member_holds_the_key(pg_url: str) -> None:
+    a, b = await Database.open(pg_url), await Database.open(pg_url)
+    try:
+        async with a.shared_lock("k1"):
+            async with b.try_shared_lock("k1") as free:
+                assert not free  # a's: not waited for
+            async with b.try_shared_lock("k2") as free:
+                assert free
+                async with a.try_shared_lock("k2") as also:
+                    assert not also  # b holds it for the block
+        async with b.try_shared_lock("k1") as free:
+            assert free  # a let go
+        async with b.try_shared_lock("k1") as free:
+            assert free  # and b let go after its try
+    finally:
+        await a.close()
+        await b.close()
+
+
 async def _take(db: Database, key: str, order: list[str]) -> None:
     async with db.shared_lock(key):
         order.append("b has v1")
@@ -74,8 +93,9 @@ async def test_a_killed_member_lets_go_of_its_locks(pg_url: str) -> None:
 async def test_sqlite_needs_no_shared_lock(tmp_path: Path) -> None:
     db = await Database.open(f"sqlite:///{tmp_path}/lxflex.db")
     try:
-        async with db.shared_lock("k"), db.shared_lock("k"):  # one process: nothing to wait
-            pass
+        # One process: nothing to wait for, nothing held against it.
+        async with db.shared_lock("k"), db.shared_lock("k"), db.try_shared_lock("k") as free:
+            assert free
     finally:
         await db.close()
 

@@ -2,11 +2,12 @@
 
 The receiving member re-issues the same method and URI (the query, ``target``
 included) with the same body and headers to the member's address, over mutual TLS: it
-presents its own server certificate, and it pins the member's, as recorded in the
-shared state. It adds ``X-LXD-forwarded-{username,protocol,address}`` so the member
-acts for the original caller, then copies the status, headers and body back, streaming
-both ways (an export or an import may be large). The member sees ``target`` naming
-itself and serves the request.
+presents its own server certificate (which the shared state records as the member's),
+and it pins the cluster certificate, which every member serves. It adds
+``X-LXD-forwarded-{username,protocol,address}`` so the member acts for the original
+caller, then copies the status, headers and body back, streaming both ways (an export
+or an import may be large). The member sees ``target`` naming itself and serves the
+request.
 """
 
 from __future__ import annotations
@@ -52,20 +53,20 @@ class Forwarder:
     def __init__(self, state_dir: Path | None) -> None:
         self.state_dir = state_dir
         self._session: aiohttp.ClientSession | None = None
-        self._contexts: dict[str, ssl.SSLContext] = {}
+        self._context: ssl.SSLContext | None = None
 
-    def _context(self, member: MemberView) -> ssl.SSLContext:
-        context = self._contexts.get(member.certificate)
-        if context is None:
+    def _tls(self) -> ssl.SSLContext:
+        if self._context is None:
             if self.state_dir is None:
                 raise ApiError(500, "this server has no certificate to call its peers with")
             cert, key = servercert.ensure(self.state_dir)
-            # Pinned: the member's own self-signed certificate is the only one accepted.
-            context = ssl.create_default_context(cadata=member.certificate)
+            cluster, _ = servercert.read(self.state_dir, "cluster")
+            # Pinned: the cluster certificate is the only one accepted.
+            context = ssl.create_default_context(cadata=cluster)
             context.check_hostname = False
             context.load_cert_chain(cert, key)
-            self._contexts[member.certificate] = context
-        return context
+            self._context = context
+        return self._context
 
     async def forward(self, request: web.Request, member: MemberView) -> web.StreamResponse:
         session = self._client()
@@ -82,7 +83,7 @@ class Forwarder:
                 url,
                 headers=headers,
                 data=body,
-                ssl=self._context(member),
+                ssl=self._tls(),
                 allow_redirects=False,
             ) as answer:
                 response = web.StreamResponse(status=answer.status, reason=answer.reason)
@@ -112,7 +113,7 @@ class Forwarder:
         try:
             async with session.get(
                 f"https://{member.address}{path}",
-                ssl=self._context(member),
+                ssl=self._tls(),
                 headers={"Accept-Encoding": "identity"},
             ) as answer:
                 return answer.status, await answer.json(content_type=None)

@@ -279,7 +279,8 @@ def build_app(
         client_max_size=64 * 1024**2,
     )
     app[SERVER_NAME] = storage.cluster.name or server_name or socket.gethostname()
-    app[HTTPS] = Https(state_dir, fixed_address=https_address)
+    served = "cluster" if storage.cluster.clustered else "server"  # what clients pin
+    app[HTTPS] = Https(state_dir, fixed_address=https_address, served=served)
     hub = EventHub(storage.cluster.name or "none")
     app[FORWARDER] = Forwarder(state_dir)
     storage.pools.events.subscribe(

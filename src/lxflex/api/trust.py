@@ -68,16 +68,17 @@ class Https:
     state_dir: Path | None
     peers: Peers = field(default_factory=Peers)
     fixed_address: str | None = None  # from lxflexd's flag: the config key does not move it
+    served: str = "server"  # the certificate served: this server's, or the cluster's
     _factory: ProtocolFactory | None = None
     _server: Any = None  # an https.HttpsServer, once HTTPS is on
     _cert: tuple[str, str] | None = None  # (PEM, fingerprint)
 
     def certificate(self) -> tuple[str, str]:
-        """This server's certificate as ``(PEM, fingerprint)``."""
+        """The certificate served (what clients pin) as ``(PEM, fingerprint)``."""
         if self._cert is None:
             if self.state_dir is None:
                 return "", ""
-            self._cert = servercert.read(self.state_dir)
+            self._cert = servercert.read(self.state_dir, self.served)
         return self._cert
 
     def addresses(self) -> list[str]:
@@ -104,7 +105,7 @@ class Https:
         from .https import HttpsServer  # the TLS stack loads only when HTTPS is on
 
         host, port = parse_address(address)
-        cert, key = servercert.ensure(self.state_dir)
+        cert, key = servercert.ensure(self.state_dir, self.served)
         server = HttpsServer(self._factory, self.peers, cert, key)
         try:
             await server.start(host, port)

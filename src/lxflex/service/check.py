@@ -125,7 +125,8 @@ class CheckContext:
     mounts: Path  # this host's mount directory (one directory per pool below it)
     scratch: Path
     lock: Lock  # a volume's lock (its key: Kind.lock_key)
-    busy: Callable[[str, str, str], bool]  # whether that lock is held or waited for now
+    # Whether that lock is held or waited for now, here or on another member.
+    busy: Callable[[str, str, str], Awaitable[bool]]
     idle: Callable[[], bool]  # whether no volume work runs at all
 
 
@@ -252,7 +253,7 @@ async def _rows(
     repair: bool,
 ) -> None:
     for vol in state.vols:
-        if ctx.busy(pool_name, vol.project, kind_of(vol.type).lock_key(vol.name)):
+        if await ctx.busy(pool_name, vol.project, kind_of(vol.type).lock_key(vol.name)):
             continue  # work under way: judged when it is over
         snaps = state.snaps.get(vol.id, [])
         if vol.status != Status.CREATED or any(s.status != Status.CREATED for s in snaps):

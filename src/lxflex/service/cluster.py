@@ -94,6 +94,7 @@ class ClusterService:
 
     def __init__(self, db: Database, server_uuid: str, settings: ClusterSettings | None) -> None:
         self.db, self.server_uuid, self.settings = db, server_uuid, settings
+        self.member_still = True  # False once a heartbeat finds this member removed
 
     @property
     def clustered(self) -> bool:
@@ -157,6 +158,12 @@ class ClusterService:
         if any(m.name == name for m in await self.members()):
             raise Conflict(f"The cluster already has a member with name: {name}")
 
+    async def certificate(self, cert: str, key: str) -> tuple[str, str]:
+        """The cluster certificate and its key (PEM), which every member serves: the one
+        a member offered first, ``cert`` and ``key`` if none has."""
+        async with self.db.write() as conn:
+            return await sc.offer_certificate(conn, cert, key)
+
     async def database_url(self) -> str:
         """The shared database's URL, with its password, for a server joining by token."""
         return await self.db.url_for_members()
@@ -167,13 +174,14 @@ class ClusterService:
             return await sc.heartbeat(conn, self.server_uuid)
 
     async def heartbeats(self) -> None:
-        """Beat every half threshold until cancelled; stops, saying so, when removed."""
+        """Beat every half threshold until cancelled; returns, saying so, when this
+        server was removed (fenced: whatever it does now, it must stop)."""
         while self.settings is not None:
             try:
                 if not await self.beat():
+                    self.member_still = False
                     log.error(
-                        "this server is no longer cluster member %s (it was removed); "
-                        "restart it to join again",
+                        "this server is no longer cluster member %s (it was removed); stopping",
                         self.settings.name,
                     )
                     return

@@ -22,64 +22,35 @@ __all__ = [
     "finish_grow",
     "recover_pool",
     "recover_volume",
+    "repair_rows",
     "sweep_scratch",
 ]
 
 log = logging.getLogger("lxflex.service")
 
 Lock = Callable[[str, str, str], AbstractAsyncContextManager[None]]
+# A volume's lock if nobody holds it now: the block gets whether it holds it.
+TryLock = Callable[[str, str, str], AbstractAsyncContextManager[bool]]
 
 
 async def recover_pool(
-    db: Database, pools: PoolService, lock: Lock, pool_name: str, *, shared: bool = False
+    db: Database, pools: PoolService, try_lock: TryLock, pool_name: str, *, shared: bool = False
 ) -> int:
     """At start, before serving: finish the pool's journal (array objects made without a
-    row, leftovers of failed cleanups); undo creates and finish deletes that a crash cut
-    short (rows left ``creating`` or ``deleting``; a VM left ``restoring`` is put back),
-    each under its volume's ``lock``, finding what they made by name; finish grows cut
-    short after the array grew (filesystem and row follow the array); then unmap this
-    host's mappings of the pool's volumes that nothing uses. Return the repairs made.
+    row, leftovers of failed cleanups), then the rows whose work was cut short
+    (:func:`repair_rows`), then unmap this host's mappings of the pool's volumes that
+    nothing uses. Return the repairs made.
 
-    A ``shared`` state (a cluster) may hold the work of other members under way now: only
-    this server's journal entries are finished, rows under way and grows are left (and
-    logged) for ``storage check --repair``, and only this host's mappings are swept."""
+    A ``shared`` state (a cluster) may hold the work of other members under way now:
+    only this server's journal entries are finished (a peer's are finished when it is
+    removed), and rows whose locks a peer holds are left to it."""
     pool = await pools.record(pool_name)
     runtime = await pools.runtime(pool)
     journal = await pools.journal.repair(pool.id, runtime.volumes, mine_only=shared)
+    repaired = len(journal.done) + await repair_rows(db, pools, try_lock, pool_name)
     async with db.read() as conn:
         vols = await st.list_volumes(conn, pool.id)
         snaps = await st.list_pool_snapshots(conn, pool.id)
-    pending = [
-        v
-        for v in vols
-        if v.status != Status.CREATED
-        or any(s.status != Status.CREATED for s in snaps.get(v.id, []))
-    ]
-    repaired = len(journal.done)
-    if shared:
-        if pending:
-            log.warning(
-                "pool %s: %d volume(s) have work under way or cut short (%s); another "
-                "member may be doing it: repair with storage check --repair once none is",
-                pool_name,
-                len(pending),
-                ", ".join(sorted(v.name for v in pending)),
-            )
-        pending = []
-    for vol in pending:
-        async with lock(pool_name, vol.project, kind_of(vol.type).lock_key(vol.name)):
-            repaired += await recover_volume(db, runtime, vol, snaps.get(vol.id, []))
-    listed = {v.id: v.size_bytes for v in await runtime.volumes.listed()}
-    for vol in vols:
-        if not shared and vol.status == Status.CREATED and _grown(vol, listed):
-            async with lock(pool_name, vol.project, kind_of(vol.type).lock_key(vol.name)):
-                try:
-                    await finish_grow(db, runtime, vol, listed[vol.array_id or ""])
-                    repaired += 1
-                except Exception as exc:
-                    log.warning(
-                        "pool %s: cannot finish the grow of %s: %s", pool_name, vol.name, exc
-                    )
     records: list[st.Volume | st.Snapshot] = [*vols]
     records.extend(s for group in snaps.values() for s in group)
     ours = {i for r in records for i in (r.array_id, r.fs_array_id) if i}
@@ -93,6 +64,54 @@ async def recover_pool(
             pool_name,
             repaired,
             len(unmapped),
+        )
+    return repaired
+
+
+async def repair_rows(db: Database, pools: PoolService, try_lock: TryLock, pool_name: str) -> int:
+    """Undo creates and finish deletes that were cut short (rows left ``creating`` or
+    ``deleting``; a VM left ``restoring`` is put back), finding what they made by name,
+    and finish grows cut short after the array grew (filesystem and row follow the
+    array). Every operation holds its volume's lock while it runs, so a row under way
+    whose lock is free is work that was cut short; one whose lock is held (a member's
+    work now) is left alone. Return the repairs made."""
+    pool = await pools.record(pool_name)
+    runtime = await pools.runtime(pool)
+    async with db.read() as conn:
+        vols = await st.list_volumes(conn, pool.id)
+        snaps = await st.list_pool_snapshots(conn, pool.id)
+    listed = {v.id: v.size_bytes for v in await runtime.volumes.listed()}
+    repaired, busy = 0, []
+    for vol in vols:
+        pending = vol.status != Status.CREATED or any(
+            s.status != Status.CREATED for s in snaps.get(vol.id, [])
+        )
+        if not pending and not _grown(vol, listed):
+            continue
+        async with try_lock(pool_name, vol.project, kind_of(vol.type).lock_key(vol.name)) as free:
+            if not free:
+                busy.append(vol.name)
+                continue
+            async with db.read() as conn:  # as it is now that nobody works on it
+                fresh = await st.get_volume(conn, vol.pool_id, vol.project, vol.type, vol.name)
+                fresh_snaps = await st.list_snapshots(conn, fresh.id) if fresh else []
+            if fresh is None or fresh.id != vol.id:
+                continue
+            repaired += await recover_volume(db, runtime, fresh, fresh_snaps)
+            if fresh.status == Status.CREATED and _grown(fresh, listed):
+                try:
+                    await finish_grow(db, runtime, fresh, listed[fresh.array_id or ""])
+                    repaired += 1
+                except Exception as exc:
+                    log.warning(
+                        "pool %s: cannot finish the grow of %s: %s", pool_name, vol.name, exc
+                    )
+    if busy:
+        log.info(
+            "pool %s: left %d volume(s) with work under way now: %s",
+            pool_name,
+            len(busy),
+            ", ".join(sorted(busy)),
         )
     return repaired
 

@@ -100,9 +100,10 @@ class Storage:
     async def remove_member(self, name: str, *, force: bool = False) -> None:
         """Take a member out of the cluster, fencing it first: in every pool, its host's
         mappings are taken away at the array (no volume may then be written from it and
-        from another host), and what its journal left is finished (array volumes its
-        work made without a row are removed). A pool that cannot be fenced keeps the
-        member, so removing it again retries."""
+        from another host), what its journal left is finished (array volumes its work
+        made without a row are removed), and the rows its work left under way are
+        repaired. A pool that cannot be fenced keeps the member, so removing it again
+        retries."""
         member = await self.cluster.removable(name, force=force)
         for pool in await self.pools.all():
             if pool.status == "pending":
@@ -119,12 +120,15 @@ class Storage:
                     f"pool {pool.name}: what member {name} left cannot be finished now "
                     f"({entry.kind} {entry.array_id or entry.name}: {why}); try again"
                 )
+            rows = await self.volumes.repair_rows(pool.name)  # its locks went with it
             log.warning(
-                "pool %s: member %s fenced: %d mapping(s) taken away, %d leftover(s) finished",
+                "pool %s: member %s fenced: %d mapping(s) taken away, %d leftover(s) and "
+                "%d volume(s) with work cut short repaired",
                 pool.name,
                 name,
                 len(unmapped),
                 len(repairs.done),
+                rows,
             )
         await self.cluster.leave(name)
 

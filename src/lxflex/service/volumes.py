@@ -60,7 +60,7 @@ from ..state import store as st
 from .kinds import CUSTOM as CUSTOM_KIND
 from .kinds import Kind, kind_of
 from .pools import PoolService
-from .recovery import recover_pool
+from .recovery import recover_pool, repair_rows
 from .rules import add_expiry, check_name, fill_config, next_name
 from .specs import snapshot_names, spec_of
 from .views import VolumeView, array_of, ids_of, make_view
@@ -86,6 +86,11 @@ class NewVolume:
     volume_type: str = CUSTOM
 
 
+def _shared_key(pool: str, project: str, key: str) -> str:
+    """A volume's lock among the members of a cluster."""
+    return f"volume\0{pool}\0{project}\0{key}"
+
+
 class VolumeService:
     def __init__(self, db: Database, pools: PoolService) -> None:
         self.db = db
@@ -105,13 +110,29 @@ class VolumeService:
         state's shared lock; nothing more on a state only this server uses)."""
         async with (
             self._locks.hold((pool, project, key)),
-            self.db.shared_lock(f"volume\0{pool}\0{project}\0{key}"),
+            self.db.shared_lock(_shared_key(pool, project, key)),
         ):
             yield
 
-    def busy(self, pool: str, project: str, key: str) -> bool:
-        """Whether work on the volume runs or waits now (``key`` as :meth:`lock`'s)."""
-        return self._locks.held((pool, project, key))
+    @asynccontextmanager
+    async def try_lock(self, pool: str, project: str, key: str) -> AsyncIterator[bool]:
+        """:meth:`lock`, if no work on the volume runs or waits now, on this server or on
+        another member: the block gets whether it holds the lock (and leaves the volume
+        alone when not)."""
+        if self._locks.held((pool, project, key)):
+            yield False
+            return
+        async with (
+            self._locks.hold((pool, project, key)),
+            self.db.try_shared_lock(_shared_key(pool, project, key)) as free,
+        ):
+            yield free
+
+    async def busy(self, pool: str, project: str, key: str) -> bool:
+        """Whether work on the volume runs or waits now, here or on another member
+        (``key`` as :meth:`lock`'s)."""
+        async with self.try_lock(pool, project, key) as free:
+            return not free
 
     def idle(self) -> bool:
         """Whether no work on any volume runs or waits now."""
@@ -765,6 +786,16 @@ class VolumeService:
                 raise InvalidRequest(
                     f"cannot refresh a {dst.content_type} volume from a {vol.content_type} one"
                 )
+            src_spec, target_spec = (
+                spec_of(vol.content_type, vol.config),
+                spec_of(dst.content_type, dst.config),
+            )
+            if src_spec.is_filesystem and src_spec.filesystem != target_spec.filesystem:
+                raise InvalidRequest(
+                    f"cannot refresh {target!r} ({target_spec.filesystem}) from {source!r} "
+                    f"({src_spec.filesystem}): a refresh copies blocks, so both need the "
+                    f"same block.filesystem; delete {target!r} and copy it again"
+                )
             if src_pool.config.get("powerflex.gateway") != dst_pool.config.get("powerflex.gateway"):
                 raise InvalidRequest(
                     "refreshes between pools of different gateways are not supported yet"
@@ -781,10 +812,9 @@ class VolumeService:
             journal = self.pools.journal
             names = snapshot_names(runtime, CUSTOM, dst.content_type, [*uuids, guard])
             intents = await journal.intend(dst_pool.id, names, f"the refresh of {target!r}")
-            target_spec = spec_of(dst.content_type, dst.config)
             plan = RefreshPlan(
                 CopyPlan(
-                    spec_of(vol.content_type, vol.config),
+                    src_spec,
                     array_of(vol),
                     target_spec,
                     [array_of(s) for s in missing],
@@ -857,7 +887,12 @@ class VolumeService:
     async def recover(self, pool_name: str, *, shared: bool = False) -> int:
         """Undo creates and finish deletes (and VM restores) that a crash cut short, in
         one pool; see :func:`lxflex.service.recovery.recover_pool`."""
-        return await recover_pool(self.db, self.pools, self.lock, pool_name, shared=shared)
+        return await recover_pool(self.db, self.pools, self.try_lock, pool_name, shared=shared)
+
+    async def repair_rows(self, pool_name: str) -> int:
+        """Finish or undo the work cut short on the pool's volumes whose locks nobody
+        holds (see :func:`lxflex.service.recovery.repair_rows`)."""
+        return await repair_rows(self.db, self.pools, self.try_lock, pool_name)
 
     async def move(
         self,

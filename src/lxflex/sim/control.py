@@ -123,6 +123,7 @@ async def stats(request: web.Request) -> web.StreamResponse:
             "requests": dict(sim.counters),
             "total": sum(sim.counters.values()),
             "logins": sim.tokens.logins,
+            "refusals": dict(sim.refusals),
         }
     )
 
@@ -130,6 +131,7 @@ async def stats(request: web.Request) -> web.StreamResponse:
 async def stats_reset(request: web.Request) -> web.StreamResponse:
     sim = sim_of(request)
     sim.counters.clear()
+    sim.refusals.clear()
     sim.tokens.logins = 0
     return ok({})
 

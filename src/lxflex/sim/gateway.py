@@ -183,6 +183,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except e.SimError as err:
+        sim_of(request).refusals[err.message] += 1
         return web.json_response(err.body(), status=err.http_status)
 
 

@@ -94,6 +94,7 @@ class Simulator:
         )
         self.tokens = TokenStore({config.admin_user: config.admin_password}, policy, self.clock)
         self.counters: Counter[str] = Counter()
+        self.refusals: Counter[str] = Counter()  # the gateway's errors, by message
         self.faults: list[control.Fault] = []
         self.down: str | None = None
         self.mutex = asyncio.Lock()

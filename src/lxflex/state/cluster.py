@@ -12,10 +12,19 @@ import msgspec
 import sqlalchemy as sa
 
 from .db import Conn
-from .schema import servers
+from .schema import cluster_certificate, servers
 from .store import _aware
 
-__all__ = ["Member", "MemberTaken", "heartbeat", "join", "leave", "list_members"]
+__all__ = [
+    "Member",
+    "MemberTaken",
+    "certificate",
+    "heartbeat",
+    "join",
+    "leave",
+    "list_members",
+    "offer_certificate",
+]
 
 _NOW = sa.func.now(type_=sa.DateTime(timezone=True))
 
@@ -107,3 +116,29 @@ async def leave(conn: Conn, name: str) -> bool:
         .values(member=None, address=None, certificate=None, architecture=None, heartbeat_at=None)
     )
     return bool(result.rowcount)
+
+
+async def certificate(conn: Conn) -> tuple[str, str] | None:
+    """The cluster certificate and its key (PEM), if a member has offered one."""
+    row = (
+        await conn.execute(sa.select(cluster_certificate.c.certificate, cluster_certificate.c.key))
+    ).first()
+    return (row.certificate, row.key) if row is not None else None
+
+
+async def offer_certificate(conn: Conn, cert: str, key: str) -> tuple[str, str]:
+    """Make ``cert`` the cluster certificate unless there is one: the one there is."""
+    held = await certificate(conn)
+    if held is not None:
+        return held
+    try:
+        async with conn.begin_nested():  # a member starting at the same time may win
+            await conn.execute(
+                sa.insert(cluster_certificate).values(id=1, certificate=cert, key=key)
+            )
+    except sa.exc.IntegrityError:
+        held = await certificate(conn)
+        if held is not None:
+            return held
+        raise
+    return cert, key

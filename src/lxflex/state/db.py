@@ -44,7 +44,7 @@ _T = TypeVar("_T")
 _MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration; a test pins it to Alembic's head. Knowing it lets a database
 # that is already current open without importing Alembic (time and memory at start-up).
-HEAD_REVISION = "0010"
+HEAD_REVISION = "0011"
 NOTICE_LIMIT = 7900  # bytes of a notice (PostgreSQL's NOTIFY takes at most 8,000)
 
 
@@ -158,6 +158,12 @@ class Database(abc.ABC):
         cluster) for as long as the block runs; the caller serializes its own tasks. A
         database only one process uses (SQLite) needs nothing."""
         return contextlib.nullcontext()
+
+    def try_shared_lock(self, key: str) -> AbstractAsyncContextManager[bool]:
+        """Hold ``key`` for the block if no other process holds it now, without waiting:
+        the block gets whether it holds it. A process's own holds do not exclude it
+        (the caller serializes its own tasks)."""
+        return contextlib.nullcontext(True)
 
     async def url_for_members(self) -> str:
         """The URL another server joins this database with (a new cluster member): this

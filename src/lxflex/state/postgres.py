@@ -45,6 +45,9 @@ class PostgresDatabase(Database):
     def shared_lock(self, key: str) -> AbstractAsyncContextManager[None]:
         return self._locks.hold(key)
 
+    def try_shared_lock(self, key: str) -> AbstractAsyncContextManager[bool]:
+        return self._locks.try_hold(key)
+
     async def notify(self, channel: str, payload: str) -> None:
         if len(payload.encode()) > NOTICE_LIMIT:
             raise ValueError(f"a notice is at most {NOTICE_LIMIT} bytes")
@@ -140,6 +143,16 @@ class _AdvisoryLocks:
             yield
         finally:
             await asyncio.shield(self._execute("SELECT pg_advisory_unlock(:lock)", lock))
+
+    @asynccontextmanager
+    async def try_hold(self, key: str) -> AsyncIterator[bool]:
+        lock = _lock_id(key)
+        held = await self._execute("SELECT pg_try_advisory_lock(:lock)", lock)
+        try:
+            yield held
+        finally:
+            if held:
+                await asyncio.shield(self._execute("SELECT pg_advisory_unlock(:lock)", lock))
 
     async def close(self) -> None:
         async with self._guard:

@@ -61,6 +61,16 @@ servers = sa.Table(
     sa.Column("heartbeat_at", _TS, nullable=True),
 )
 
+# The one certificate (and key) every member of a cluster serves over HTTPS.
+cluster_certificate = sa.Table(
+    "cluster_certificate",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("certificate", sa.Text, nullable=False),
+    sa.Column("key", sa.Text, nullable=False),
+    sa.CheckConstraint("id = 1", name="ck_cluster_certificate_one"),
+)
+
 pools = sa.Table(
     "pools",
     metadata,

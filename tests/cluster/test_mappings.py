@@ -1,0 +1,79 @@
+"""No volume is ever mapped to two hosts: work that maps volumes (copies, refreshes,
+exports, resizes) runs at once through three members, on a few volumes, in a random
+order (seeded; a failure names the seed), and the array never has to refuse a second
+host's mapping; nothing stays mapped, and every member's check stays clean."""
+
+from __future__ import annotations
+
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from .conftest import Cluster, _get
+
+pytestmark = pytest.mark.root
+
+# Sources, each with the copies it may make: filesystems' and a block volume's.
+COPIES = {"v0": ("c0", "c1"), "v1": ("c0", "c1"), "b0": ("d0", "d1")}
+# What an operation may fairly meet when others run on the same volumes at once.
+REFUSALS = (
+    "already exists",
+    "not found",
+    "smaller",
+    "shrink",
+    "being deleted",
+    "in use",
+    "the same block.filesystem",  # a refresh of an XFS copy from ext4
+)
+
+
+def _plan(rng: random.Random, tmp: Path, count: int) -> list[list[str]]:
+    steps = []
+    for i in range(count):
+        src = rng.choice(list(COPIES))
+        dst = rng.choice(COPIES[src])
+        kind = rng.choice(["copy", "copy", "refresh", "export", "resize", "delete", "snapshot"])
+        if kind == "copy":
+            steps.append(["storage", "volume", "copy", f"pf/{src}", f"pf/{dst}"])
+        elif kind == "refresh":
+            steps.append(["storage", "volume", "copy", f"pf/{src}", f"pf/{dst}", "--refresh"])
+        elif kind == "export":
+            target = rng.choice([src, dst])
+            steps.append(["storage", "volume", "export", "pf", target, str(tmp / f"e{i}.tar")])
+        elif kind == "resize":
+            size = f"size={rng.choice([8, 9, 10])}GiB"
+            steps.append(["storage", "volume", "set", "pf", rng.choice([src, dst]), size])
+        elif kind == "delete":
+            steps.append(["storage", "volume", "delete", "pf", dst])
+        else:
+            steps.append(["storage", "volume", "snapshot", "pf", rng.choice([src, dst])])
+    return steps
+
+
+@pytest.mark.members(3)
+def test_no_volume_is_ever_mapped_to_two_hosts(cluster: Cluster, tmp_path: Path) -> None:
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    m1 = cluster.members[0]
+    cluster.make_pool(m1)
+    m1.lxc("storage", "volume", "create", "pf", "v0", "size=8GiB")
+    m1.lxc("storage", "volume", "create", "pf", "v1", "size=8GiB", "block.filesystem=xfs")
+    m1.lxc("storage", "volume", "create", "pf", "b0", "--type", "block", "size=8GiB")
+    steps = [(rng.choice(cluster.members), step) for step in _plan(rng, tmp_path, 24)]
+    started = time.monotonic()
+    with ThreadPoolExecutor(3) as pool:
+        done = list(pool.map(lambda ms: (ms[1], ms[0].lxc(*ms[1], check=False)), steps))
+    for step, result in done:
+        if result.returncode != 0:
+            assert any(r in result.stderr for r in REFUSALS), (seed, step, result.stderr)
+    refusals = _get(f"{cluster.sim_url}/_sim/stats")["refusals"]
+    assert not [m for m in refusals if "mapped" in m], (seed, refusals)
+    state = _get(f"{cluster.sim_url}/_sim/state")
+    assert [v["name"] for v in state["volumes"] if v["mappings"]] == [], seed
+    for member in cluster.members:
+        report = member.query("/1.0/storage-pools/pf/check")
+        assert report["clean"], (seed, report["findings"])
+    assert time.monotonic() - started < 300
