@@ -6,14 +6,15 @@
 * forwarding: the median latency of ``GET /1.0/storage-pools/pf`` served by the member
   the client talks to, against the same request forwarded to another (``?target=``);
   the difference is the cost of forwarding (a mutual-TLS hop);
-* failure: a member killed (SIGKILL) until another shows it Offline, against the
-  offline threshold; then its removal (fencing) through another member.
+* failure: a member killed (SIGKILL) with creates under way through it, until another
+  shows it Offline, against the offline threshold; then its removal through another
+  member, which fences it and repairs the volumes it left under way.
 
 The PostgreSQL cluster is a throwaway one on a unix socket (no TCP); the gateway is
 ``lxflex-sim`` in its own process. Needs root (PostgreSQL runs as ``postgres``) and the
 PostgreSQL server binaries.
 
-    python -m bench.cluster [--members 3] [--creates 60] [--latency-ms 20]
+    python -m bench.cluster [--members 3] [--creates 60] [--latency-ms 20] [--in-flight 10]
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import glob
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -94,12 +96,8 @@ def _free_port() -> int:
 async def _burst(conns: list[Connection], prefix: str) -> float:
     started = time.perf_counter()
 
-    async def one(conn: Connection, name: str) -> None:
-        body = {"name": name, "type": "custom", "content_type": "block", "config": {}}
-        status, answer = await conn.request("POST", "/1.0/storage-pools/pf/volumes/custom", body)
-        assert status == 200, answer
-
-    await asyncio.gather(*(one(c, f"{prefix}{i}") for i, c in enumerate(conns)))
+    answers = await asyncio.gather(*(_create(c, f"{prefix}{i}") for i, c in enumerate(conns)))
+    assert all(status == 200 for status, _ in answers), answers
     return time.perf_counter() - started
 
 
@@ -166,15 +164,23 @@ async def _measure(
     )
 
 
-async def _failure(members: list[Daemon], threshold: float) -> tuple[float, float]:
-    """Seconds from killing the last member until the first shows it Offline, and then
-    of its removal through the first (fencing it in the pool, finishing its journal)."""
+async def _failure(
+    members: list[Daemon], threshold: float, in_flight: int
+) -> tuple[float, float, int]:
+    """Seconds from killing the last member, with ``in_flight`` creates under way
+    through it, until the first shows it Offline; then of its removal through the first
+    (fencing it in the pool, finishing its journal, repairing the volumes its work left
+    under way); and how many volumes that repaired."""
     victim = members[-1]
     name = f"m{len(members)}"
     conn = await Connection.open(members[0].socket)
+    cut = [await Connection.open(victim.socket) for _ in range(in_flight)]
     try:
+        creates = [asyncio.create_task(_create(c, f"cut{i}")) for i, c in enumerate(cut)]
+        await asyncio.sleep(0.2)  # each is at the gateway, held there
         victim.proc.send_signal(signal.SIGKILL)
         killed = time.perf_counter()
+        await asyncio.gather(*creates, return_exceptions=True)
         while True:
             status, answer = await conn.request("GET", f"/1.0/cluster/members/{name}")
             assert status == 200, answer
@@ -187,9 +193,20 @@ async def _failure(members: list[Daemon], threshold: float) -> tuple[float, floa
         started = time.perf_counter()
         status, answer = await conn.request("DELETE", f"/1.0/cluster/members/{name}")
         assert status == 200, answer
-        return noticed, time.perf_counter() - started
+        removed = time.perf_counter() - started
     finally:
-        conn.close()
+        for c in (conn, *cut):
+            c.close()
+    said = re.search(
+        rf"member {name} fenced: .* (\d+) volume\(s\) with work cut short",
+        (members[0].state / "bench-daemon.log").read_text(),
+    )
+    return noticed, removed, int(said[1]) if said else 0
+
+
+async def _create(conn: Connection, name: str) -> tuple[int, bytes]:
+    body = {"name": name, "type": "custom", "content_type": "block", "config": {}}
+    return await conn.request("POST", "/1.0/storage-pools/pf/volumes/custom", body)
 
 
 def main() -> None:
@@ -200,6 +217,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--offline-threshold", type=float, default=20.0)
+    parser.add_argument("--in-flight", type=int, default=10)
     args = parser.parse_args()
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lxflex-bench-")))
@@ -229,11 +247,19 @@ def main() -> None:
             )
             members.append(stack.enter_context(daemon(tmp / f"m{i}", *argv)))
         asyncio.run(_measure(members, sim.url, sim.password, args))
-        noticed, fenced = asyncio.run(_failure(members, args.offline_threshold))
+        sim.call(
+            "POST",
+            "/_sim/faults",
+            {"route": "POST /api/types/Volume/instances", "latency_ms": 2000},
+        )
+        noticed, removed, repaired = asyncio.run(
+            _failure(members, args.offline_threshold, args.in_flight)
+        )
         print(
-            f"failure: m{args.members} killed, Offline on m1 after {noticed:.1f} s "
-            f"(threshold {args.offline_threshold:g} s: {noticed / args.offline_threshold:.2f}x); "
-            f"fenced and removed through m1 in {fenced * 1000:.0f} ms"
+            f"failure: m{args.members} killed with {args.in_flight} creates under way, Offline "
+            f"on m1 after {noticed:.1f} s (threshold {args.offline_threshold:g} s: "
+            f"{noticed / args.offline_threshold:.2f}x); fenced, {repaired} volume(s) repaired "
+            f"and removed through m1 in {removed * 1000:.0f} ms"
         )
         members[-1].proc.wait()
 
