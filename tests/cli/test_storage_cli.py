@@ -406,3 +406,17 @@ def test_check_finds_and_repairs_a_failed_unmap_and_old_scratch(daemon: Daemon) 
     assert run(daemon, "storage", "check").stdout.rstrip().endswith("clean")
     for name in ("chk-src", "chk-dst"):
         run(daemon, "storage", "volume", "delete", POOL, name)
+
+
+def test_a_pool_takes_its_password_from_standard_input(daemon: Daemon) -> None:
+    """--password-stdin: the gateway password on no command line. A wrong one reaches
+    the gateway (which refuses it); none at all is refused before anything is sent."""
+    config = yaml.safe_load(run(daemon, "storage", "show", POOL).stdout)["config"]
+    keys = [f"{k}={config[k]}" for k in ("powerflex.gateway", "powerflex.pool", "powerflex.domain")]
+    create = ["storage", "create", "pf2", "powerflex", *keys, "--password-stdin"]
+    wrong = run(daemon, *create, code=1, stdin="not-the-password\n")
+    assert "powerflex.user" in wrong.stderr
+    assert "not-the-password" not in wrong.stderr
+    empty = run(daemon, *create, code=2, stdin="")
+    assert "standard input holds no password" in empty.stderr
+    assert [p["name"] for p in _json(daemon, "storage", "list")] == [POOL]  # type: ignore[index]

@@ -209,6 +209,14 @@ def test_a_request_for_another_member_is_served_there(cluster: Cluster) -> None:
     assert "created NVMe host" not in m1.daemon.log.read_text()
     m1.lxc("storage", "volume", "delete", "pf", "v1", "--target", "m2")
     assert m2.query("/1.0/storage-pools/pf/volumes") == []
+    # lxflex's --target routes the same way.
+    lxflex = [str(BIN / "lxflex"), "storage", "volume", "create", "pf", "v2", "size=8GiB"]
+    env = m1.daemon.env()
+    subprocess.run([*lxflex, "--target", "m2"], env=env, check=True, capture_output=True)
+    assert m1.query("/1.0/storage-pools/pf/volumes/custom/v2")["name"] == "v2"
+    away = subprocess.run([*lxflex, "--target", "m9"], env=env, capture_output=True, text=True)
+    assert away.returncode != 0
+    assert "Cluster member not found" in away.stderr
 
 
 def test_the_same_snapshot_through_two_members_is_made_once(cluster: Cluster) -> None:

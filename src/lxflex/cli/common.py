@@ -30,7 +30,7 @@ def pool_of(arg: str) -> tuple[Connection, str]:
     remote, pool = split_remote(arg)
     if not pool:
         raise click.UsageError("a pool name is required")
-    return connect(remote), pool
+    return connect(remote, current_target()), pool
 
 
 def volume_path(pool: str, volume: str) -> str:
@@ -101,10 +101,30 @@ def format_option(f: Callable[..., Any]) -> Callable[..., Any]:
     )(f)
 
 
+_TARGET = "lxflex.target"  # in the click context's meta: the --target member
+
+
 def target_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--target MEMBER``: the command's requests go to that cluster member (its host
+    does the host-side work), as lxc's do."""
+
+    def remember(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+        if value:
+            ctx.meta[_TARGET] = value
+
     return click.option(
-        "--target", "member", help="Cluster member (accepted for lxc's syntax; one server)."
+        "--target",
+        metavar="MEMBER",
+        expose_value=False,
+        callback=remember,
+        help="Cluster member to serve the request (its host does the host-side work).",
     )(f)
+
+
+def current_target() -> str | None:
+    """The --target of the command being run, if it has one."""
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta.get(_TARGET) if ctx is not None else None
 
 
 POOL_COMPLETION = complete_with(pool_names)

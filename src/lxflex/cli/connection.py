@@ -99,9 +99,12 @@ def endpoint_for(remote: str | None) -> Endpoint:
 class Connection:
     """Requests to one daemon. Each call opens a connection (the CLI makes few)."""
 
-    def __init__(self, endpoint: Endpoint, timeout: float = 300.0) -> None:
+    def __init__(
+        self, endpoint: Endpoint, timeout: float = 300.0, target: str | None = None
+    ) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
+        self.target = target  # the cluster member every request is for (?target=)
 
     def _connection(self) -> http.client.HTTPConnection:
         ep = self.endpoint
@@ -139,6 +142,8 @@ class Connection:
     ) -> tuple[Any, dict[str, str]]:
         """Send; return the envelope's metadata (an operation for async answers) and the
         response headers. Errors raise DaemonError with the daemon's message."""
+        if self.target and not (query and "target" in query):
+            query = {**(query or {}), "target": self.target}
         if query:
             path += "?" + urllib.parse.urlencode(query)
         data = None if body is None else json.dumps(body).encode()
@@ -246,5 +251,7 @@ class Connection:
         return op
 
 
-def connect(remote: str | None) -> Connection:
-    return Connection(endpoint_for(remote))
+def connect(remote: str | None, target: str | None = None) -> Connection:
+    """A connection to the daemon of ``remote`` (none: the local socket), whose requests
+    go to cluster member ``target`` when one is named."""
+    return Connection(endpoint_for(remote), target=target)

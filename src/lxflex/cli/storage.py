@@ -61,7 +61,7 @@ def pool_list(remote: str, fmt: str) -> None:
 @storage.command("show")
 @POOL
 @target_option
-def pool_show(pool: str, member: str | None) -> None:
+def pool_show(pool: str) -> None:
     """Show a pool's configuration."""
     conn, name = pool_of(pool)
     click.echo(dump_yaml(conn.get(f"/1.0/storage-pools/{quote_name(name)}")), nl=False)
@@ -72,13 +72,25 @@ def pool_show(pool: str, member: str | None) -> None:
 @click.argument("driver")
 @click.argument("config", nargs=-1)
 @click.option("--description", default="", help="Pool description.")
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read powerflex.user.password from standard input (its first line), so that it "
+    "is on no command line.",
+)
 @target_option
 def pool_create(
-    pool: str, driver: str, config: tuple[str, ...], description: str, member: str | None
+    pool: str, driver: str, config: tuple[str, ...], description: str, password_stdin: bool
 ) -> None:
     """Create POOL with DRIVER (powerflex) and key=value config."""
     conn, name = pool_of(pool)
-    body = {"name": name, "driver": driver, "description": description, "config": pairs(config)}
+    keys = pairs(config)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise click.UsageError("--password-stdin: standard input holds no password")
+        keys["powerflex.user.password"] = password
+    body = {"name": name, "driver": driver, "description": description, "config": keys}
     conn.request("POST", "/1.0/storage-pools", body)
     click.echo(f"Storage pool {name} created")
 

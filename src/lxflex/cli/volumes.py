@@ -89,7 +89,6 @@ def volume_create(
     config: tuple[str, ...],
     content_type: str,
     description: str,
-    member: str | None,
 ) -> None:
     """Create a custom volume with key=value config."""
     conn, name = pool_of(pool)
@@ -226,7 +225,7 @@ def _copy(source: str, target: str, *, volume_only: bool, move: bool) -> None:
 @click.argument("target")
 @click.option("--volume-only", is_flag=True, help="Copy the volume without its snapshots.")
 @target_option
-def volume_copy(source: str, target: str, volume_only: bool, member: str | None = None) -> None:
+def volume_copy(source: str, target: str, volume_only: bool) -> None:
     """Copy [REMOTE:]POOL/VOLUME[/SNAPSHOT] to [REMOTE:]POOL/VOLUME."""
     _copy(source, target, volume_only=volume_only, move=False)
     click.echo("Storage volume copied successfully!")
@@ -236,7 +235,7 @@ def volume_copy(source: str, target: str, volume_only: bool, member: str | None 
 @click.argument("source")
 @click.argument("target")
 @target_option
-def volume_move(source: str, target: str, member: str | None = None) -> None:
+def volume_move(source: str, target: str) -> None:
     """Move or rename [REMOTE:]POOL/VOLUME to [REMOTE:]POOL/VOLUME."""
     _copy(source, target, volume_only=False, move=True)
     click.echo("Storage volume moved successfully!")
