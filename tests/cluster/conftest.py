@@ -78,9 +78,21 @@ class Cluster:
     members: list[Member] = field(default_factory=list)
     created: list[Member] = field(default_factory=list)  # stopped at teardown
 
-    def new_member(self, name: str, *, db: bool = True) -> Member:
+    @staticmethod
+    def _member_flags(name: str, address: str) -> list[str]:
+        return [
+            "--cluster-name",
+            name,
+            "--cluster-address",
+            address,
+            "--offline-threshold",
+            str(THRESHOLD),
+        ]
+
+    def new_member(self, name: str, *, db: bool = True, clustered: bool = True) -> Member:
         """A member on a new emulated host of the simulator, not started; its argv names
-        the shared database unless ``db`` is false (a server joining by token)."""
+        the shared database unless ``db`` is false (a server joining by token). Not
+        ``clustered``: a standalone server on that host (SQLite in its state directory)."""
         host = _post(f"{self.sim_url}/_sim/fabric/hosts", {"name": name})
         root = Path(host["bin"]).parent
         address = f"127.0.0.1:{_free_port()}"
@@ -90,13 +102,8 @@ class Cluster:
             str(BIN / "lxflexd"),
             "--state-dir",
             str(daemon.state),
-            *(["--db", self.db_url] if db else []),
-            "--cluster-name",
-            name,
-            "--cluster-address",
-            address,
-            "--offline-threshold",
-            str(THRESHOLD),
+            *(["--db", self.db_url] if db and clustered else []),
+            *(self._member_flags(name, address) if clustered else []),
             "--nvme",
             str(Path(host["bin"]) / "nvme"),
             "--by-id-dir",
@@ -174,6 +181,13 @@ def cluster(
     finally:
         for member in made.created if made else []:
             member.stop()
+        # What a failed test left attached: unmounted before the simulator lets go of
+        # the devices under it.
+        mounts = subprocess.run(
+            ["findmnt", "-rn", "-o", "TARGET"], capture_output=True, text=True, check=False
+        ).stdout.split()
+        for target in sorted((m for m in mounts if m.startswith(f"{tmp_path}/")), reverse=True):
+            subprocess.run(["umount", "-l", target], check=False)
         sim.send_signal(signal.SIGTERM)
         try:
             sim.wait(timeout=60)

@@ -1,20 +1,27 @@
 """No volume is ever mapped to two hosts: work that maps volumes (copies, refreshes,
-exports, resizes) runs at once through three members, on a few volumes, in a random
-order (seeded; a failure names the seed), and the array never has to refuse a second
-host's mapping; nothing stays mapped, and every member's check stays clean."""
+exports, resizes, attachments, which move a volume another member has) runs at once
+through three members, on a few volumes, in a random order (seeded; a failure names the
+seed), and the array never has to refuse a second host's mapping; once what is left
+attached is detached, nothing stays mapped, and every member's check stays clean."""
 
 from __future__ import annotations
 
+import json
 import random
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from .conftest import Cluster, _get
+from tests.compat.daemon import BIN, lxflex
+
+from .conftest import Cluster, Member, _get
 
 pytestmark = pytest.mark.root
+
+VOLUMES = "/1.0/storage-pools/pf/volumes/custom"
 
 # Sources, each with the copies it may make: filesystems' and a block volume's.
 COPIES = {"v0": ("c0", "c1"), "v1": ("c0", "c1"), "b0": ("d0", "d1")}
@@ -27,6 +34,9 @@ REFUSALS = (
     "being deleted",
     "in use",
     "the same block.filesystem",  # a refresh of an XFS copy from ext4
+    "can only grow",  # a resize below what another made it
+    "detach it before you",  # a delete, restore or refresh of a volume in use
+    "is not attached to this host",  # a detach through a member that does not have it
 )
 
 
@@ -35,7 +45,19 @@ def _plan(rng: random.Random, tmp: Path, count: int) -> list[list[str]]:
     for i in range(count):
         src = rng.choice(list(COPIES))
         dst = rng.choice(COPIES[src])
-        kind = rng.choice(["copy", "copy", "refresh", "export", "resize", "delete", "snapshot"])
+        kind = rng.choice(
+            [
+                "copy",
+                "copy",
+                "refresh",
+                "export",
+                "resize",
+                "delete",
+                "snapshot",
+                "attach",
+                "detach",
+            ]
+        )
         if kind == "copy":
             steps.append(["storage", "volume", "copy", f"pf/{src}", f"pf/{dst}"])
         elif kind == "refresh":
@@ -48,9 +70,27 @@ def _plan(rng: random.Random, tmp: Path, count: int) -> list[list[str]]:
             steps.append(["storage", "volume", "set", "pf", rng.choice([src, dst]), size])
         elif kind == "delete":
             steps.append(["storage", "volume", "delete", "pf", dst])
+        elif kind == "attach":  # through any member: a move when another has it
+            steps.append(["storage", "volume", "attach", "pf", rng.choice([src, dst])])
+        elif kind == "detach":
+            steps.append(["storage", "volume", "detach", "pf", rng.choice([src, dst])])
         else:
             steps.append(["storage", "volume", "snapshot", "pf", rng.choice([src, dst])])
     return steps
+
+
+def _run(member: Member, step: list[str]) -> subprocess.CompletedProcess[str]:
+    """A step through ``member``: lxflex's own commands by lxflex, the rest by lxc."""
+    if step[2] in ("attach", "detach"):
+        return subprocess.run(
+            [str(BIN / "lxflex"), *step],
+            env=member.daemon.env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    return member.lxc(*step, check=False)
 
 
 @pytest.mark.members(3)
@@ -65,10 +105,16 @@ def test_no_volume_is_ever_mapped_to_two_hosts(cluster: Cluster, tmp_path: Path)
     steps = [(rng.choice(cluster.members), step) for step in _plan(rng, tmp_path, 24)]
     started = time.monotonic()
     with ThreadPoolExecutor(3) as pool:
-        done = list(pool.map(lambda ms: (ms[1], ms[0].lxc(*ms[1], check=False)), steps))
+        done = list(pool.map(lambda ms: (ms[1], _run(*ms)), steps))
     for step, result in done:
         if result.returncode != 0:
             assert any(r in result.stderr for r in REFUSALS), (seed, step, result.stderr)
+    for member in cluster.members:  # what is left attached, detached where it is
+        for name in [*COPIES, "c0", "c1", "d0", "d1"]:
+            uses = member.lxc("query", f"{VOLUMES}/{name}/attachments", check=False)
+            for use in json.loads(uses.stdout) if uses.returncode == 0 else []:
+                where = ["--target", use["location"]]
+                lxflex(member.daemon, "storage", "volume", "detach", "pf", name, *where)
     refusals = _get(f"{cluster.sim_url}/_sim/stats")["refusals"]
     assert not [m for m in refusals if "mapped" in m], (seed, refusals)
     state = _get(f"{cluster.sim_url}/_sim/state")

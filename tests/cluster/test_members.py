@@ -5,9 +5,12 @@ Offline, with since when, once its heartbeats stop; a removed member is gone."""
 from __future__ import annotations
 
 import asyncio
+import http.client
+import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -550,3 +553,34 @@ def test_a_member_killed_amid_its_work_is_repaired_by_a_survivor(cluster: Cluste
     ]
     again = m2.query("/1.0/storage-pools/pf/check")
     assert again["clean"], again["findings"]
+
+
+def _unix_get(member: Member, path: str) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("localhost", timeout=120)
+    sock = socket.socket(socket.AF_UNIX)
+    sock.settimeout(120)
+    sock.connect(str(member.daemon.socket))
+    conn.sock = sock
+    try:
+        conn.request("GET", path)
+        answer = conn.getresponse()
+        return answer.status, answer.read()
+    finally:
+        conn.close()
+
+
+def test_a_backup_is_served_by_the_member_that_holds_its_tarball(cluster: Cluster) -> None:
+    """Backups records are shared, tarballs are files of the member that made them: an
+    export, a rename or a delete through another member goes to that member."""
+    m1, m2 = cluster.members
+    cluster.make_pool(m1)
+    m1.lxc("storage", "volume", "create", "pf", "v1", "size=8GiB")
+    base = "/1.0/storage-pools/pf/volumes/custom/v1/backups"
+    m1.lxc("query", "-X", "POST", "--wait", f"{base}?target=m2", "--data", '{"name": "b0"}')
+    assert (m2.daemon.state / "backups").exists()
+    status, body = _unix_get(m1, f"{base}/b0/export")  # through m1, from m2's disk
+    assert status == 200
+    assert body[:2] == b"\x1f\x8b"  # a gzipped tarball
+    m1.lxc("query", "-X", "DELETE", "--wait", f"{base}/b0")
+    assert json.loads(m2.lxc("query", base).stdout) == []
+    assert not any((m2.daemon.state / "backups").rglob("b0"))  # its tarball went too

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -210,3 +211,93 @@ class Monitor:
         self.proc.wait(timeout=30)
         self._reader.join(timeout=30)
         return self.events
+
+
+@contextmanager
+def real_lxd(tmp: Path, pool: str) -> Iterator[Daemon]:
+    """The real LXD 5.0.2 (Debian ``lxd``) in a state directory of its own, with a
+    ``dir`` pool named ``pool``; its instances are deleted and its mounts undone when
+    the block ends. Skipped where LXD is not installed, except on CI."""
+    binary = shutil.which("lxd")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("the real LXD (Debian lxd) is missing on CI")
+        pytest.skip("the real LXD (Debian lxd) is not installed")
+    # LXD_DIR must be short: it holds unix sockets (108-byte limit).
+    state = Path(tempfile.mkdtemp(prefix="lxd-", dir="/tmp"))
+    d = Daemon(state, tmp / "lxd-conf", tmp / "lxd.log")
+    d.conf.mkdir()
+    proc = subprocess.Popen(
+        [binary, "--group", "root", "--logfile", str(d.log)],
+        env={**os.environ, "LXD_DIR": str(state)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while d.lxc("info", check=False).returncode != 0:
+            assert proc.poll() is None, f"lxd exited: {d.log.read_text()[-2000:]}"
+            assert time.monotonic() < deadline, "lxd did not start"
+            time.sleep(0.5)
+        d.lxc("storage", "create", pool, "dir")
+        yield d
+    finally:
+        listed = d.lxc("list", "--format", "csv", "-c", "n", check=False).stdout.split()
+        for name in listed:  # running containers outlive LXD's SIGTERM: stop them first
+            d.lxc("delete", "--force", name, check=False)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        mounts = subprocess.run(
+            ["findmnt", "-rn", "-o", "TARGET"], capture_output=True, text=True, check=False
+        ).stdout.split()
+        for target in sorted((m for m in mounts if m.startswith(f"{state}/")), reverse=True):
+            subprocess.run(["umount", "-l", target], check=False)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def busybox_image(d: Daemon, tmp: Path, alias: str = "busybox") -> None:
+    """An image made here from the static busybox (no image server is reachable),
+    imported into ``d`` as ``alias``; and a root disk on its ``default`` pool."""
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        if os.environ.get("CI"):
+            pytest.fail("busybox-static is missing on CI")
+        pytest.skip("busybox (Debian busybox-static) is not installed")
+    root = tmp / "image" / "rootfs"
+    for directory in ("bin", "sbin", "etc", "dev", "proc", "sys", "tmp", "root", "data"):
+        (root / directory).mkdir(parents=True, exist_ok=True)
+    shutil.copy2(busybox, root / "bin" / "busybox")
+    for applet in ("sh", "ls", "cat", "echo", "mkdir", "sleep", "id", "stat", "sync"):
+        (root / "bin" / applet).symlink_to("busybox")
+    (root / "sbin" / "init").symlink_to("../bin/busybox")
+    (root.parent / "metadata.yaml").write_text(
+        "architecture: x86_64\ncreation_date: 1700000000\n"
+        "properties:\n  os: busybox\n  description: busybox for tests\n"
+    )
+    tarball = tmp / "image.tar.gz"
+    subprocess.run(
+        ["tar", "-C", str(root.parent), "-czf", str(tarball), "metadata.yaml", "rootfs"],
+        check=True,
+    )
+    d.lxc("image", "import", str(tarball), "--alias", alias)
+    if "default" not in d.lxc("storage", "list", "--format", "csv").stdout:
+        d.lxc("storage", "create", "default", "dir")
+    d.lxc("profile", "device", "add", "default", "root", "disk", "path=/", "pool=default")
+
+
+def lxflex(d: Daemon, *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
+    """The lxflex client against ``d``, which must exit with ``code``."""
+    done = subprocess.run(
+        [str(BIN / "lxflex"), *args],
+        env=d.env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == code, done.stdout + done.stderr
+    return done

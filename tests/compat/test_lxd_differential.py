@@ -9,16 +9,11 @@ CI installs ``lxd``; without it (outside CI) the test is skipped.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
-import os
-import shutil
-import signal
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from .daemon import Daemon, backing_file, running_daemon
+from .daemon import Daemon, backing_file, real_lxd, running_daemon
 
 pytestmark = pytest.mark.root
 
@@ -85,50 +80,10 @@ def _send(d: Daemon, method: str, path: str, body: Any = None) -> tuple[int, Any
     return response.status, (json.loads(raw) if raw.strip() else None)
 
 
-@contextlib.contextmanager
-def _real_lxd(tmp: Path) -> Iterator[Daemon]:
-    binary = shutil.which("lxd")
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("the real LXD (Debian lxd) is missing on CI")
-        pytest.skip("the real LXD (Debian lxd) is not installed")
-    # LXD_DIR must be short: it holds unix sockets (108-byte limit).
-    state = Path(tempfile.mkdtemp(prefix="lxd-", dir="/tmp"))
-    d = Daemon(state, tmp / "lxd-conf", tmp / "lxd.log")
-    d.conf.mkdir()
-    proc = subprocess.Popen(
-        [binary, "--group", "root", "--logfile", str(d.log)],
-        env={**os.environ, "LXD_DIR": str(state)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while d.lxc("info", check=False).returncode != 0:
-            assert proc.poll() is None, f"lxd exited: {d.log.read_text()[-2000:]}"
-            assert time.monotonic() < deadline, "lxd did not start"
-            time.sleep(0.5)
-        d.lxc("storage", "create", POOL, "dir")
-        yield d
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        mounts = subprocess.run(
-            ["findmnt", "-rn", "-o", "TARGET"], capture_output=True, text=True, check=False
-        ).stdout.split()
-        for target in sorted((m for m in mounts if m.startswith(f"{state}/")), reverse=True):
-            subprocess.run(["umount", "-l", target], check=False)
-        shutil.rmtree(state, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     tmp = tmp_path_factory.mktemp("differential")
-    with _real_lxd(tmp) as lxd, running_daemon(tmp / "lxflex") as lxflex:
+    with real_lxd(tmp, POOL) as lxd, running_daemon(tmp / "lxflex") as lxflex:
         yield Pair(lxflex, lxd)
 
 

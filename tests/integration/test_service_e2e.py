@@ -599,7 +599,7 @@ async def test_recovery_after_a_crash(stack: Stack) -> None:
 
 
 async def _storage_recover(stack: Stack) -> int:
-    from lxflex.service import InstanceService, Storage, TrustService
+    from lxflex.service import AttachmentService, InstanceService, Storage, TrustService
     from lxflex.service.backups import BackupService
     from lxflex.service.cluster import ClusterService
     from lxflex.service.iso import IsoService
@@ -617,5 +617,6 @@ async def _storage_recover(stack: Stack) -> int:
         InstanceService(stack.db, stack.pools, stack.volumes),
         ProjectService(stack.db, stack.pools.events),
         ClusterService(stack.db, runtimes.uuid, None),
+        AttachmentService(stack.db, stack.pools, stack.volumes, runtimes.uuid),
     )
     return await storage.recover()

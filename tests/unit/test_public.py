@@ -119,6 +119,9 @@ PUBLIC = {
         "version_tuple",
     ],
     "service": [
+        "AttachedElsewhere",
+        "AttachmentService",
+        "AttachmentView",
         "CheckReport",
         "ClusterService",
         "ClusterSettings",
@@ -134,6 +137,7 @@ PUBLIC = {
         "Storage",
         "TrustService",
         "VolumeService",
+        "VolumeUse",
         "VolumeView",
     ],
     "state": [

@@ -15,14 +15,14 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from aiohttp import web
 
 from ..service import MemberView
-from .common import STORAGE, recursion_of, storage_of
-from .envelope import empty, sync
-from .forward import Forwarder
+from .common import STORAGE, project_of, recursion_of, storage_of
+from .envelope import ApiError, empty, sync
+from .forward import FORWARDED, Forwarder
 
 __all__ = [
     "FORWARDER",
@@ -42,19 +42,71 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _LOCAL = [("GET", re.compile(r"/1\.0/events/?")), ("POST", re.compile(r"/1\.0/storage-pools/?"))]
 
 
+# Work on a custom volume (not a read; not its attachments, which move it): served by the
+# member whose host has the volume attached, as LXD serves an instance's work where it is.
+_VOLUME = re.compile(r"/1\.0/storage-pools/([^/]+)/volumes/custom/([^/]+)(/(?!attachments).*)?")
+# A backup's tarball is a file of the member that made it: its export, rename and
+# delete are served there.
+_BACKUP = re.compile(
+    r"/1\.0/storage-pools/([^/]+)/volumes/custom/([^/]+)/backups/([^/]+)(/export)?"
+)
+
+
 @web.middleware
 async def forward_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """``?target=<another member>``: forward the request to it (see :mod:`.forward`)."""
+    """``?target=<another member>``: forward the request to it (see :mod:`.forward`).
+    Without a target, work on a volume another member has attached goes to it."""
     cluster = request.app[STORAGE].cluster
     target = request.query.get("target")
-    if (
-        not cluster.clustered
-        or target in (None, "", "none", cluster.name)
-        or any(m == request.method and p.fullmatch(request.path) for m, p in _LOCAL)
+    if not cluster.clustered or any(
+        m == request.method and p.fullmatch(request.path) for m, p in _LOCAL
     ):
         return await handler(request)
-    member = await cluster.member(target or "")  # 404 Cluster member not found
+    if target is None:
+        holder = await _holder(request)
+        if holder is None:
+            return await handler(request)
+        return await request.app[FORWARDER].forward(request, holder)
+    if target in ("", "none", cluster.name):
+        return await handler(request)
+    member = await cluster.member(target)  # 404 Cluster member not found
     return await request.app[FORWARDER].forward(request, member)
+
+
+async def _holder(request: web.Request) -> MemberView | None:
+    """The other member that must serve this request, if one must: the one holding a
+    backup's tarball, or the one (Online) whose host has the volume attached."""
+    if FORWARDED[1] in request.headers:  # a member sent it: served here
+        return None
+    storage = request.app[STORAGE]
+    project = project_of(request)
+    server: str | None = None
+    if found := _BACKUP.fullmatch(request.path):
+        pool, name, backup = unquote(found[1]), unquote(found[2]), unquote(found[3])
+        server = await storage.backups.server_of(pool, name, backup, project=project)
+        if server is None:
+            return None  # this member's
+        return await _member_of(request, server, f"the tarball of backup {backup!r}")
+    if request.method == "GET" or not (found := _VOLUME.fullmatch(request.path)):
+        return None
+    server = await storage.attachments.holder(unquote(found[1]), unquote(found[2]), project=project)
+    if server is None or server == storage.cluster.server_uuid:
+        return None
+    member = next((m for m in await storage.cluster.members() if m.server_uuid == server), None)
+    return member if member is not None and member.online else None
+
+
+async def _member_of(request: web.Request, server: str, what: str) -> MemberView:
+    """The member of server ``server``, which must answer for ``what``."""
+    member = next(
+        (m for m in await request.app[STORAGE].cluster.members() if m.server_uuid == server),
+        None,
+    )
+    if member is None:
+        raise ApiError(404, f"{what} was on a server that is no longer a member")
+    if not member.online:
+        raise ApiError(503, f"{what} is on member {member.name}, which is Offline")
+    return member
 
 
 async def _others(request: web.Request) -> list[MemberView]:

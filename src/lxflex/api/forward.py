@@ -16,6 +16,7 @@ import logging
 import ssl
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 from aiohttp import web
@@ -109,17 +110,43 @@ class Forwarder:
         """``GET path`` on the member, for this member's own use (to find or list its
         operations): the status and the decoded body; a member out of reach answers
         503 and None."""
+        return await self.call(member, "GET", path)
+
+    async def call(self, member: MemberView, method: str, path: str) -> tuple[int, Any]:
+        """``method path`` on the member, for this member's own use: the status and
+        the decoded body; a member out of reach answers 503 and None."""
         session = self._client()
         try:
-            async with session.get(
+            async with session.request(
+                method,
                 f"https://{member.address}{path}",
                 ssl=self._tls(),
                 headers={"Accept-Encoding": "identity"},
             ) as answer:
                 return answer.status, await answer.json(content_type=None)
         except (aiohttp.ClientError, OSError, ssl.SSLError, ValueError) as exc:
-            log.info("member %s did not answer %s: %s", member.name, path, exc)
+            log.info("member %s did not answer %s %s: %s", member.name, method, path, exc)
             return 503, None
+
+    async def run(self, member: MemberView, method: str, path: str) -> None:
+        """``method path`` on the member, and its operation waited for there; raises
+        ApiError with the member's error when it fails."""
+        status, doc = await self.call(member, method, path)
+        if status >= 400 or not isinstance(doc, dict):
+            error = doc.get("error") if isinstance(doc, dict) else None
+            raise ApiError(status, f"member {member.name}: {error or 'no answer'}")
+        operation, _, query = str(doc.get("operation") or "").partition("?")
+        while operation:
+            wait = f"{operation}/wait?timeout=30&target={quote(member.name, safe='')}"
+            wait += f"&{query}" if query else ""
+            status, doc = await self.call(member, "GET", wait)
+            op = (doc or {}).get("metadata") if status == 200 else None
+            if not isinstance(op, dict):
+                raise ApiError(503, f"member {member.name}: its operation went unanswered")
+            if op.get("status_code", 103) >= 200:
+                if op["status_code"] != 200:
+                    raise ApiError(409, f"member {member.name}: {op.get('err') or 'failed'}")
+                return
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:

@@ -12,12 +12,20 @@ from __future__ import annotations
 
 import datetime
 import re
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
 
 import msgspec
 
-from ..service import CheckReport, PoolView, SnapshotRecord, VolumeView
+from ..service import (
+    AttachmentView,
+    CheckReport,
+    PoolView,
+    SnapshotRecord,
+    VolumeUse,
+    VolumeView,
+)
 from ..service.events import Lifecycle
 from .envelope import etag, rfc3339
 
@@ -77,7 +85,8 @@ class VolumeDoc(msgspec.Struct):
     created_at: datetime.datetime
 
 
-def volume(view: VolumeView) -> VolumeDoc:
+def volume(view: VolumeView, members: Mapping[str, str] | None = None) -> VolumeDoc:
+    """A volume; ``members`` names the cluster's servers by UUID (for ``used_by``)."""
     return VolumeDoc(
         view.name,
         view.type,
@@ -86,9 +95,50 @@ def volume(view: VolumeView) -> VolumeDoc:
         view.content_type,
         "",
         view.project,
-        [],
+        used_by(view.pool, view.name, view.project, view.uses, members or {}),
         view.created_at.astimezone(datetime.UTC),
     )
+
+
+def attachment_url(pool: str, name: str, project: str, member: str | None) -> str:
+    """The URL of a host's own use of a volume (on ``member``, in a cluster)."""
+    url = f"{pool_url(pool)}/volumes/custom/{_q(name)}/attachments/host"
+    query = [f"project={_q(project)}"] if project != "default" else []
+    query += [f"target={_q(member)}"] if member else []
+    return url + ("?" + "&".join(query) if query else "")
+
+
+def used_by(
+    pool: str,
+    name: str,
+    project: str,
+    uses: Iterable[VolumeUse],
+    members: Mapping[str, str],
+) -> list[str]:
+    """What uses a volume, as LXD lists it: instances by URL, and a host's own use by
+    the URL of its attachment."""
+    found = []
+    for use in uses:
+        if use.instance:
+            url = f"/1.0/instances/{_q(use.instance)}"
+            if use.instance_project not in ("", "default"):
+                url += f"?project={_q(use.instance_project)}"
+            found.append(url)
+        else:
+            found.append(attachment_url(pool, name, project, members.get(use.server_uuid)))
+    return found
+
+
+def attachment(view: AttachmentView, members: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "name": view.instance or "host",
+        "location": members.get(view.server_uuid, "none"),
+        "path": view.path,
+        "instance": view.instance,
+        "instance_project": view.instance_project,
+        "device": view.device,
+        "created_at": rfc3339(view.created_at),
+    }
 
 
 def volume_etag(view: VolumeView) -> str:

@@ -24,6 +24,7 @@ from .. import __version__
 from ..driver import ConfigError, DriverError
 from ..service import Storage
 from ..service.trust import check_server_config
+from . import attachments as attachment_routes
 from . import backups as backup_routes
 from . import cluster as cluster_routes
 from . import join as join_routes
@@ -78,6 +79,7 @@ API_EXTENSIONS = [
     "event_lifecycle_requestor_address",
     "event_project",
     "lxflex_storage_check",  # lxflex's own: /1.0/storage-pools/{pool}/check
+    "lxflex_attachments",  # lxflex's own: .../volumes/custom/{volume}/attachments
 ]
 
 
@@ -306,6 +308,7 @@ def build_app(
     project_routes.add_routes(app)
     cluster_routes.add_routes(app)
     join_routes.add_routes(app)
+    attachment_routes.add_routes(app)
 
     relay = EventRelay(hub, storage.cluster) if storage.cluster.clustered else None
 

@@ -190,8 +190,9 @@ async def volumes_get(request: web.Request) -> web.Response:
     # (volume, snapshot or None, document): URLs are made only for the answer that
     # lists them (recursion=0), documents for every answer (filters read them).
     entries: list[tuple[VolumeView, SnapshotRecord | None, render.VolumeDoc]] = []
+    members = await storage.cluster.names() if any(v.uses for v in views) else {}
     for view in views:
-        entries.append((view, None, render.volume(view)))
+        entries.append((view, None, render.volume(view, members)))
         for snap in view.snapshot_records:
             doc = render.snapshot_as_volume(view.name, snap, view.content_type, view.project)
             entries.append((view, snap, doc))
@@ -295,10 +296,12 @@ async def _exists(storage: Storage, pool: str, name: str, project: str) -> bool:
 
 async def volume_get(request: web.Request) -> web.Response:
     custom_only(request)
-    view = await storage_of(request).volumes.get(
+    storage = storage_of(request)
+    view = await storage.volumes.get(
         request.match_info["pool"], request.match_info["volume"], project=project_of(request)
     )
-    return sync(render.volume(view), etag_value=render.volume_etag(view))
+    members = await storage.cluster.names() if view.uses else {}
+    return sync(render.volume(view, members), etag_value=render.volume_etag(view))
 
 
 async def _volume_update(request: web.Request, *, merge: bool) -> web.Response:

@@ -364,6 +364,69 @@ def volume_import(pool: str, file: Path, name: str | None, kind: str) -> None:
     click.echo("Storage volume imported")
 
 
+@volume.command("attach")
+@POOL
+@VOLUME
+@click.argument("path", required=False)
+@click.option("--instance", help="Give the volume to this instance of the host's LXD or Incus.")
+@click.option("--device", help="The instance's device name (default: the volume's name).")
+@click.option("--instance-project", default="default", show_default=True, help="Its project.")
+@click.option(
+    "--socket",
+    "lxd_socket",
+    type=click.Path(path_type=Path),
+    help="The LXD or Incus API socket (default: $LXD_DIR/unix.socket or the usual places).",
+)
+@target_option
+def volume_attach(
+    pool: str,
+    volume: str,
+    path: str | None,
+    instance: str | None,
+    device: str | None,
+    instance_project: str,
+    lxd_socket: Path | None,
+) -> None:
+    """Attach a volume until it is detached, across restarts, and print where it is.
+
+    For the host's own use: a filesystem volume is mounted (also at PATH, an absolute
+    directory, when given), a block volume's device is made ready. With --instance: the
+    volume becomes a disk device of that instance, at PATH inside it (a filesystem
+    volume shared as a directory; a block volume as its device).
+    """
+    conn, name = pool_of(pool)
+    body: dict[str, str] = {"path": path} if path else {}
+    if instance:
+        body |= {"instance": instance, "instance_project": instance_project}
+        body |= {"device": device} if device else {}
+        body |= {"socket": str(lxd_socket.absolute())} if lxd_socket else {}
+    elif device or lxd_socket:
+        raise click.UsageError("--device and --socket go with --instance")
+    metadata, _ = conn.request("POST", volume_path(name, volume) + "/attachments", body)
+    done = conn.wait(metadata)
+    click.echo((done.get("metadata") or {}).get("path", ""))
+
+
+@volume.command("detach")
+@POOL
+@VOLUME
+@click.option("--instance", help="Take the volume from this instance.")
+@click.option("--instance-project", default="default", show_default=True, help="Its project.")
+@target_option
+def volume_detach(pool: str, volume: str, instance: str | None, instance_project: str) -> None:
+    """Undo a use of a volume: the host's own (unmounted, unmapped once unused), or an
+    instance's (its device removed)."""
+    conn, name = pool_of(pool)
+    path = volume_path(name, volume) + "/attachments/host"
+    query = None
+    if instance:
+        path = volume_path(name, volume) + f"/attachments/instances/{quote_name(instance)}"
+        query = {"instance_project": instance_project} if instance_project != "default" else None
+    metadata, _ = conn.request("DELETE", path, query=query)
+    conn.wait(metadata)
+    click.echo(f"Storage volume {volume} detached")
+
+
 @volume.command("info")
 @POOL
 @VOLUME
@@ -384,6 +447,19 @@ def volume_info(pool: str, volume: str) -> None:
     if when(vol.get("created_at")):
         lines.append(f"Created: {when(vol.get('created_at'))}")
     click.echo("\n".join(lines))
+    uses = conn.get(path + "/attachments")
+    if uses:
+        click.echo("\nAttached:")
+        print_list(
+            uses,
+            [
+                ("FOR", lambda a: f"instance {a['instance']}" if a["instance"] else "host"),
+                ("LOCATION", lambda a: a.get("location", "")),
+                ("PATH", lambda a: a.get("path", "")),
+                ("SINCE", lambda a: when(a.get("created_at"))),
+            ],
+            "table",
+        )
     snaps = conn.get(path + "/snapshots", recursion="1")
     if snaps:
         click.echo("\nSnapshots:")

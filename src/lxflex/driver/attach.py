@@ -144,8 +144,10 @@ class Attacher(abc.ABC):
                 self._host_id = await self._find_host()
             return self._host_id
 
-    async def attach(self, volume_id: str) -> Path:
-        """Make the volume's block device available; return its by-id path."""
+    async def attach(self, volume_id: str, *, shared: bool = False) -> Path:
+        """Make the volume's block device available; return its by-id path. ``shared``:
+        the volume may be mapped to other hosts too (PowerFlex's allowMultipleMappings);
+        otherwise the array refuses a volume another host has mapped."""
         async with self._locks.hold(volume_id):
             if self._refs[volume_id] > 0:
                 self._refs[volume_id] += 1
@@ -153,7 +155,7 @@ class Attacher(abc.ABC):
             host_id = await self.host_id()
             async with Reverter() as revert:
                 try:
-                    await self.client.map_host(volume_id, host_id)
+                    await self.client.map_host(volume_id, host_id, allow_multiple=shared)
                     revert.add(
                         lambda: self._unmap(volume_id, host_id),
                         f"mapping of volume {volume_id}",

@@ -10,6 +10,7 @@ pure: it checks the form of each value, and the cross-key rules that need no gat
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -78,6 +79,15 @@ _MAX_CONNECTIONS = 1024
 def _connections(value: str) -> None:
     if not value.isdigit() or not 1 <= int(value) <= _MAX_CONNECTIONS:
         raise ValueError(f"must be a whole number from 1 to {_MAX_CONNECTIONS}")
+
+
+def _idmap(value: str) -> None:
+    try:
+        doc = json.loads(value)
+    except ValueError:
+        raise ValueError("is not an ID map (LXD's JSON list of ranges)") from None
+    if not isinstance(doc, list):
+        raise ValueError("is not an ID map (LXD's JSON list of ranges)")
 
 
 def _one_of(*choices: str) -> Callable[[str], None]:
@@ -333,16 +343,33 @@ VOLUME_KEYS: dict[str, Key] = {
     "security.shifted": Key(
         None,
         _bool,
-        "Kept for attaching the volume to an instance with shifted ownership; no effect on "
-        "the volume itself.",
+        "Given to an unprivileged container, the volume is shifted by the instance's "
+        "daemon (its disk device has shift=true: an idmapped mount) rather than on disk.",
         pool_key="volume.security.shifted",
     ),
     "security.unmapped": Key(
         None,
         _bool,
-        "Kept for attaching the volume to an instance without ID mapping; no effect on the "
-        "volume itself.",
+        "Given to an unprivileged container, the volume's ownership is left as it is "
+        "(the container sees host IDs outside its map as nobody).",
         pool_key="volume.security.unmapped",
+    ),
+    "security.shared": Key(
+        None,
+        _bool,
+        "A block volume that several hosts (or instances) may use at once; the software "
+        "writing it must coordinate (a cluster filesystem). Without it, a second host is "
+        "refused.",
+        contents=("block",),
+    ),
+    "volatile.idmap.last": Key(
+        None,
+        _idmap,
+        "The ID map (LXD's JSON) the volume's files are shifted to on disk, for the "
+        "unprivileged container it was given to; set by lxflex.",
+        live=False,
+        why_not_live="lxflex sets it when it shifts the volume's files",
+        contents=("filesystem",),
     ),
     "volatile.uuid": Key(
         None,
@@ -443,8 +470,9 @@ def fill_volume_config(
     up to the array's ``step`` (which is also the size when nothing gives one)."""
     filled = _given(config)
     validate_volume_config(filled)
-    if "volatile.uuid" in filled:
-        raise ConfigError("volatile.uuid", "is set by lxflex")
+    for key in ("volatile.uuid", "volatile.idmap.last"):
+        if key in filled:
+            raise ConfigError(key, "is set by lxflex")
     for key, spec in VOLUME_KEYS.items():
         if content not in spec.contents:
             if key in filled:

@@ -104,11 +104,12 @@ class PoolDriver:
             InstanceVolumes(volumes),
         )
 
-    async def fence(self, server_uuid: str) -> list[str]:
+    async def fence(self, server_uuid: str, volume_id: str | None = None) -> list[str]:
         """Take every mapping of another server's host away at the array (a cluster
-        member that is gone, so that no volume is written from two hosts); the IDs of
-        the volumes it unmapped. NVMe/TCP hosts are found by the NQN the server's UUID
-        gives; an SDC's ID is not known to other servers, so an SDC pool refuses."""
+        member that is gone, so that no volume is written from two hosts), or only its
+        mapping of ``volume_id``; the IDs of the volumes it unmapped. NVMe/TCP hosts
+        are found by the NQN the server's UUID gives; an SDC's ID is not known to other
+        servers, so an SDC pool refuses."""
         if self.resolved.mode == MODE_SDC:
             raise Unavailable(
                 "cannot fence a member's SDC from another server: unmap its volumes at "
@@ -119,8 +120,9 @@ class PoolDriver:
             return []  # it never mapped anything on this array
         unmapped = []
         for volume in await self.client.host_volumes(found.id):
-            await self.client.unmap_host(volume.id, found.id)
-            unmapped.append(volume.id)
+            if volume_id in (None, volume.id):
+                await self.client.unmap_host(volume.id, found.id)
+                unmapped.append(volume.id)
         return unmapped
 
     async def close(self) -> None:

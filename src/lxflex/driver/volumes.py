@@ -361,13 +361,27 @@ class PowerFlexVolumes:
 
     # --- attach and mount -------------------------------------------------------------
 
-    async def _attach(self, vol_id: str) -> Path:
+    async def _attach(self, vol_id: str, *, shared: bool = False) -> Path:
         """The volume's device, made ready on this host; a failure of the gateway or
         the host is a driver error that says why (nothing of the attach is left)."""
         try:
-            return await self.attacher.attach(vol_id)
+            return await self.attacher.attach(vol_id, shared=shared)
         except (PowerFlexError, CommandError, TimeoutError, OSError) as exc:
             raise wrap("attach", exc) from exc
+
+    async def hold(self, vol_id: str, *, shared: bool = False) -> Path:
+        """Attach the volume to this host until :meth:`let_go` (an attachment that
+        outlives the operation, such as a volume in use): its device. ``shared``: other
+        hosts may hold it too."""
+        return await self._attach(vol_id, shared=shared)
+
+    async def let_go(self, vol_id: str) -> None:
+        """Undo one :meth:`hold`: the volume is unmapped once nothing else holds it. A
+        failed unmap raises (the hold is gone all the same)."""
+        try:
+            await self.attacher.detach(vol_id)
+        except (PowerFlexError, CommandError, TimeoutError, OSError) as exc:
+            raise wrap("detach", exc) from exc
 
     @asynccontextmanager
     async def attached(self, vol_id: str) -> AsyncIterator[Path]:

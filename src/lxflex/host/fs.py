@@ -98,6 +98,11 @@ class Filesystems:
             argv += ["-o", options]
         await self.runner.run([*argv, str(device), str(target)], timeout=120)
 
+    async def bind(self, source: Path, target: Path) -> None:
+        """Make the tree mounted at ``source`` show at ``target`` too (a bind mount)."""
+        target.mkdir(parents=True, exist_ok=True)
+        await self.runner.run(["mount", "--bind", str(source), str(target)], timeout=120)
+
     async def unmount(self, target: Path) -> None:
         if is_mounted(target):
             await self.runner.run(["umount", str(target)], timeout=120)

@@ -77,6 +77,22 @@ class BackupService:
     def _file(self, backup: Backup) -> Path:
         return self.root / str(backup.volume_id) / backup.name
 
+    def _mine(self, backup: Backup) -> bool:
+        """Whether this server holds the backup's tarball (in a cluster, another member
+        may: records are shared, tarballs are files of the member that made them)."""
+        return backup.server_uuid in (None, self.pools.runtimes.uuid)
+
+    async def server_of(
+        self, pool: str, volume: str, name: str, *, project: str = "default"
+    ) -> str | None:
+        """The server whose state directory holds the backup's tarball, when it is
+        another server's; None when it is this one's or there is no such backup."""
+        try:
+            backup = await self.get(pool, volume, name, project=project)
+        except NotFound:
+            return None
+        return None if self._mine(backup) else backup.server_uuid
+
     # --- reading ----------------------------------------------------------------------
 
     async def list(self, pool: str, volume: str, *, project: str = "default") -> list[Backup]:
@@ -150,6 +166,7 @@ class BackupService:
                         expires_at=expires_at,
                         volume_only=volume_only,
                         compression=compression,
+                        server_uuid=self.pools.runtimes.uuid,
                     )
             except NameTaken:
                 raise Conflict(f"backup {name!r} of {volume!r} already exists") from None
@@ -223,14 +240,18 @@ class BackupService:
         self.pools.events.backup("deleted", pool, volume, name, project)
 
     async def _remove(self, backup: Backup) -> None:
-        self._file(backup).unlink(missing_ok=True)
+        """The backup's row, and its tarball when it is this server's (another
+        member's is gone with that member, or removed by it)."""
+        if self._mine(backup):
+            self._file(backup).unlink(missing_ok=True)
         async with self.db.write() as conn:
             await bk.delete_backup(conn, backup.id)
 
     async def _expire(self) -> int:
-        """Remove the expired backups (one query: done whenever backups are used)."""
+        """Remove the expired backups of this server (one query: done whenever backups
+        are used); another member removes its own."""
         async with self.db.read() as conn:
-            expired = await bk.expired_backups(conn, st.now())
+            expired = [b for b in await bk.expired_backups(conn, st.now()) if self._mine(b)]
         for backup in expired:
             await self._remove(backup)
         if expired:
@@ -245,7 +266,8 @@ class BackupService:
         async with self.db.read() as conn:
             found = await bk.all_backups(conn)
         for backup in found:
-            if backup.status != Status.CREATED:  # cut short: its name is free again
+            if backup.status != Status.CREATED and self._mine(backup):  # cut short
+                # (Another member's may be under way now: it repairs its own.)
                 partial = self._file(backup).with_name(f".{backup.name}.partial")
                 partial.unlink(missing_ok=True)
                 await self._remove(backup)

@@ -7,7 +7,8 @@ What is compared:
 * the array: the storage pool's volumes named by our scheme, and what it maps to this
   host;
 * this host: the by-id device links of the system's volumes, the NVMe connection, the
-  mounts under the pool's mount directory, and the scratch directory.
+  mounts under the pool's mount directory, this host's attachments (each one's mount or
+  device), and the scratch directory.
 
 The check runs while the daemon serves, so it must not take work in flight for damage.
 Every operation holds its volume's lock for as long as it runs, records a row (or a
@@ -18,9 +19,10 @@ was listed *before* a state read that found no record of it and is still there *
 are skipped likewise. Scratch entries are judged only when no volume work runs at all.
 
 ``repair`` fixes what is safe: rows left mid-operation (finished or undone as at start),
-journal entries, mappings and NVMe connections nothing uses, mounts no volume owns, and
-scratch. A row whose array volume is gone, sizes that disagree and device links without a
-mapping are reported for the operator to judge. An unrecorded array volume may belong to
+journal entries, mappings and NVMe connections nothing uses, mounts no volume owns,
+attachments whose mount or device went (attached again), and scratch. A row whose array
+volume is gone, sizes that disagree and device links without a mapping are reported for
+the operator to judge. An unrecorded array volume may belong to
 another system sharing the storage pool (LXD's PowerFlex driver names volumes the same
 way): it is removed only when named in ``remove``.
 """
@@ -42,6 +44,7 @@ from ..host.fs import Filesystems, mounted_under
 from ..powerflex import Volume as ArrayVolume
 from ..state import Database, Status
 from ..state import store as st
+from .attachments import BrokenAttachment
 from .journal import Entry
 from .kinds import kind_of
 from .pools import PoolService
@@ -66,6 +69,7 @@ class Kind(enum.StrEnum):
     CONNECTION = "connection"
     MOUNT = "mount"
     SCRATCH = "scratch"
+    ATTACHMENT = "attachment"
 
 
 class Finding(msgspec.Struct, kw_only=True):
@@ -128,6 +132,8 @@ class CheckContext:
     # Whether that lock is held or waited for now, here or on another member.
     busy: Callable[[str, str, str], Awaitable[bool]]
     idle: Callable[[], bool]  # whether no volume work runs at all
+    # This host's attachments of a pool whose mount or device is missing.
+    broken: Callable[[str], Awaitable[list[BrokenAttachment]]]
 
 
 async def _read(ctx: CheckContext, pool_id: int) -> _State:
@@ -440,7 +446,26 @@ async def _host(
         if repair:
             await _attempt(finding, attacher.disconnect_if_unused)
     await _mounts(ctx, pool_name, state, report, repair)
+    await _attachments(ctx, pool_name, report, repair)
     await _scratch(ctx, report, repair)
+
+
+async def _attachments(ctx: CheckContext, pool_name: str, report: Report, repair: bool) -> None:
+    for broken in await ctx.broken(pool_name):
+        what = "mount" if broken.stray else "attachment"
+        finding = Finding(
+            kind=Kind.ATTACHMENT,
+            subject=f"{what} of storage volume {broken.project}/{broken.volume} at {broken.path}",
+            meaning=broken.problem
+            if broken.stray
+            else f"recorded as in use on this host, but {broken.problem} (lost behind "
+            "lxflex's back, or not restored when lxflexd started)",
+            action="repair unmounts it" if broken.stray else "repair attaches it again",
+            repairable=True,
+        )
+        report.findings.append(finding)
+        if repair:
+            await _attempt(finding, broken.repair)
 
 
 async def _mounts(

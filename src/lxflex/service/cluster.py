@@ -205,6 +205,12 @@ class ClusterService:
             for m in found
         ]
 
+    async def names(self) -> dict[str, str]:
+        """The members' names by server UUID (none for a standalone server)."""
+        if self.settings is None:
+            return {}
+        return {m.server_uuid: m.name for m in await self.members()}
+
     async def member(self, name: str) -> MemberView:
         for member in await self.members():
             if member.name == name:

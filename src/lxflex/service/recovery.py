@@ -12,6 +12,7 @@ from pathlib import Path
 from ..driver import Content, InstanceIds, PoolDriver, format_size, parse_size
 from ..host.fs import Filesystems, mounted_under
 from ..state import RESTORE_DONE, Database, Status
+from ..state import attachments as at
 from ..state import store as st
 from .kinds import kind_of
 from .pools import PoolService
@@ -39,7 +40,8 @@ async def recover_pool(
     """At start, before serving: finish the pool's journal (array objects made without a
     row, leftovers of failed cleanups), then the rows whose work was cut short
     (:func:`repair_rows`), then unmap this host's mappings of the pool's volumes that
-    nothing uses. Return the repairs made.
+    nothing uses (those attached here stay, for :class:`AttachmentService` to take up).
+    Return the repairs made.
 
     A ``shared`` state (a cluster) may hold the work of other members under way now:
     only this server's journal entries are finished (a peer's are finished when it is
@@ -51,11 +53,14 @@ async def recover_pool(
     async with db.read() as conn:
         vols = await st.list_volumes(conn, pool.id)
         snaps = await st.list_pool_snapshots(conn, pool.id)
+        attached = await at.list_attachments(conn, pool_id=pool.id, server_uuid=pools.runtimes.uuid)
     records: list[st.Volume | st.Snapshot] = [*vols]
     records.extend(s for group in snaps.values() for s in group)
     ours = {i for r in records for i in (r.array_id, r.fs_array_id) if i}
+    # A volume attached here stays mapped: AttachmentService.restore takes it up again.
+    in_use = {v.array_id for v in vols if v.id in {a.volume_id for a in attached}}
     attacher = runtime.volumes.attacher
-    unmapped = await attacher.sweep(ours)
+    unmapped = await attacher.sweep(ours - in_use)
     await attacher.disconnect_if_unused()
     repaired += len(unmapped)
     if repaired:

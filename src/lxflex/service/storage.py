@@ -12,6 +12,7 @@ from ..driver import Unavailable
 from ..host.runner import Runner
 from ..state import Database
 from ..state import store as st
+from .attachments import AttachmentService
 from .backups import BackupService
 from .check import CheckContext, Report, check_pool
 from .cluster import ClusterService, ClusterSettings
@@ -42,6 +43,7 @@ class Storage:
     instances: InstanceService
     projects: ProjectService
     cluster: ClusterService
+    attachments: AttachmentService
 
     @classmethod
     async def open(
@@ -80,12 +82,14 @@ class Storage:
             InstanceService(db, pools, volumes),
             ProjectService(db, pools.events),
             ClusterService(db, runtimes.uuid, cluster),
+            AttachmentService(db, pools, volumes, runtimes.uuid),
         )
 
     async def recover(self) -> int:
         """At start, before serving: repair what interrupted operations left on this host
         (scratch) and in every pool (see :func:`~.recovery.recover_pool`); a pool whose
-        gateway cannot be reached now is left for the next start (and logged)."""
+        gateway cannot be reached now is left for the next start (and logged). Then
+        this host's attachments are taken up again."""
         repaired = await sweep_scratch(self.runtimes.fs, self.runtimes.host.scratch)
         await self.backups.prune()
         for pool in await self.pools.all():
@@ -95,6 +99,7 @@ class Storage:
                 repaired += await self.volumes.recover(pool.name, shared=self.cluster.clustered)
             except Exception as exc:  # one unreachable pool must not keep the others down
                 log.warning("pool %s: recovery postponed: %s", pool.name, exc)
+        await self.attachments.restore()  # what cannot be restored is logged, and checked
         return repaired
 
     async def remove_member(self, name: str, *, force: bool = False) -> None:
@@ -146,6 +151,7 @@ class Storage:
             lock=self.volumes.lock,
             busy=self.volumes.busy,
             idle=self.volumes.idle,
+            broken=self.attachments.broken,
         )
         return await check_pool(context, pool, repair=repair, remove=remove)
 
@@ -154,5 +160,6 @@ class Storage:
         return await run_schedule(self.volumes, now)
 
     async def close(self) -> None:
+        await self.attachments.close()
         await self.runtimes.close()
         await self.db.close()

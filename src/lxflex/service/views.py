@@ -10,9 +10,19 @@ import msgspec
 
 from ..driver import Conflict, InstanceIds
 from ..state import Status
+from ..state import attachments as at
 from ..state import store as st
 
-__all__ = ["SnapshotRecord", "VolumeView", "array_of", "ids_of", "make_view"]
+__all__ = ["SnapshotRecord", "VolumeUse", "VolumeView", "array_of", "ids_of", "make_view"]
+
+
+class VolumeUse(msgspec.Struct, frozen=True):
+    """A use of a volume (see :mod:`.attachments`) on a server's host: the host's own
+    (``instance`` empty) or an instance's."""
+
+    server_uuid: str
+    instance: str
+    instance_project: str
 
 
 class SnapshotRecord(Protocol):
@@ -43,13 +53,19 @@ class VolumeView(msgspec.Struct, frozen=True):
     config: dict[str, str]
     created_at: datetime.datetime
     snapshot_records: tuple[st.Snapshot, ...]  # oldest first, created ones only
+    uses: tuple[VolumeUse, ...] = ()  # on every host
 
     @property
     def snapshots(self) -> list[str]:
         return [s.name for s in self.snapshot_records]
 
 
-def make_view(pool: st.Pool, vol: st.Volume, snaps: list[st.Snapshot]) -> VolumeView:
+def make_view(
+    pool: st.Pool,
+    vol: st.Volume,
+    snaps: list[st.Snapshot],
+    attachments: list[at.Attachment] | None = None,
+) -> VolumeView:
     return VolumeView(
         vol.name,
         pool.name,
@@ -60,6 +76,7 @@ def make_view(pool: st.Pool, vol: st.Volume, snaps: list[st.Snapshot]) -> Volume
         dict(vol.config),
         vol.created_at,
         tuple(s for s in snaps if s.status == Status.CREATED),
+        tuple(VolumeUse(a.server_uuid, a.instance, a.instance_project) for a in attachments or ()),
     )
 
 

@@ -56,6 +56,7 @@ from ..state import (
     NameTaken,
     Status,
 )
+from ..state import attachments as at
 from ..state import store as st
 from .kinds import CUSTOM as CUSTOM_KIND
 from .kinds import Kind, kind_of
@@ -172,10 +173,41 @@ class VolumeService:
         """The stored record of a volume (with its array IDs), for tools and diagnostics."""
         return (await self.load(pool_name, project, name, kind, deleting=True))[1]
 
+    async def _elsewhere(self, vol: st.Volume) -> bool:
+        """Whether another host has the volume attached."""
+        async with self.db.read() as conn:
+            rows = await at.list_attachments(conn, volume_id=vol.id)
+        return any(r.server_uuid != self.pools.runtimes.uuid for r in rows)
+
+    async def _one_host_left(self, vol: st.Volume) -> None:
+        """A shared volume may stop being shared only when one host uses it at most."""
+        async with self.db.read() as conn:
+            hosts = {r.server_uuid for r in await at.list_attachments(conn, volume_id=vol.id)}
+        if len(hosts) > 1:
+            raise Conflict(
+                f"storage volume {vol.name!r} is attached on {len(hosts)} hosts: detach it "
+                "from all but one before it stops being shared"
+            )
+
+    async def refuse_in_use(self, vol: st.Volume, doing: str) -> None:
+        """Conflict when the volume is attached anywhere (see :mod:`.attachments`):
+        ``doing`` it would pull it from under its users."""
+        async with self.db.read() as conn:
+            rows = await at.list_attachments(conn, volume_id=vol.id)
+        if rows:
+            first = rows[0]
+            user = f"instance {first.instance!r}" if first.instance else f"the host at {first.path}"
+            more = f" (and {len(rows) - 1} more)" if len(rows) > 1 else ""
+            raise Conflict(
+                f"storage volume {vol.name!r} is attached for {user}{more}: detach it "
+                f"before you {doing}"
+            )
+
     async def _view(self, pool: st.Pool, vol: st.Volume) -> VolumeView:
         async with self.db.read() as conn:
             snaps = await st.list_snapshots(conn, vol.id)
-        return make_view(pool, vol, snaps)
+            uses = await at.list_attachments(conn, volume_id=vol.id)
+        return make_view(pool, vol, snaps, uses)
 
     # --- create / read ----------------------------------------------------------------
 
@@ -315,12 +347,20 @@ class VolumeService:
         return await self._view(pool, vol)
 
     async def all(self, pool_name: str, *, project: str | None = None) -> list[VolumeView]:
-        """Every custom volume of the pool, with its snapshots: two queries in all."""
+        """Every custom volume of the pool, with its snapshots and attachments: three
+        queries in all."""
         pool = await self.pools.record(pool_name)
         async with self.db.read() as conn:
             vols = await st.list_volumes(conn, pool.id, project=project, volume_type=CUSTOM)
             snaps = await st.list_pool_snapshots(conn, pool.id)
-        return [make_view(pool, v, snaps.get(v.id, [])) for v in vols if v.status.visible]
+            uses: dict[int, list[at.Attachment]] = {}
+            for use in await at.list_attachments(conn, pool_id=pool.id):
+                uses.setdefault(use.volume_id, []).append(use)
+        return [
+            make_view(pool, v, snaps.get(v.id, []), uses.get(v.id))
+            for v in vols
+            if v.status.visible
+        ]
 
     async def names(self, pool_name: str) -> list[tuple[str, str]]:
         """(project, name) of the pool's custom volumes, without loading them."""
@@ -343,6 +383,8 @@ class VolumeService:
         async with self._locked(pool_name, project, name):
             pool, vol = await self.load(pool_name, project, name)
             new = updated_volume_config(vol.config, config, vol.content_type, pool.config)
+            if vol.config.get("security.shared") == "true" and new.get("security.shared") != "true":
+                await self._one_host_left(vol)
             if parse_size(new["size"]) != parse_size(vol.config["size"]):
                 if vol.content_type == Content.ISO:
                     raise InvalidRequest("an ISO volume is read-only: its size cannot change")
@@ -383,6 +425,7 @@ class VolumeService:
         check_name(new_name)
         async with self._locked(pool_name, project, name, kind):
             _, vol = await self.load(pool_name, project, name, kind)
+            await self.refuse_in_use(vol, "rename it")
             if is_mounted(self.mount_path(pool_name, project, name, kind)):
                 raise Conflict(f"{kind.noun} {name!r} is mounted; unmount it before renaming")
             try:
@@ -407,6 +450,7 @@ class VolumeService:
         ``storage check --repair``) finishes."""
         async with self._locked(pool_name, project, name, kind):
             pool, vol = await self.load(pool_name, project, name, kind, deleting=True)
+            await self.refuse_in_use(vol, "delete it")
             runtime = await self.pools.runtime(pool)
             path = self.mount_path(pool_name, project, name, kind)
             await runtime.volumes.unmount(vol.fs_array_id or array_of(vol), path)
@@ -668,6 +712,7 @@ class VolumeService:
         async with self._locked(pool_name, project, name, kind):
             pool, vol = await self.load(pool_name, project, name, kind)
             snap = await self.snapshot_of(vol, snapshot)
+            await self.refuse_in_use(vol, "restore it")
             runtime = await self.pools.runtime(pool)
             async with self._restoring(vol):
                 await runtime.instances.restore(
@@ -733,7 +778,10 @@ class VolumeService:
         filled = {**copy_volume_config(source_config, config or {})}
         size = round_up(parse_size(filled["size"]), runtime.volumes.granularity)
         filled.update({"size": format_size(size), "volatile.uuid": str(uuid.uuid4())})
-        async with self._locked(source_pool, project, source, kind):
+        async with (
+            self._locked(source_pool, project, source, kind),
+            self._still(src_pool, vol, kind, runtime, snap_source) as read_from,
+        ):
             async with self.db.read() as conn:
                 snaps = await st.list_snapshots(conn, vol.id, whole=True)
             snaps = snaps if with_snapshots and snap_source is None else []
@@ -741,7 +789,7 @@ class VolumeService:
             async def copy(uuids: list[uuid.UUID]) -> tuple[InstanceIds, list[InstanceIds]]:
                 result = await runtime.instances.copy(
                     spec_of(vol.content_type, source_config, kind.name),
-                    ids_of(snap_source or vol),
+                    read_from,
                     spec_of(vol.content_type, filled, kind.name),
                     [ids_of(s) for s in snaps],
                     uuids,
@@ -755,6 +803,36 @@ class VolumeService:
             )
             await self.provision_copy(new, snaps, copy)
         return await self.get(target_pool, target, project=dest_project, kind=kind)
+
+    @asynccontextmanager
+    async def _still(
+        self,
+        pool: st.Pool,
+        vol: st.Volume,
+        kind: Kind,
+        runtime: PoolDriver,
+        snap: st.Snapshot | None,
+    ) -> AsyncIterator[InstanceIds]:
+        """What a copy reads: a snapshot, or the volume; a volume in use is read from
+        one instant of it, a temporary snapshot (journaled by name first, removed after
+        the copy), never from blocks that change under the copy: taken with the
+        filesystem frozen when it is mounted here; as a crash would leave it when
+        another host has it (this host may not map it: one host at a time)."""
+        stable = self.mount_path(pool.name, vol.project, vol.name, kind)
+        mounted = is_mounted(stable)
+        if snap is not None or vol.fs_array_id or not (mounted or await self._elsewhere(vol)):
+            yield ids_of(snap or vol)
+            return
+        view = uuid.uuid4()
+        journal = self.pools.journal
+        names = snapshot_names(runtime, vol.type, vol.content_type, [view])
+        intents = await journal.intend(pool.id, names, f"a still view of {vol.name!r} to copy")
+        try:
+            spec = spec_of(vol.content_type, vol.config, kind.name)
+            frozen = stable if mounted else None
+            yield InstanceIds(await runtime.volumes.snapshot(spec, array_of(vol), view, frozen))
+        finally:
+            await journal.repair(pool.id, runtime.volumes, intents)  # the view goes
 
     async def refresh(
         self,
@@ -782,6 +860,7 @@ class VolumeService:
             dst_pool, dst = await self.load(target_pool, dest_project, target)
             if vol.id == dst.id:
                 raise InvalidRequest("a volume cannot be refreshed from itself")
+            await self.refuse_in_use(dst, "refresh it")
             if vol.content_type != dst.content_type:
                 raise InvalidRequest(
                     f"cannot refresh a {dst.content_type} volume from a {vol.content_type} one"
@@ -812,10 +891,13 @@ class VolumeService:
             journal = self.pools.journal
             names = snapshot_names(runtime, CUSTOM, dst.content_type, [*uuids, guard])
             intents = await journal.intend(dst_pool.id, names, f"the refresh of {target!r}")
+            still = await held.enter_async_context(
+                self._still(src_pool, vol, CUSTOM_KIND, runtime, None)
+            )
             plan = RefreshPlan(
                 CopyPlan(
                     src_spec,
-                    array_of(vol),
+                    still.root,
                     target_spec,
                     [array_of(s) for s in missing],
                     uuids,
@@ -907,6 +989,8 @@ class VolumeService:
         """Rename within a pool; across pools, copy with snapshots and delete the source."""
         if target_pool == pool_name:
             return await self.rename(pool_name, name, target, project=project)
+        _, vol = await self.load(pool_name, project, name)
+        await self.refuse_in_use(vol, "move it")  # before the copy, not after
         view = await self.copy(
             pool_name, name, target_pool, target, project=project, progress=progress
         )

@@ -27,6 +27,7 @@ class Backup:
     volume_only: bool
     compression: str
     status: Status  # creating, then created
+    server_uuid: str | None = None  # whose state directory holds the tarball
 
 
 def _utc(value: datetime.datetime | None) -> datetime.datetime | None:
@@ -47,6 +48,7 @@ def _backup(row: Any) -> Backup:
         bool(row.volume_only),
         row.compression,
         Status(row.status),
+        row.server_uuid,
     )
 
 
@@ -82,8 +84,10 @@ async def create_backup(
     expires_at: datetime.datetime | None,
     volume_only: bool,
     compression: str,
+    server_uuid: str | None = None,
 ) -> Backup:
     values = {
+        "server_uuid": server_uuid,
         "volume_id": volume_id,
         "name": name,
         "created_at": now(),

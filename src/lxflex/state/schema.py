@@ -18,6 +18,8 @@ The migrations under ``migrations/`` create exactly this (a test compares the tw
   failed cleanup left (a volume to remove, a mapping of a volume to one server's host to
   undo). An entry goes when a row adopts its object or the object is removed; start-up
   repair and ``storage check --repair`` finish the rest.
+* ``attachments``: volumes in use on a host (mounted, or a device given to an instance
+  of that host's LXD or Incus), kept across restarts.
 * ``server_config``: server keys (``core.https_address``) of one server or all of them
   (an empty ``server`` UUID).
 
@@ -153,7 +155,28 @@ backups = sa.Table(
     sa.Column("volume_only", sa.Boolean, nullable=False),
     sa.Column("compression", sa.String(16), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
+    # The server whose state directory holds the tarball (none: made before it was kept).
+    sa.Column("server_uuid", sa.String(36), nullable=True),
     sa.UniqueConstraint("volume_id", "name"),
+)
+
+# A volume in use on a host (``server_uuid``'s), kept across restarts: one row per user,
+# the host itself (``instance`` empty: an operator's mount or device path) or an instance
+# of that host's LXD or Incus (reached at ``socket``) with its disk ``device``. ``path``
+# is where the volume is usable on the host: a mount point or a block device.
+attachments = sa.Table(
+    "attachments",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("volume_id", sa.ForeignKey("volumes.id", ondelete="RESTRICT"), nullable=False),
+    sa.Column("server_uuid", sa.String(36), nullable=False, index=True),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("instance", sa.String(255), nullable=False, server_default=""),
+    sa.Column("instance_project", sa.String(255), nullable=False, server_default=""),
+    sa.Column("device", sa.String(255), nullable=False, server_default=""),
+    sa.Column("socket", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", _TS, nullable=False),
+    sa.UniqueConstraint("volume_id", "server_uuid", "instance_project", "instance"),
 )
 
 projects = sa.Table(

@@ -1,0 +1,738 @@
+"""Volumes in use: a custom volume attached to this host until it is detached, across
+restarts of lxflexd.
+
+An attachment maps and connects the volume; a filesystem volume is mounted at its path
+under the state directory (the one snapshots freeze and usage reads) and, when the
+operator names a PATH, bound there too; a block volume's use is its device, by the
+stable ``/dev/disk/by-id`` link. Each use is a row in the shared state
+(:mod:`lxflex.state.attachments`): a volume is attached on one host at a time (a block
+volume with ``security.shared`` on several: PowerFlex's multiple mappings). lxflexd
+re-establishes this host's attachments when it starts (:meth:`AttachmentService.restore`),
+after start-up repair, which leaves attached volumes mapped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote
+
+from ..driver import Conflict, Content, InvalidRequest, NotFound, PoolDriver, Unavailable
+from ..host.fs import is_mounted
+from ..host.idmap import Idmap, shift_tree
+from ..host.lxd import LxdClient, LxdError, find_socket
+from ..revert import Reverter
+from ..state import Database, NameTaken
+from ..state import attachments as at
+from ..state import store as st
+from .kinds import CUSTOM
+from .pools import PoolService
+from .specs import spec_of
+from .views import array_of
+from .volumes import VolumeService
+
+__all__ = ["AttachedElsewhere", "AttachmentService", "AttachmentView", "BrokenAttachment"]
+
+log = logging.getLogger("lxflex.service")
+
+
+@dataclass(frozen=True)
+class AttachmentView:
+    pool: str
+    project: str
+    volume: str
+    server_uuid: str  # the host's server
+    path: str  # where the volume is usable on that host: a directory, or a device
+    instance: str  # "" for the host's own use
+    instance_project: str
+    device: str
+    created_at: datetime.datetime
+
+
+class AttachedElsewhere(Conflict):
+    """The volume is in use on another host: ``holders`` are its uses there (a move
+    takes it from them first)."""
+
+    def __init__(self, message: str, holders: list[at.Attachment]) -> None:
+        super().__init__(message)
+        self.holders = holders
+
+
+@dataclass(frozen=True)
+class BrokenAttachment:
+    """An attachment of this host whose mount or device is missing (for storage check)."""
+
+    volume: str
+    project: str
+    path: str
+    problem: str
+    repair: Callable[[], Awaitable[None]]  # attaches it again (a stray: unmounts it)
+    stray: bool = False  # a mount of a volume another host has
+
+
+def shared(vol: st.Volume) -> bool:
+    """Whether several hosts may use the volume at once (``security.shared``)."""
+    return vol.content_type == Content.BLOCK and vol.config.get("security.shared") == "true"
+
+
+def _view(pool: str, vol: st.Volume, row: at.Attachment) -> AttachmentView:
+    return AttachmentView(
+        pool,
+        vol.project,
+        vol.name,
+        row.server_uuid,
+        row.path,
+        row.instance,
+        row.instance_project,
+        row.device,
+        row.created_at,
+    )
+
+
+class AttachmentService:
+    """Attachments of custom volumes to this host (server ``server_uuid``)."""
+
+    def __init__(
+        self, db: Database, pools: PoolService, volumes: VolumeService, server_uuid: str
+    ) -> None:
+        self.db, self.pools, self.volumes, self.server_uuid = db, pools, volumes, server_uuid
+        self._followers: dict[str, asyncio.Task[None]] = {}
+
+    async def of_volume(
+        self, pool_name: str, name: str, *, project: str = "default"
+    ) -> list[AttachmentView]:
+        """The volume's attachments, on every host."""
+        _, vol = await self.volumes.load(pool_name, project, name)
+        async with self.db.read() as conn:
+            rows = await at.list_attachments(conn, volume_id=vol.id)
+        return [_view(pool_name, vol, r) for r in rows]
+
+    async def holder(self, pool_name: str, name: str, *, project: str = "default") -> str | None:
+        """The server whose host alone has the volume attached (none for a volume not
+        in use, or shared): where work on it belongs."""
+        try:
+            uses = await self.of_volume(pool_name, name, project=project)
+        except NotFound:
+            return None
+        servers = {u.server_uuid for u in uses}
+        return servers.pop() if len(servers) == 1 else None
+
+    async def host_use(
+        self, pool_name: str, name: str, *, project: str = "default"
+    ) -> AttachmentView | None:
+        """This host's own use of the volume, if it is attached so."""
+        for view in await self.of_volume(pool_name, name, project=project):
+            if view.server_uuid == self.server_uuid and not view.instance:
+                return view
+        return None
+
+    async def attach(
+        self, pool_name: str, name: str, *, project: str = "default", path: Path | None = None
+    ) -> AttachmentView:
+        """Attach the volume for this host's own use: a filesystem mounted (also at
+        ``path``, an absolute directory, when given), a block volume's device. Attaching
+        again as before is no change."""
+        if path is not None and not path.is_absolute():
+            raise InvalidRequest(f"the path {str(path)!r} is not absolute")
+        async with self.volumes.lock(pool_name, project, CUSTOM.lock_key(name)):
+            pool, vol = await self.volumes.load(pool_name, project, name)
+            if vol.content_type == Content.BLOCK and path is not None:
+                raise InvalidRequest(
+                    f"storage volume {name!r} is a block volume: its device is where it is "
+                    "used (give no path)"
+                )
+            if vol.content_type not in (Content.FILESYSTEM, Content.BLOCK):
+                raise InvalidRequest(f"a {vol.content_type} volume is not attached to a host")
+            async with self.db.read() as conn:
+                rows = await at.list_attachments(conn, volume_id=vol.id)
+            mine = next((r for r in rows if r.server_uuid == self.server_uuid and r.for_host), None)
+            stable = self.volumes.mount_path(pool_name, project, name)
+            wanted = str(path or stable) if vol.content_type == Content.FILESYSTEM else None
+            if mine is not None:
+                if wanted not in (None, mine.path):
+                    raise Conflict(
+                        f"storage volume {name!r} is attached to this host at {mine.path} "
+                        "already: detach it first to move it"
+                    )
+                return _view(pool_name, vol, mine)
+            self._may_join(name, vol, rows)
+            runtime = await self.pools.runtime(pool)
+            async with Reverter() as revert:
+                where = await self._use(runtime, vol, stable, path, revert)
+                async with self.db.write() as conn:
+                    try:
+                        row = await at.add(conn, vol.id, self.server_uuid, where)
+                    except NameTaken as exc:
+                        raise Conflict(str(exc)) from None
+                revert.success()
+            log.info("volume %s/%s attached to this host at %s", pool_name, name, where)
+            return _view(pool_name, vol, row)
+
+    def _may_join(self, name: str, vol: st.Volume, rows: list[at.Attachment]) -> None:
+        """Refuse a use on this host while another host uses the volume: one host
+        writes a volume at a time, unless it is a block volume with security.shared."""
+        elsewhere = [r for r in rows if r.server_uuid != self.server_uuid]
+        if elsewhere and not shared(vol):
+            raise AttachedElsewhere(
+                f"storage volume {name!r} is attached on another host "
+                f"({elsewhere[0].path}): detach it there first (a block volume several "
+                "hosts write with care may be set security.shared=true)",
+                elsewhere,
+            )
+
+    async def _use(
+        self,
+        runtime: PoolDriver,
+        vol: st.Volume,
+        stable: Path,
+        path: Path | None,
+        revert: Reverter,
+    ) -> str:
+        """Make the volume usable here (undone by ``revert`` if a later step fails):
+        where it is."""
+        array_id = array_of(vol)
+        if vol.content_type == Content.BLOCK:
+            device = await runtime.volumes.hold(array_id, shared=shared(vol))
+            revert.add(lambda: runtime.volumes.let_go(array_id), f"attachment of {vol.name}")
+            return str(device)
+        spec = spec_of(vol.content_type, vol.config)
+        if not is_mounted(stable):
+            await runtime.volumes.mount(spec, array_id, stable)
+            revert.add(lambda: runtime.volumes.unmount(array_id, stable), f"mount of {vol.name}")
+        if path is None or path == stable:
+            return str(stable)
+        if is_mounted(path):
+            raise Conflict(f"{path} is a mount point already")
+        await runtime.volumes.fs.bind(stable, path)
+        revert.add(lambda: runtime.volumes.fs.unmount(path), f"bind mount at {path}")
+        return str(path)
+
+    async def detach(self, pool_name: str, name: str, *, project: str = "default") -> None:
+        """Undo this host's own use of the volume: unmounted (the bind mount first) and
+        unmapped once nothing else on this host uses it. NotFound when it is not
+        attached here."""
+        async with self.volumes.lock(pool_name, project, CUSTOM.lock_key(name)):
+            pool, vol = await self.volumes.load(pool_name, project, name)
+            async with self.db.read() as conn:
+                rows = await at.list_attachments(
+                    conn, volume_id=vol.id, server_uuid=self.server_uuid
+                )
+            mine = next((r for r in rows if r.for_host), None)
+            if mine is None:
+                raise NotFound(f"storage volume {name!r} is not attached to this host")
+            others = [r for r in rows if r.id != mine.id]
+            runtime = await self.pools.runtime(pool)
+            await self._stop_using(runtime, pool_name, vol, mine, last=not others)
+            async with self.db.write() as conn:
+                await at.remove(conn, mine.id)
+            log.info("volume %s/%s detached from this host", pool_name, name)
+
+    async def _stop_using(
+        self, runtime: PoolDriver, pool_name: str, vol: st.Volume, row: at.Attachment, *, last: bool
+    ) -> None:
+        array_id = array_of(vol)
+        if vol.content_type == Content.BLOCK:
+            await runtime.volumes.let_go(array_id)
+            return
+        stable = self.volumes.mount_path(pool_name, vol.project, vol.name)
+        if row.path != str(stable):
+            await runtime.volumes.fs.unmount(Path(row.path))
+        if last:
+            await runtime.volumes.unmount(array_id, stable)
+
+    # --- instances of this host's LXD or Incus -----------------------------------------
+
+    async def attach_instance(
+        self,
+        pool_name: str,
+        name: str,
+        *,
+        project: str = "default",
+        instance: str,
+        instance_project: str = "default",
+        path: str = "",
+        device: str = "",
+        socket: Path | None = None,
+    ) -> AttachmentView:
+        """Give the volume to an instance of this host's LXD or Incus (at ``socket``,
+        else found) as a device (named ``device``, else after the volume): a filesystem
+        volume mounted here and shared as a directory at ``path`` in the instance (its
+        files shifted on disk to an unprivileged container's ID map, as LXD does, unless
+        ``security.shifted`` or ``security.unmapped`` says otherwise), a block volume as
+        its device (``path`` in a container; a disk of a virtual machine)."""
+        where = socket or _found_socket()
+        client = LxdClient(where)
+        try:
+            async with self.volumes.lock(pool_name, project, CUSTOM.lock_key(name)):
+                pool, vol = await self.volumes.load(pool_name, project, name)
+                if vol.content_type not in (Content.FILESYSTEM, Content.BLOCK):
+                    raise InvalidRequest(f"a {vol.content_type} volume is not given to instances")
+                doc = await _instance(client, instance, instance_project, where)
+                vm = doc.get("type") == "virtual-machine"
+                if not path.startswith("/") and not (vm and vol.content_type == Content.BLOCK):
+                    raise InvalidRequest("give the absolute path the volume takes in the instance")
+                async with self.db.read() as conn:
+                    rows = await at.list_attachments(conn, volume_id=vol.id)
+                self._may_join(name, vol, rows)
+                taken = [
+                    r
+                    for r in rows
+                    if (r.instance_project, r.instance) == (instance_project, instance)
+                ]
+                if taken:
+                    raise Conflict(
+                        f"storage volume {name!r} is attached to instance {instance!r} already "
+                        f"(device {taken[0].device!r})"
+                    )
+                runtime = await self.pools.runtime(pool)
+                async with Reverter() as revert:
+                    disk = await self._instance_disk(
+                        runtime, pool_name, vol, doc, rows, path, vm, revert
+                    )
+                    device = device or name
+                    try:
+                        await client.add_device(instance, instance_project, device, disk)
+                    except LxdError as exc:
+                        raise _lxd_error(
+                            exc, f"cannot give {name!r} to instance {instance!r}"
+                        ) from None
+                    revert.add(
+                        lambda: _quietly(client.remove_device(instance, instance_project, device)),
+                        f"device {device} of instance {instance}",
+                    )
+                    async with self.db.write() as conn:
+                        row = await at.add(
+                            conn,
+                            vol.id,
+                            self.server_uuid,
+                            disk["source"],
+                            instance=instance,
+                            instance_project=instance_project,
+                            device=device,
+                            socket=str(where),
+                        )
+                    revert.success()
+                log.info(
+                    "volume %s/%s given to instance %s as device %s",
+                    pool_name,
+                    name,
+                    instance,
+                    device,
+                )
+                self._follow(where)
+                return _view(pool_name, vol, row)
+        finally:
+            await client.close()
+
+    async def _instance_disk(
+        self,
+        runtime: PoolDriver,
+        pool_name: str,
+        vol: st.Volume,
+        doc: dict[str, object],
+        rows: list[at.Attachment],
+        path: str,
+        vm: bool,
+        revert: Reverter,
+    ) -> dict[str, str]:
+        """Make the volume ready for the instance on this host: the device's config."""
+        array_id = array_of(vol)
+        if vol.content_type == Content.BLOCK:
+            held = await runtime.volumes.hold(array_id, shared=shared(vol))
+            revert.add(lambda: runtime.volumes.let_go(array_id), f"attachment of {vol.name}")
+            # LXD takes device nodes under /dev only: the stable link, where it is there
+            # (the host's by-id directory), else the node it leads to.
+            source = str(held) if held.is_relative_to("/dev") else str(held.resolve())
+            if vm:
+                return {"type": "disk", "source": source}
+            return {"type": "unix-block", "source": source, "path": path}
+        stable = self.volumes.mount_path(pool_name, vol.project, vol.name)
+        if not is_mounted(stable):
+            await runtime.volumes.mount(spec_of(vol.content_type, vol.config), array_id, stable)
+            revert.add(lambda: runtime.volumes.unmount(array_id, stable), f"mount of {vol.name}")
+        disk = {"type": "disk", "source": str(stable), "path": path}
+        config = doc.get("config") if isinstance(doc.get("config"), dict) else {}
+        assert isinstance(config, dict)  # noqa: S101 - narrowed above
+        if vm or str(config.get("security.privileged", "")).lower() == "true":
+            return disk
+        if vol.config.get("security.shifted") == "true":
+            return {**disk, "shift": "true"}
+        if vol.config.get("security.unmapped") == "true":
+            return disk
+        await self._shift(vol, stable, _idmap_of(config), rows)
+        return disk
+
+    async def _shift(
+        self, vol: st.Volume, root: Path, target: Idmap | None, rows: list[at.Attachment]
+    ) -> None:
+        """Shift the volume's files on disk to ``target``, the container's map, and
+        record it (``volatile.idmap.last``); refused while another instance uses the
+        volume under another map."""
+        last_text = vol.config.get("volatile.idmap.last", "")
+        last = Idmap.parse(last_text) if last_text else None
+        if last == target:
+            return
+        if any(r.instance for r in rows):
+            raise Conflict(
+                f"storage volume {vol.name!r} is shifted for another instance's ID map: "
+                "the two instances' maps differ"
+            )
+        changed = await asyncio.to_thread(shift_tree, root, last, target)
+        config = {k: v for k, v in vol.config.items() if k != "volatile.idmap.last"}
+        if target is not None:
+            config["volatile.idmap.last"] = target.to_json()
+        async with self.db.write() as conn:
+            await st.update_volume(conn, vol.id, config=config)
+        log.info("volume %s: %d file(s) shifted to the instance's ID map", vol.name, changed)
+
+    async def detach_instance(
+        self,
+        pool_name: str,
+        name: str,
+        *,
+        project: str = "default",
+        instance: str,
+        instance_project: str = "default",
+    ) -> None:
+        """Take the volume from the instance (its device removed, if it is still
+        there) and let go of it on this host once nothing else here uses it."""
+        async with self.volumes.lock(pool_name, project, CUSTOM.lock_key(name)):
+            pool, vol = await self.volumes.load(pool_name, project, name)
+            async with self.db.read() as conn:
+                rows = await at.list_attachments(
+                    conn, volume_id=vol.id, server_uuid=self.server_uuid
+                )
+            row = next(
+                (
+                    r
+                    for r in rows
+                    if (r.instance_project, r.instance) == (instance_project, instance)
+                ),
+                None,
+            )
+            if row is None:
+                raise NotFound(f"storage volume {name!r} is not attached to instance {instance!r}")
+            client = LxdClient(Path(row.socket))
+            try:
+                await client.remove_device(instance, instance_project, row.device)
+            except LxdError as exc:
+                if exc.status != 404:  # an instance that is gone has no device to remove
+                    raise _lxd_error(
+                        exc, f"cannot take {name!r} from instance {instance!r}"
+                    ) from None
+            finally:
+                await client.close()
+            await self._release(await self.pools.runtime(pool), pool_name, vol, row, rows)
+
+    async def _release(
+        self,
+        runtime: PoolDriver,
+        pool_name: str,
+        vol: st.Volume,
+        row: at.Attachment,
+        rows: list[at.Attachment],
+    ) -> None:
+        others = [r for r in rows if r.id != row.id]
+        if vol.content_type == Content.BLOCK:
+            await runtime.volumes.let_go(array_of(vol))
+        elif not others:
+            stable = self.volumes.mount_path(pool_name, vol.project, vol.name)
+            await runtime.volumes.unmount(array_of(vol), stable)
+        async with self.db.write() as conn:
+            await at.remove(conn, row.id)
+        log.info("volume %s/%s released by instance %s", pool_name, vol.name, row.instance)
+
+    # --- following the instances --------------------------------------------------------
+
+    def _follow(self, socket: Path) -> None:
+        """Follow the lifecycle events of the daemon at ``socket`` (once per daemon)."""
+        key = str(socket)
+        task = self._followers.get(key)
+        if task is None or task.done():
+            self._followers[key] = asyncio.create_task(self._following(socket))
+
+    async def _following(self, socket: Path) -> None:
+        """Release what an instance no longer uses: its device removed, or the
+        instance deleted. Each (re)connection first catches up on what was missed."""
+        while True:
+            client = LxdClient(socket)
+            try:
+                if not await self.reconcile(socket):
+                    return  # nothing of this daemon's is attached any more
+                async for event in client.events():
+                    meta = event.get("metadata") or {}
+                    action = str(meta.get("action", ""))
+                    if action == "instance-renamed":
+                        await self._renamed(socket, event)
+                    if action.startswith("instance-"):
+                        await self.reconcile(socket)
+            except Exception as exc:
+                log.warning("following LXD at %s: %s", socket, exc)
+            finally:
+                await client.close()
+            await asyncio.sleep(2.0)  # the daemon restarts, or was away
+
+    async def _renamed(self, socket: Path, event: dict[str, object]) -> None:
+        meta = event.get("metadata")
+        if not isinstance(meta, dict):
+            return
+        context = meta.get("context") if isinstance(meta.get("context"), dict) else {}
+        old = context.get("old_name") if isinstance(context, dict) else None
+        new = unquote(str(meta.get("source", "")).rpartition("/")[2].partition("?")[0])
+        if isinstance(old, str) and old and new:
+            project = str(event.get("project") or "default")
+            async with self.db.write() as conn:
+                await at.rename_instance(conn, self.server_uuid, str(socket), project, old, new)
+
+    async def reconcile(self, socket: Path) -> int:
+        """Check each instance attachment of this host through the daemon at ``socket``:
+        one whose instance is gone or no longer has its device is released. Returns how
+        many attachments are left to follow."""
+        async with self.db.read() as conn:
+            rows = [
+                r
+                for r in await at.list_attachments(conn, server_uuid=self.server_uuid)
+                if r.instance and r.socket == str(socket)
+            ]
+        client = LxdClient(socket)
+        left = 0
+        try:
+            for row in rows:
+                try:
+                    doc, _ = await client.instance(row.instance, row.instance_project)
+                    present = (doc.get("devices") or {}).get(row.device, {}).get(
+                        "source"
+                    ) == row.path
+                except LxdError as exc:
+                    if exc.status != 404:
+                        left += 1
+                        continue  # not known now: judged when the daemon answers
+                    present = False
+                if present:
+                    left += 1
+                else:
+                    await self._released_by_instance(row)
+        finally:
+            await client.close()
+        return left
+
+    async def _released_by_instance(self, row: at.Attachment) -> None:
+        for pool in await self.pools.all():
+            if pool.status == "pending":
+                continue
+            record = await self.pools.record(pool.name)
+            async with self.db.read() as conn:
+                vol = next(
+                    (v for v in await st.list_volumes(conn, record.id) if v.id == row.volume_id),
+                    None,
+                )
+            if vol is None:
+                continue
+            async with self.volumes.lock(pool.name, vol.project, CUSTOM.lock_key(vol.name)):
+                async with self.db.read() as conn:
+                    rows = await at.list_attachments(
+                        conn, volume_id=vol.id, server_uuid=self.server_uuid
+                    )
+                if any(r.id == row.id for r in rows):
+                    runtime = await self.pools.runtime(record)
+                    await self._release(runtime, pool.name, vol, row, rows)
+            return
+
+    async def close(self) -> None:
+        """Stop following the instances' daemons."""
+        for task in self._followers.values():
+            task.cancel()
+        for task in self._followers.values():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._followers.clear()
+
+    async def take_from(
+        self, pool_name: str, name: str, server_uuid: str, *, project: str = "default"
+    ) -> int:
+        """Take the volume from a host that cannot give it up itself (its member is
+        Offline): its mapping removed at the array first (fenced: no write from that
+        host reaches the volume after this), then its uses forgotten. The rows removed."""
+        async with self.volumes.lock(pool_name, project, CUSTOM.lock_key(name)):
+            pool, vol = await self.volumes.load(pool_name, project, name)
+            runtime = await self.pools.runtime(pool)
+            await runtime.fence(server_uuid, array_of(vol))
+            async with self.db.write() as conn:
+                rows = await at.list_attachments(conn, volume_id=vol.id, server_uuid=server_uuid)
+                for row in rows:
+                    await at.remove(conn, row.id)
+        log.warning(
+            "volume %s/%s taken from server %s (fenced): %d use(s) forgotten",
+            pool_name,
+            name,
+            server_uuid,
+            len(rows),
+        )
+        return len(rows)
+
+    async def restore(self) -> list[str]:
+        """At start, after start-up repair (which leaves attached volumes mapped): make
+        this host's attachments usable again. A mount that outlived lxflexd is kept; a
+        missing one is made again, as is a block volume's device; the instances' daemons
+        are followed again (an instance deleted meanwhile releases its volumes). Returns
+        what could not be restored, one line each (also logged); storage check reports
+        it too."""
+        problems = []
+        for pool in await self.pools.all():
+            if pool.status == "pending":
+                continue
+            record = await self.pools.record(pool.name)
+            async with self.db.read() as conn:
+                rows = await at.list_attachments(
+                    conn, pool_id=record.id, server_uuid=self.server_uuid
+                )
+                vols = {v.id: v for v in await st.list_volumes(conn, record.id)}
+            for row in rows:
+                vol = vols[row.volume_id]
+                try:
+                    runtime = await self.pools.runtime(record)
+                    await self._reestablish(runtime, pool.name, vol, row)
+                except Exception as exc:
+                    problem = f"{pool.name}/{vol.name} at {row.path}: {exc}"
+                    log.error("attachment not restored: %s", problem)
+                    problems.append(problem)
+                if row.instance:
+                    self._follow(Path(row.socket))  # what changed while lxflexd was down
+        return problems
+
+    async def _reestablish(
+        self, runtime: PoolDriver, pool_name: str, vol: st.Volume, row: at.Attachment
+    ) -> None:
+        """Make the attachment whole again: at start (nothing of this process holds the
+        volume yet) or from storage check (a hold whose device or mount went is let go
+        of first, so the volume is held once)."""
+        array_id = array_of(vol)
+        attacher = runtime.volumes.attacher
+        if vol.content_type == Content.BLOCK:
+            if attacher.attached(array_id):
+                if Path(row.path).exists():
+                    return
+                await runtime.volumes.let_go(array_id)
+            await runtime.volumes.hold(array_id, shared=shared(vol))
+            return
+        stable = self.volumes.mount_path(pool_name, vol.project, vol.name)
+        if is_mounted(stable):
+            if not attacher.attached(array_id):
+                attacher.adopt(array_id)  # a restart left it mounted
+        else:
+            if attacher.attached(array_id):
+                await runtime.volumes.let_go(array_id)
+            spec = spec_of(vol.content_type, vol.config)
+            await runtime.volumes.mount(spec, array_id, stable)
+        path = Path(row.path)
+        if path != stable and not is_mounted(path):
+            await runtime.volumes.fs.bind(stable, path)
+
+    async def broken(self, pool_name: str) -> list[BrokenAttachment]:
+        """This host's attachments in the pool whose mount or device is missing, and
+        mounts here of volumes another host has now."""
+        record = await self.pools.record(pool_name)
+        async with self.db.read() as conn:
+            rows = await at.list_attachments(conn, pool_id=record.id, server_uuid=self.server_uuid)
+            vols = {v.id: v for v in await st.list_volumes(conn, record.id)}
+        found = []
+        for row in rows:
+            vol = vols[row.volume_id]
+            problem = self._problem(pool_name, vol, row)
+            if problem:
+                repair = functools.partial(self._repair, pool_name, vol.project, vol.name, row.id)
+                found.append(BrokenAttachment(vol.name, vol.project, row.path, problem, repair))
+        mine = {r.volume_id for r in rows}
+        async with self.db.read() as conn:
+            used = {r.volume_id for r in await at.list_attachments(conn, pool_id=record.id)}
+        for vol in vols.values():
+            stable = self.volumes.mount_path(pool_name, vol.project, vol.name)
+            if vol.id in used - mine and is_mounted(stable):
+                found.append(
+                    BrokenAttachment(
+                        vol.name,
+                        vol.project,
+                        str(stable),
+                        "it is mounted here while another host has it (taken from this one, "
+                        "fenced, while this member was Offline): unmount it, nothing here "
+                        "may write it",
+                        functools.partial(self._unmount_stray, pool_name, vol.project, vol.name),
+                        stray=True,
+                    )
+                )
+        return found
+
+    async def _unmount_stray(self, pool_name: str, project: str, name: str) -> None:
+        async with self.volumes.lock(pool_name, project, CUSTOM.lock_key(name)):
+            pool, vol = await self.volumes.load(pool_name, project, name)
+            runtime = await self.pools.runtime(pool)
+            stable = self.volumes.mount_path(pool_name, project, name)
+            if runtime.volumes.attacher.attached(array_of(vol)):
+                await runtime.volumes.unmount(array_of(vol), stable)
+            else:
+                await runtime.volumes.fs.unmount(stable)  # its device is gone (fenced)
+
+    def _problem(self, pool_name: str, vol: st.Volume, row: at.Attachment) -> str:
+        if vol.content_type == Content.BLOCK:
+            return "" if Path(row.path).exists() else f"its device {row.path} is missing"
+        stable = self.volumes.mount_path(pool_name, vol.project, vol.name)
+        if not is_mounted(stable):
+            return f"it is not mounted at {stable}"
+        if row.path != str(stable) and not is_mounted(Path(row.path)):
+            return f"it is not mounted at {row.path}"
+        return ""
+
+    async def _repair(self, pool_name: str, project: str, name: str, row_id: int) -> None:
+        async with self.volumes.lock(pool_name, project, CUSTOM.lock_key(name)):
+            pool, vol = await self.volumes.load(pool_name, project, name)
+            async with self.db.read() as conn:
+                rows = await at.list_attachments(conn, volume_id=vol.id)
+            row = next((r for r in rows if r.id == row_id), None)
+            if row is None:
+                return  # detached meanwhile
+            await self._reestablish(await self.pools.runtime(pool), pool_name, vol, row)
+
+
+def _found_socket() -> Path:
+    try:
+        return find_socket()
+    except LxdError as exc:
+        raise Unavailable(str(exc)) from None
+
+
+async def _instance(client: LxdClient, name: str, project: str, socket: Path) -> dict[str, object]:
+    try:
+        doc, _ = await client.instance(name, project)
+    except LxdError as exc:
+        if exc.status == 404:
+            raise NotFound(f"instance {name!r} not found in the LXD at {socket}") from None
+        raise _lxd_error(exc, f"cannot read instance {name!r}") from None
+    return doc
+
+
+def _lxd_error(exc: LxdError, doing: str) -> Exception:
+    if exc.status == 0:
+        return Unavailable(f"{doing}: {exc}")
+    if exc.status == 409:
+        return Conflict(f"{doing}: {exc}")
+    return InvalidRequest(f"{doing}: LXD said: {exc}")
+
+
+def _idmap_of(config: dict[str, object]) -> Idmap | None:
+    """The ID map an unprivileged container runs with (or will, once started)."""
+    for key in ("volatile.idmap.current", "volatile.idmap.next", "volatile.last_state.idmap"):
+        text = config.get(key)
+        if isinstance(text, str) and text:
+            return Idmap.parse(text)
+    return None
+
+
+async def _quietly(work: Awaitable[object]) -> None:
+    with contextlib.suppress(LxdError):
+        await work
