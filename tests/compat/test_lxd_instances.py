@@ -142,3 +142,26 @@ def test_a_renamed_instance_keeps_its_volume(stack: Stack) -> None:
     assert "kept" not in stack.devices("r2")
     stack.lxd.lxc("delete", "r2")
     stack.lxflex.lxc("storage", "volume", "delete", POOL, "kept")
+
+
+def test_a_volume_is_restored_under_a_stopped_instance_as_lxd_does(stack: Stack) -> None:
+    """LXD restores a custom volume whose instances are stopped, and refuses while one
+    runs. The restored files are shifted to the instance's map again (the snapshot was
+    taken before the volume was ever given to it)."""
+    stack.lxflex_cli("storage", "volume", "create", POOL, "back", "size=8GiB")
+    stack.lxflex.lxc("storage", "volume", "snapshot", POOL, "back", "empty")
+    stack.give("back", "/back", "c1")
+    stack.lxd.lxc("exec", "c1", "--", "sh", "-c", "echo later > /back/later")
+    running = stack.lxflex.lxc("storage", "volume", "restore", POOL, "back", "empty", check=False)
+    assert "Cannot restore custom volume used by running instances" in running.stderr
+    stack.lxd.lxc("stop", "c1", "--force")
+    try:
+        stack.lxflex.lxc("storage", "volume", "restore", POOL, "back", "empty")
+    finally:
+        stack.lxd.lxc("start", "c1")
+    listed = stack.lxd.lxc("exec", "c1", "--", "ls", "-lna", "/back").stdout
+    assert "later" not in listed  # the snapshot's content
+    root = next(line for line in listed.splitlines() if line.endswith(" ."))
+    assert root.split()[2:4] == ["0", "0"], listed  # shifted to the container again
+    stack.lxflex_cli("storage", "volume", "detach", POOL, "back", "--instance", "c1")
+    stack.lxflex.lxc("storage", "volume", "delete", POOL, "back")

@@ -103,6 +103,8 @@ class AttachmentService:
     ) -> None:
         self.db, self.pools, self.volumes, self.server_uuid = db, pools, volumes, server_uuid
         self._followers: dict[str, asyncio.Task[None]] = {}
+        volumes.instances_stopped = self.stopped
+        volumes.reshift = self._reshift
 
     async def of_volume(
         self, pool_name: str, name: str, *, project: str = "default"
@@ -489,6 +491,46 @@ class AttachmentService:
             project = str(event.get("project") or "default")
             async with self.db.write() as conn:
                 await at.rename_instance(conn, self.server_uuid, str(socket), project, old, new)
+
+    async def _reshift(self, pool_name: str, vol: st.Volume) -> None:
+        """After a restore under a stopped instance (the volume lock held): its files
+        shifted to that instance's map again, as the snapshot's may not be."""
+        async with self.db.read() as conn:
+            rows = await at.list_attachments(conn, volume_id=vol.id, server_uuid=self.server_uuid)
+        row = next((r for r in rows if r.instance), None)
+        if row is None or vol.content_type != Content.FILESYSTEM:
+            return
+        if "true" in (vol.config.get("security.shifted"), vol.config.get("security.unmapped")):
+            return
+        client = LxdClient(Path(row.socket))
+        try:
+            doc, _ = await client.instance(row.instance, row.instance_project)
+        finally:
+            await client.close()
+        config = doc.get("config") if isinstance(doc.get("config"), dict) else {}
+        assert isinstance(config, dict)  # noqa: S101 - narrowed above
+        privileged = str(config.get("security.privileged", "")).lower() == "true"
+        if privileged or doc.get("type") == "virtual-machine":
+            return
+        stable = self.volumes.mount_path(pool_name, vol.project, vol.name)
+        await self._shift(vol, stable, _idmap_of(config), [])
+
+    async def stopped(self, rows: list[at.Attachment]) -> bool:
+        """Whether every instance of these uses is on this host and stopped (its LXD
+        says so), so that its volume may be restored under it."""
+        for row in rows:
+            if row.server_uuid != self.server_uuid or not row.instance:
+                return False
+            client = LxdClient(Path(row.socket))
+            try:
+                doc, _ = await client.instance(row.instance, row.instance_project)
+            except LxdError:
+                return False
+            finally:
+                await client.close()
+            if doc.get("status") != "Stopped":
+                return False
+        return True
 
     async def reconcile(self, socket: Path) -> int:
         """Check each instance attachment of this host through the daemon at ``socket``:

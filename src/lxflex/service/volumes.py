@@ -97,6 +97,10 @@ class VolumeService:
         self.db = db
         self.pools = pools
         self._locks: KeyedLocks[tuple[str, str, str]] = KeyedLocks()
+        # Whether the instances of these uses are all stopped (set by the attachments).
+        self.instances_stopped: Callable[[list[at.Attachment]], Awaitable[bool]] | None = None
+        # Shift a restored volume's files to the ID map of the instance it is given to.
+        self.reshift: Callable[[str, st.Volume], Awaitable[None]] | None = None
 
     def _locked(
         self, pool: str, project: str, name: str, kind: Kind = CUSTOM_KIND
@@ -189,11 +193,18 @@ class VolumeService:
                 "from all but one before it stops being shared"
             )
 
-    async def refuse_in_use(self, vol: st.Volume, doing: str) -> None:
+    async def refuse_in_use(self, vol: st.Volume, doing: str, *, stopped_ok: bool = False) -> None:
         """Conflict when the volume is attached anywhere (see :mod:`.attachments`):
-        ``doing`` it would pull it from under its users."""
+        ``doing`` it would pull it from under its users. With ``stopped_ok``, uses by
+        instances that are stopped do not count (as LXD restores a custom volume of
+        stopped instances): :attr:`instances_stopped` tells, when it is set."""
         async with self.db.read() as conn:
             rows = await at.list_attachments(conn, volume_id=vol.id)
+        if rows and stopped_ok and self.instances_stopped is not None:
+            if all(r.instance for r in rows) and await self.instances_stopped(rows):
+                return
+            if all(r.instance for r in rows):
+                raise Conflict("Cannot restore custom volume used by running instances")
         if rows:
             first = rows[0]
             user = f"instance {first.instance!r}" if first.instance else f"the host at {first.path}"
@@ -712,7 +723,7 @@ class VolumeService:
         async with self._locked(pool_name, project, name, kind):
             pool, vol = await self.load(pool_name, project, name, kind)
             snap = await self.snapshot_of(vol, snapshot)
-            await self.refuse_in_use(vol, "restore it")
+            await self.refuse_in_use(vol, "restore it", stopped_ok=True)
             runtime = await self.pools.runtime(pool)
             async with self._restoring(vol):
                 await runtime.instances.restore(
@@ -721,6 +732,16 @@ class VolumeService:
                     ids_of(snap),
                     self.mount_path(pool_name, project, name, kind),
                 )
+            # The content's ownership is the snapshot's: shifted as it was then.
+            shift = "volatile.idmap.last"
+            if snap.config.get(shift) != vol.config.get(shift):
+                config = {k: v for k, v in vol.config.items() if k != shift}
+                if snap.config.get(shift):
+                    config[shift] = snap.config[shift]
+                async with self.db.write() as conn:
+                    await st.update_volume(conn, vol.id, config=config)
+                if self.reshift is not None:
+                    await self.reshift(pool_name, (await self.load(pool_name, project, name))[1])
         self._event(kind, "restored", pool_name, name, project, context={"snapshot": snapshot})
 
     @asynccontextmanager
