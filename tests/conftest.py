@@ -119,6 +119,17 @@ class Control:
         return result
 
 
+def unmount_under(root: Path) -> None:
+    """Lazily unmount whatever is mounted at or under ``root`` (deepest first): what a
+    failed test left."""
+    mounts = subprocess.run(
+        ["findmnt", "-rn", "-o", "TARGET"], capture_output=True, text=True, check=False
+    ).stdout.split()
+    inside = (m for m in mounts if m == str(root) or m.startswith(f"{root}/"))
+    for target in sorted(inside, reverse=True):
+        subprocess.run(["umount", "-l", target], check=False)
+
+
 @pytest.fixture
 def root_only() -> None:
     if os.geteuid() != 0:

@@ -22,6 +22,7 @@ import pylxd
 import pytest
 
 from tests.compat.daemon import BIN, Daemon, _ready
+from tests.conftest import unmount_under
 
 THRESHOLD = 11  # seconds: the least lxflexd (and LXD) accept, so Offline shows soon
 
@@ -183,11 +184,7 @@ def cluster(
             member.stop()
         # What a failed test left attached: unmounted before the simulator lets go of
         # the devices under it.
-        mounts = subprocess.run(
-            ["findmnt", "-rn", "-o", "TARGET"], capture_output=True, text=True, check=False
-        ).stdout.split()
-        for target in sorted((m for m in mounts if m.startswith(f"{tmp_path}/")), reverse=True):
-            subprocess.run(["umount", "-l", target], check=False)
+        unmount_under(tmp_path)
         sim.send_signal(signal.SIGTERM)
         try:
             sim.wait(timeout=60)

@@ -213,3 +213,21 @@ def test_attaching_on_another_member_moves_the_volume(cluster: Cluster, tmp_path
     assert len(mapped["mappings"]) == 1  # m1's only: m2 was fenced
     _lxflex(m1, "storage", "volume", "detach", "pf", "data")
     assert _mapped(cluster) == []
+
+
+def test_removing_a_member_forgets_its_attachments(cluster: Cluster) -> None:
+    """A member removed (fenced) had a volume attached: its mapping is gone at the array
+    and its use is forgotten, so the volume can be deleted or attached elsewhere."""
+    m1, m2 = cluster.members
+    cluster.make_pool(m1)
+    _lxflex(m1, "storage", "volume", "create", "pf", "raw", "--type", "block", "size=8GiB")
+    _lxflex(m1, "storage", "volume", "attach", "pf", "raw", "--target", "m2")
+    m2.stop(signal.SIGKILL)
+    deadline = time.monotonic() + 11 + 15
+    while json.loads(m1.lxc("query", "/1.0/cluster/members/m2").stdout)["status"] != "Offline":
+        assert time.monotonic() < deadline, "m2 never showed Offline"
+        time.sleep(1)
+    m1.lxc("cluster", "remove", "m2")
+    assert _uses(m1, "raw") == []
+    assert _mapped(cluster) == []
+    m1.lxc("storage", "volume", "delete", "pf", "raw")

@@ -29,6 +29,8 @@ from cryptography.x509.oid import NameOID
 
 from lxflex.driver.naming import Content, VolumeType, volume_name
 
+from ..conftest import unmount_under
+
 BIN = Path(sys.executable).parent
 
 
@@ -251,11 +253,7 @@ def real_lxd(tmp: Path, pool: str) -> Iterator[Daemon]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        mounts = subprocess.run(
-            ["findmnt", "-rn", "-o", "TARGET"], capture_output=True, text=True, check=False
-        ).stdout.split()
-        for target in sorted((m for m in mounts if m.startswith(f"{state}/")), reverse=True):
-            subprocess.run(["umount", "-l", target], check=False)
+        unmount_under(state)
         shutil.rmtree(state, ignore_errors=True)
 
 

@@ -81,6 +81,8 @@ def test_a_container_writes_into_a_powerflex_volume(stack: Stack) -> None:
     assert stack.volume("data")["used_by"] == ["/1.0/instances/c1"]
     refused = stack.lxflex.lxc("storage", "volume", "delete", POOL, "data", check=False)
     assert "attached for instance 'c1'" in refused.stderr
+    not_host = stack.lxflex_cli("storage", "volume", "detach", POOL, "data", code=1)
+    assert "given to instance 'c1': detach it with --instance" in not_host.stderr
 
     # Written inside, it is the volume's: in its export.
     export = Path(stack.lxflex.state.parent / "data.tar.gz")
@@ -124,6 +126,10 @@ def test_what_an_instance_cannot_be_given_is_refused(stack: Stack) -> None:
     stack.lxd.lxc("config", "device", "remove", "c1", "v")
     # Nothing of the refused attachments is left: not used, not mounted, deletable.
     assert stack.volume("v")["used_by"] == []
+    mounts = subprocess.run(
+        ["findmnt", "-rn", "-o", "TARGET"], capture_output=True, text=True, check=False
+    )
+    assert not [m for m in mounts.stdout.split() if m.endswith("/default_v")]
     stack.lxflex.lxc("storage", "volume", "delete", POOL, "v")
 
 

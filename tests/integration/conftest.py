@@ -4,7 +4,6 @@ with a ready pool, and reading and writing volumes through their devices."""
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from lxflex.embedded import host_settings
 from lxflex.secret import Secret
 from lxflex.service import Storage
 
-from ..conftest import SimFactory
+from ..conftest import SimFactory, unmount_under
 
 StorageFactory = Callable[..., Awaitable[Storage]]
 
@@ -48,12 +47,7 @@ async def make_storage(
     try:
         yield make
     finally:
-        mounts = subprocess.run(
-            ["findmnt", "-rn", "-o", "TARGET"], capture_output=True, text=True, check=False
-        ).stdout
-        for target in sorted(mounts.split(), reverse=True):
-            if target.startswith(str(tmp_path)):
-                subprocess.run(["umount", "-l", target], check=False)
+        unmount_under(tmp_path)
         for store in made:
             await store.close()
 

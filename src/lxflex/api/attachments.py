@@ -100,7 +100,12 @@ async def attachment_delete(request: web.Request) -> web.Response:
         raise ApiError(404, "attachment not found (the host's own use is named host)")
     storage = storage_of(request)
     if await storage.attachments.host_use(pool, name, project=project) is None:
-        raise ApiError(404, f"storage volume {name!r} is not attached to this host")
+        uses = await storage.attachments.of_volume(pool, name, project=project)
+        given = [u.instance for u in uses if u.instance]
+        hint = (
+            f" (it is given to instance {given[0]!r}: detach it with --instance)" if given else ""
+        )
+        raise ApiError(404, f"storage volume {name!r} is not attached to this host{hint}")
 
     async def work(_op: Operation) -> None:
         await storage.attachments.detach(pool, name, project=project)

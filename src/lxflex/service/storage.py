@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from ..driver import Unavailable
 from ..host.runner import Runner
 from ..state import Database
+from ..state import attachments as at
 from ..state import store as st
 from .attachments import AttachmentService
 from .backups import BackupService
@@ -107,8 +108,8 @@ class Storage:
         mappings are taken away at the array (no volume may then be written from it and
         from another host), what its journal left is finished (array volumes its work
         made without a row are removed), and the rows its work left under way are
-        repaired. A pool that cannot be fenced keeps the member, so removing it again
-        retries."""
+        repaired, and its volumes' attachments (their mappings are gone) are forgotten.
+        A pool that cannot be fenced keeps the member, so removing it again retries."""
         member = await self.cluster.removable(name, force=force)
         for pool in await self.pools.all():
             if pool.status == "pending":
@@ -135,6 +136,10 @@ class Storage:
                 len(repairs.done),
                 rows,
             )
+        async with self.db.write() as conn:  # its uses went with its mappings
+            forgotten = await at.forget_server(conn, member.server_uuid)
+        if forgotten:
+            log.warning("member %s: %d attachment(s) of volumes forgotten", name, forgotten)
         await self.cluster.leave(name)
 
     async def check(

@@ -14,7 +14,7 @@ from .db import Conn
 from .schema import attachments, volumes
 from .store import NameTaken, _aware, now
 
-__all__ = ["Attachment", "add", "list_attachments", "remove", "rename_instance"]
+__all__ = ["Attachment", "add", "forget_server", "list_attachments", "remove", "rename_instance"]
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,14 @@ async def add(
 async def remove(conn: Conn, attachment_id: int) -> bool:
     result = await conn.execute(sa.delete(attachments).where(attachments.c.id == attachment_id))
     return bool(result.rowcount)
+
+
+async def forget_server(conn: Conn, server_uuid: str) -> int:
+    """Every use on that server's host is gone (the server was removed, fenced)."""
+    result = await conn.execute(
+        sa.delete(attachments).where(attachments.c.server_uuid == server_uuid)
+    )
+    return int(result.rowcount)
 
 
 async def rename_instance(
