@@ -9,6 +9,12 @@ stable ``/dev/disk/by-id`` link. Each use is a row in the shared state
 volume with ``security.shared`` on several: PowerFlex's multiple mappings). lxflexd
 re-establishes this host's attachments when it starts (:meth:`AttachmentService.restore`),
 after start-up repair, which leaves attached volumes mapped.
+
+A volume may also be given to an instance of this host's LXD or Incus
+(:meth:`AttachmentService.attach_instance`): a ``disk`` device whose source is the mount
+(its files shifted on disk to an unprivileged container's ID map) or a block device.
+The daemon's lifecycle events are followed, so that a device removed or an instance
+deleted releases the volume, and a renamed instance keeps it.
 """
 
 from __future__ import annotations
