@@ -80,7 +80,6 @@ async def _holder(request: web.Request) -> MemberView | None:
         return None
     storage = request.app[STORAGE]
     project = project_of(request)
-    server: str | None = None
     if found := _BACKUP.fullmatch(request.path):
         pool, name, backup = unquote(found[1]), unquote(found[2]), unquote(found[3])
         server = await storage.backups.server_of(pool, name, backup, project=project)
@@ -92,16 +91,13 @@ async def _holder(request: web.Request) -> MemberView | None:
     server = await storage.attachments.holder(unquote(found[1]), unquote(found[2]), project=project)
     if server is None or server == storage.cluster.server_uuid:
         return None
-    member = next((m for m in await storage.cluster.members() if m.server_uuid == server), None)
+    member = await storage.cluster.of_server(server)
     return member if member is not None and member.online else None
 
 
 async def _member_of(request: web.Request, server: str, what: str) -> MemberView:
     """The member of server ``server``, which must answer for ``what``."""
-    member = next(
-        (m for m in await request.app[STORAGE].cluster.members() if m.server_uuid == server),
-        None,
-    )
+    member = await request.app[STORAGE].cluster.of_server(server)
     if member is None:
         raise ApiError(404, f"{what} was on a server that is no longer a member")
     if not member.online:

@@ -128,10 +128,18 @@ class LxdClient:
         return doc, tag
 
     async def add_device(
-        self, name: str, project: str, device: str, config: dict[str, str]
+        self,
+        name: str,
+        project: str,
+        device: str,
+        config: dict[str, str],
+        *,
+        known: tuple[dict[str, Any], str] | None = None,
     ) -> None:
-        """Give the instance the device ``device`` (refused if it has one so named)."""
-        doc, tag = await self.instance(name, project)
+        """Give the instance the device ``device`` (refused if it has one so named).
+        ``known``: the instance and its ETag as read already (LXD refuses the change if
+        the instance changed since)."""
+        doc, tag = known or await self.instance(name, project)
         if device in (doc.get("devices") or {}):
             raise LxdError(f"instance {name!r} already has a device named {device!r}", 409)
         await self.request(

@@ -27,6 +27,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
 from ..driver import Conflict, Content, InvalidRequest, NotFound, PoolDriver, Unavailable
@@ -234,12 +235,7 @@ class AttachmentService:
             mine = next((r for r in rows if r.for_host), None)
             if mine is None:
                 raise NotFound(f"storage volume {name!r} is not attached to this host")
-            others = [r for r in rows if r.id != mine.id]
-            runtime = await self.pools.runtime(pool)
-            await self._stop_using(runtime, pool_name, vol, mine, last=not others)
-            async with self.db.write() as conn:
-                await at.remove(conn, mine.id)
-            log.info("volume %s/%s detached from this host", pool_name, name)
+            await self._release(await self.pools.runtime(pool), pool_name, vol, mine, rows)
 
     async def _stop_using(
         self, runtime: PoolDriver, pool_name: str, vol: st.Volume, row: at.Attachment, *, last: bool
@@ -281,7 +277,7 @@ class AttachmentService:
                 pool, vol = await self.volumes.load(pool_name, project, name)
                 if vol.content_type not in (Content.FILESYSTEM, Content.BLOCK):
                     raise InvalidRequest(f"a {vol.content_type} volume is not given to instances")
-                doc = await _instance(client, instance, instance_project, where)
+                doc, tag = await _instance(client, instance, instance_project, where)
                 vm = doc.get("type") == "virtual-machine"
                 if not path.startswith("/") and not (vm and vol.content_type == Content.BLOCK):
                     raise InvalidRequest("give the absolute path the volume takes in the instance")
@@ -305,7 +301,9 @@ class AttachmentService:
                     )
                     device = device or name
                     try:
-                        await client.add_device(instance, instance_project, device, disk)
+                        await client.add_device(
+                            instance, instance_project, device, disk, known=(doc, tag)
+                        )
                     except LxdError as exc:
                         raise _lxd_error(
                             exc, f"cannot give {name!r} to instance {instance!r}"
@@ -446,15 +444,14 @@ class AttachmentService:
         row: at.Attachment,
         rows: list[at.Attachment],
     ) -> None:
-        others = [r for r in rows if r.id != row.id]
-        if vol.content_type == Content.BLOCK:
-            await runtime.volumes.let_go(array_of(vol))
-        elif not others:
-            stable = self.volumes.mount_path(pool_name, vol.project, vol.name)
-            await runtime.volumes.unmount(array_of(vol), stable)
+        """Undo one use (``row``, one of this host's ``rows`` of the volume): its device
+        let go of, its bind mount undone; the mount too once it was the last use."""
+        last = not [r for r in rows if r.id != row.id]
+        await self._stop_using(runtime, pool_name, vol, row, last=last)
         async with self.db.write() as conn:
             await at.remove(conn, row.id)
-        log.info("volume %s/%s released by instance %s", pool_name, vol.name, row.instance)
+        user = f"instance {row.instance}" if row.instance else "this host"
+        log.info("volume %s/%s released by %s", pool_name, vol.name, user)
 
     # --- following the instances --------------------------------------------------------
 
@@ -571,26 +568,19 @@ class AttachmentService:
         return left
 
     async def _released_by_instance(self, row: at.Attachment) -> None:
-        for pool in await self.pools.all():
-            if pool.status == "pending":
-                continue
-            record = await self.pools.record(pool.name)
-            async with self.db.read() as conn:
-                vol = next(
-                    (v for v in await st.list_volumes(conn, record.id) if v.id == row.volume_id),
-                    None,
-                )
-            if vol is None:
-                continue
-            async with self.volumes.lock(pool.name, vol.project, CUSTOM.lock_key(vol.name)):
-                async with self.db.read() as conn:
-                    rows = await at.list_attachments(
-                        conn, volume_id=vol.id, server_uuid=self.server_uuid
-                    )
-                if any(r.id == row.id for r in rows):
-                    runtime = await self.pools.runtime(record)
-                    await self._release(runtime, pool.name, vol, row, rows)
+        async with self.db.read() as conn:
+            found = await st.get_volume_by_id(conn, row.volume_id)
+        if found is None:
             return
+        pool_name, vol = found
+        async with self.volumes.lock(pool_name, vol.project, CUSTOM.lock_key(vol.name)):
+            async with self.db.read() as conn:
+                rows = await at.list_attachments(
+                    conn, volume_id=vol.id, server_uuid=self.server_uuid
+                )
+            if any(r.id == row.id for r in rows):
+                runtime = await self.pools.runtime(await self.pools.record(pool_name))
+                await self._release(runtime, pool_name, vol, row, rows)
 
     async def close(self) -> None:
         """Stop following the instances' daemons."""
@@ -754,14 +744,15 @@ def _found_socket() -> Path:
         raise Unavailable(str(exc)) from None
 
 
-async def _instance(client: LxdClient, name: str, project: str, socket: Path) -> dict[str, object]:
+async def _instance(
+    client: LxdClient, name: str, project: str, socket: Path
+) -> tuple[dict[str, Any], str]:
     try:
-        doc, _ = await client.instance(name, project)
+        return await client.instance(name, project)
     except LxdError as exc:
         if exc.status == 404:
             raise NotFound(f"instance {name!r} not found in the LXD at {socket}") from None
         raise _lxd_error(exc, f"cannot read instance {name!r}") from None
-    return doc
 
 
 def _lxd_error(exc: LxdError, doing: str) -> Exception:

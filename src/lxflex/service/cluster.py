@@ -211,6 +211,10 @@ class ClusterService:
             return {}
         return {m.server_uuid: m.name for m in await self.members()}
 
+    async def of_server(self, server_uuid: str) -> MemberView | None:
+        """The member that server ``server_uuid`` is, if it is one."""
+        return next((m for m in await self.members() if m.server_uuid == server_uuid), None)
+
     async def member(self, name: str) -> MemberView:
         for member in await self.members():
             if member.name == name:

@@ -381,6 +381,13 @@ async def get_volume(
     return _volume(row)
 
 
+async def get_volume_by_id(conn: Conn, volume_id: int) -> tuple[str, Volume] | None:
+    """The volume with this ID, with its pool's name."""
+    query = sa.select(pools.c.name, *volumes.c).join(pools, pools.c.id == volumes.c.pool_id)
+    row = (await conn.execute(query.where(volumes.c.id == volume_id))).first()
+    return None if row is None else (row[0], _volume(tuple(row)[1:]))
+
+
 async def list_volumes(
     conn: Conn,
     pool_id: int,
