@@ -584,3 +584,13 @@ def test_a_backup_is_served_by_the_member_that_holds_its_tarball(cluster: Cluste
     m1.lxc("query", "-X", "DELETE", "--wait", f"{base}/b0")
     assert json.loads(m2.lxc("query", base).stdout) == []
     assert not any((m2.daemon.state / "backups").rglob("b0"))  # its tarball went too
+    # While the member that holds a tarball is Offline, its export says so.
+    m1.lxc("query", "-X", "POST", "--wait", f"{base}?target=m2", "--data", '{"name": "b1"}')
+    m2.stop(signal.SIGKILL)
+    deadline = time.monotonic() + THRESHOLD + 15
+    while m1.query("/1.0/cluster/members/m2")["status"] != "Offline":
+        assert time.monotonic() < deadline, "m2 never showed Offline"
+        time.sleep(1)
+    status, body = _unix_get(m1, f"{base}/b1/export")
+    assert status == 503
+    assert b"is on member m2, which is Offline" in body

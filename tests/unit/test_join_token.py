@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
+from pathlib import Path
 
 import pytest
 
-from lxflex.api.join import JoinError, JoinToken
+from lxflex.api.join import DATABASE_FILE, JoinError, JoinToken, accept_token
 
 
 def _encode(doc: object) -> str:
@@ -40,3 +42,16 @@ def test_a_token_decodes_with_or_without_its_padding() -> None:
 def test_what_is_no_token_says_so(text: str, said: str) -> None:
     with pytest.raises(JoinError, match=said):
         JoinToken.decode(text)
+
+
+async def test_a_token_whose_member_cannot_be_reached_joins_nothing(tmp_path: Path) -> None:
+    """No member answers at the token's address: nothing is kept, and the error says
+    where it tried (never the secret)."""
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    token = JoinToken("m2", "ab" * 32, [f"127.0.0.1:{port}"], "s3cr3t" * 10, "")
+    with pytest.raises(JoinError, match=f"could be reached: 127.0.0.1:{port}") as caught:
+        await accept_token(token, tmp_path)
+    assert "s3cr3t" not in str(caught.value)
+    assert not (tmp_path / DATABASE_FILE).exists()
