@@ -26,6 +26,7 @@ from .api.server import build_app
 from .api.trust import HTTPS
 from .driver.errors import DriverError, InvalidRequest
 from .embedded import embedded
+from .host.lxd import LxdError, find_socket
 from .host.nvme import NvmeConfig
 from .service import DEFAULT_OFFLINE_THRESHOLD, ClusterSettings, HostSettings, Storage
 from .state import DatabaseBusy
@@ -218,6 +219,7 @@ async def serve(
     cluster: ClusterSettings | None = None,
     join_token: JoinToken | None = None,
     offline_threshold: float = DEFAULT_OFFLINE_THRESHOLD,
+    lxd_socket: str = "",
 ) -> None:
     sock = _claim_socket(state_dir)
     if join_token is not None:
@@ -239,6 +241,8 @@ async def serve(
         await storage.recover()
         stack.push_async_callback(_cancelled, asyncio.create_task(every_minute(storage)))
         app = build_app(storage, state_dir=state_dir, https_address=https_address)
+        if cluster is not None:
+            _follow_host_lxd(storage, lxd_socket, sock)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
@@ -271,6 +275,23 @@ async def serve(
             "removed, and fenced); start it with --cluster-name and --cluster-address to "
             "join again"
         )
+
+
+def _follow_host_lxd(storage: Storage, given: str, own: Path) -> None:
+    """In a cluster: follow this host's LXD or Incus, so that an instance moved or
+    copied here from another member's host gets its volumes here."""
+    if given == "none":
+        return
+    if given:
+        found = Path(given)
+    else:
+        try:
+            found = find_socket(besides=own)
+        except LxdError:
+            log.info("no LXD or Incus on this host: instances that arrive get no volumes")
+            return
+    log.info("following the LXD at %s for instances that arrive with volumes", found)
+    storage.attachments.watch(found)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -344,6 +365,13 @@ async def serve(
     help="Seconds without a heartbeat before a member shows Offline (more than 10; give "
     "every member the same).",
 )
+@click.option(
+    "--lxd-socket",
+    default="",
+    help="This host's LXD or Incus API socket, followed in a cluster so that an instance "
+    "moved or copied here from another member's host gets its lxflex volumes here "
+    "(default: found as `attach --instance` finds it; 'none': not followed).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level.")
 def main(
     state_dir: Path,
@@ -359,6 +387,7 @@ def main(
     by_id_dir: Path,
     sysfs: Path,
     host_root: Path,
+    lxd_socket: str,
     verbose: bool,
 ) -> None:
     """Serve the storage part of the LXD REST API for Dell PowerFlex on a unix socket.
@@ -410,6 +439,7 @@ def main(
             cluster=cluster,
             join_token=token,
             offline_threshold=offline_threshold,
+            lxd_socket=lxd_socket,
         )
     )
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from lxflex.host.fs import is_mounted
-from tests.compat.daemon import busybox_image, lxflex, real_lxd
+from tests.compat.daemon import busybox_image, lxd_remote, lxflex, real_lxd, root_disk
 
-from .conftest import Cluster, Member, _get
+from .conftest import Cluster, Member, _delete, _get, _post
 
 pytestmark = pytest.mark.root
 
@@ -206,6 +206,18 @@ def test_attaching_on_another_member_moves_the_volume(cluster: Cluster, tmp_path
     while json.loads(m1.lxc("query", "/1.0/cluster/members/m2").stdout)["status"] != "Offline":
         assert time.monotonic() < deadline, "m2 never showed Offline"
         time.sleep(1)
+    # The array failing while m2 is fenced: the move fails, m2 keeps the volume (its
+    # mapping and its use), m1 maps nothing; once the array answers, the move is done.
+    faults = f"{cluster.sim_url}/_sim/faults"
+    _post(faults, {"route": "POST */removeMappedHost", "http_status": 500, "count": 50})
+    failed = _lxflex(m1, "storage", "volume", "attach", "pf", "data", code=1)
+    assert "fencing the host of server" in failed.stderr, failed.stderr
+    assert "Injected fault" in failed.stderr
+    _delete(faults)
+    assert _uses(m1, "data")[0]["location"] == "m2"
+    (mapped,) = [v for v in _get(f"{cluster.sim_url}/_sim/state")["volumes"] if v["mappings"]]
+    assert len(mapped["mappings"]) == 1
+    assert not is_mounted(m1.daemon.state / "storage-pools" / "pf" / "custom" / "default_data")
     back = Path(_lxflex(m1, "storage", "volume", "attach", "pf", "data").stdout.strip())
     assert (back / "note").read_text() == "written on m2\n"
     assert "taken from server" in m1.daemon.log.read_text()
@@ -231,3 +243,83 @@ def test_removing_a_member_forgets_its_attachments(cluster: Cluster) -> None:
     assert _uses(m1, "raw") == []
     assert _mapped(cluster) == []
     m1.lxc("storage", "volume", "delete", "pf", "raw")
+
+
+def _users(member: Member, name: str) -> list[tuple[str, str]]:
+    uses = member.query(f"/1.0/storage-pools/pf/volumes/custom/{name}/attachments")
+    return [(u["location"], u["instance"]) for u in uses]
+
+
+def _until_used(member: Member, name: str, wanted: list[tuple[str, str]]) -> None:
+    deadline = time.monotonic() + 60
+    while (found := _users(member, name)) != wanted:
+        assert time.monotonic() < deadline, f"{name} used by {found}, not {wanted}"
+        time.sleep(0.2)
+
+
+@pytest.mark.members(0)
+def test_an_instance_moved_to_another_members_host_takes_its_volume(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Two hosts, each with its real LXD 5.0.2 and an lxflexd member following it. c1 on
+    host A has a volume; ``lxc move c1 b:c1`` takes c1 to host B, and the volume goes
+    with it, by remapping (m1 gives it up, m2 mounts it; no data copied): c1 reads on B
+    what it wrote on A. A copy of c1 that arrives on A while c1 runs on B gets nothing:
+    a running instance keeps its volume."""
+    for side in ("a", "b"):
+        (tmp_path / side).mkdir()
+    with real_lxd(tmp_path / "a", "dir") as lxd_a, real_lxd(tmp_path / "b", "dir") as lxd_b:
+        busybox_image(lxd_a, tmp_path / "a")
+        root_disk(lxd_b)
+        lxd_remote(lxd_a, lxd_b, "b")
+        lxd_remote(lxd_b, lxd_a, "a")
+        for name, lxd in (("m1", lxd_a), ("m2", lxd_b)):
+            member = cluster.new_member(name)
+            member.argv += ["--lxd-socket", str(lxd.socket)]
+            member.start()
+            cluster.members.append(member)
+        m1, m2 = cluster.members
+        cluster.make_pool(m1)
+        _lxflex(m1, "storage", "volume", "create", "pf", "data", "size=8GiB")
+        lxd_a.lxc("init", "busybox", "c1")
+        attach = ["storage", "volume", "attach", "pf", "data", "/data", "--instance", "c1"]
+        _lxflex(m1, *attach, "--socket", str(lxd_a.socket))
+        lxd_a.lxc("start", "c1")
+        lxd_a.lxc("exec", "c1", "--", "sh", "-c", "echo written on A > /data/note; sync")
+        lxd_a.lxc("stop", "--force", "c1")
+
+        lxd_a.lxc("move", "c1", "b:c1")
+        _until_used(m1, "data", [("m2", "c1")])
+        (use,) = m1.query("/1.0/storage-pools/pf/volumes/custom/data/attachments")
+        on_b = json.loads(lxd_b.lxc("query", "/1.0/instances/c1").stdout)["devices"]["data"]
+        assert on_b == {"type": "disk", "source": use["path"], "path": "/data"}
+        assert Path(use["path"]).is_relative_to(m2.daemon.state)
+        assert Path(use["path"]).is_mount()
+        lxd_b.lxc("start", "c1")
+        assert lxd_b.lxc("exec", "c1", "--", "cat", "/data/note").stdout == "written on A\n"
+        listed = lxd_b.lxc("exec", "c1", "--", "ls", "-ln", "/data/note").stdout.split()
+        assert listed[2:4] == ["0", "0"], listed  # still the container root's
+        assert not [m for m in _mounts_of(m1) if "data" in m]  # m1 gave it up
+        (mapped,) = [v for v in _get(f"{cluster.sim_url}/_sim/state")["volumes"] if v["mappings"]]
+        assert len(mapped["mappings"]) == 1
+
+        lxd_b.lxc("copy", "--stateless", "c1", "a:c2")
+        deadline = time.monotonic() + 60
+        while "instance c2 arrived, its volumes not taken in" not in m1.daemon.log.read_text():
+            assert time.monotonic() < deadline, "m1 never judged c2's arrival"
+            time.sleep(0.2)
+        assert "which is running on its host" in m1.daemon.log.read_text()
+        assert _users(m1, "data") == [("m2", "c1")]
+        assert lxd_b.lxc("exec", "c1", "--", "cat", "/data/note").stdout == "written on A\n"
+        lxd_a.lxc("delete", "c2")
+
+        lxd_b.lxc("stop", "--force", "c1")
+        _lxflex(m2, "storage", "volume", "detach", "pf", "data", "--instance", "c1")
+        assert "data" not in json.loads(lxd_b.lxc("query", "/1.0/instances/c1").stdout)["devices"]
+        assert _mapped(cluster) == []
+
+
+def _mounts_of(member: Member) -> list[str]:
+    with open("/proc/self/mounts") as mounts:
+        points = [line.split()[1] for line in mounts]
+    return [p for p in points if p.startswith(str(member.daemon.state))]

@@ -467,6 +467,14 @@ def test_removing_a_dead_member_fences_it_first(cluster: Cluster) -> None:
     while m1.query("/1.0/cluster/members/m2")["status"] != "Offline":
         assert time.monotonic() < deadline, "m2 never showed Offline"
         time.sleep(1)
+    # The array failing while m2 is fenced: the removal fails, saying why, and keeps m2
+    # (a member not fenced stays a member), so that removing it again retries.
+    failing = {"route": "POST */removeMappedHost", "http_status": 500, "count": 50}
+    _post(f"{cluster.sim_url}/_sim/faults", failing)
+    refused = m1.lxc("cluster", "remove", "m2", check=False)
+    _delete(f"{cluster.sim_url}/_sim/faults")
+    assert "fencing the host of server" in refused.stderr, refused.stderr
+    assert "m2" in [r[0] for r in _rows(m1.lxc("cluster", "list", "--format", "csv").stdout)]
     m1.lxc("cluster", "remove", "m2")
     assert _mapped_to(cluster, m2) == []
     assert "m2 fenced: 2 mapping(s) taken away" in m1.daemon.log.read_text()

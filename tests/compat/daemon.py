@@ -282,9 +282,32 @@ def busybox_image(d: Daemon, tmp: Path, alias: str = "busybox") -> None:
         check=True,
     )
     d.lxc("image", "import", str(tarball), "--alias", alias)
+    root_disk(d)
+
+
+def root_disk(d: Daemon) -> None:
+    """A root disk for ``d``'s instances: a ``default`` dir pool in its default profile."""
     if "default" not in d.lxc("storage", "list", "--format", "csv").stdout:
         d.lxc("storage", "create", "default", "dir")
     d.lxc("profile", "device", "add", "default", "root", "disk", "path=/", "pool=default")
+
+
+def lxd_remote(client: Daemon, server: Daemon, name: str) -> None:
+    """``server`` (a real LXD) as remote ``name`` of ``client``'s lxc, for migrations
+    between the two: both serve HTTPS on loopback (the target of a move pulls from the
+    source), and ``server`` trusts ``client``'s certificate (added through its socket:
+    no trust password on any command line)."""
+    for d in (client, server):
+        if not d.lxc("config", "get", "core.https_address").stdout.strip():
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+            d.lxc("config", "set", "core.https_address", f"127.0.0.1:{port}")
+    if not (client.conf / "client.crt").exists():
+        make_client_cert(client.conf)
+    server.lxc("config", "trust", "add", str(client.conf / "client.crt"))
+    address = server.lxc("config", "get", "core.https_address").stdout.strip()
+    client.lxc("remote", "add", name, f"https://{address}", "--accept-certificate")
 
 
 def lxflex(d: Daemon, *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:

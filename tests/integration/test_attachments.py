@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from aiohttp import web
 
-from lxflex.driver import Conflict, InvalidRequest, NotFound
+from lxflex.driver import Conflict, InvalidRequest, NotFound, Unavailable
 from lxflex.embedded import host_settings
 from lxflex.host.fs import is_mounted
 from lxflex.service import Storage
@@ -242,3 +243,70 @@ async def test_storage_check_unmounts_a_volume_another_host_has_now(
     assert not is_mounted(Path(view.path))
     assert (await storage.check("pf")).findings == []
     assert _mapped(storage) == []
+
+
+class FakeLxd:
+    """An LXD API on a unix socket with one unprivileged container, ``c1``, that goes
+    away (the connection cut) when asked to change the instance: the host's LXD dying
+    in the middle of an instance attach."""
+
+    IDMAP = (
+        '[{"Isuid":true,"Isgid":false,"Hostid":1000000,"Nsid":0,"Maprange":65536},'
+        '{"Isuid":false,"Isgid":true,"Hostid":1000000,"Nsid":0,"Maprange":65536}]'
+    )
+
+    def __init__(self, socket: Path) -> None:
+        self.socket = socket
+        self.patches = 0
+        self.app = web.Application()
+        self.app.router.add_get("/1.0/instances/c1", self._instance)
+        self.app.router.add_patch("/1.0/instances/c1", self._die)
+        self.runner = web.AppRunner(self.app)
+
+    async def _instance(self, _request: web.Request) -> web.Response:
+        doc = {
+            "name": "c1",
+            "type": "container",
+            "status": "Running",
+            "config": {"volatile.idmap.current": self.IDMAP},
+            "devices": {},
+        }
+        body = {"type": "sync", "status_code": 200, "metadata": doc}
+        return web.json_response(body, headers={"ETag": '"1"'})
+
+    async def _die(self, request: web.Request) -> web.Response:
+        self.patches += 1
+        assert request.transport is not None
+        request.transport.close()
+        raise ConnectionResetError
+
+    async def __aenter__(self) -> FakeLxd:
+        await self.runner.setup()
+        await web.UnixSite(self.runner, str(self.socket)).start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.runner.cleanup()
+
+
+async def test_an_lxd_that_goes_away_mid_attach_leaves_the_volume_as_it_was(
+    make_storage: StorageFactory, tmp_path: Path
+) -> None:
+    storage = await make_storage()
+    await storage.volumes.create("pf", "data")
+    before = (await storage.volumes.get("pf", "data")).config
+    async with FakeLxd(tmp_path / "lxd.socket") as lxd:
+        with pytest.raises(Unavailable, match="did not answer PATCH"):
+            await storage.attachments.attach_instance(
+                "pf", "data", instance="c1", path="/data", socket=lxd.socket
+            )
+        assert lxd.patches == 1  # it was asked: the mount and the shift had been made
+    assert await storage.attachments.of_volume("pf", "data") == []
+    assert _mapped(storage) == []
+    stable = storage.volumes.mount_path("pf", "default", "data")
+    assert not is_mounted(stable)
+    assert (await storage.volumes.get("pf", "data")).config == before  # no map recorded
+    # The files are the host's again: not shifted to the container's map.
+    mounted = await storage.attachments.attach("pf", "data")
+    assert os.stat(mounted.path).st_uid == 0
+    await storage.attachments.detach("pf", "data")

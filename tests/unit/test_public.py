@@ -120,6 +120,7 @@ PUBLIC = {
     ],
     "service": [
         "AttachedElsewhere",
+        "Attachment",
         "AttachmentService",
         "AttachmentView",
         "CheckReport",

@@ -14,20 +14,25 @@ a host (an lxflex extension, ``lxflex_attachments``; see :mod:`lxflex.service.at
   member is fenced instead (its mapping of the volume removed at the array). No data
   is copied: the volume is the array's.
 * ``DELETE .../attachments/host``: undo this host's own use;
-  ``DELETE .../attachments/instances/c1[?instance_project=p]``: take it from c1.
+  ``DELETE .../attachments/instances/c1[?instance_project=p]``: take it from c1
+  (``&only_stopped=true``: refused while c1 runs; asked by a member whose host an
+  instance arrived on with the volume's device, see
+  :meth:`lxflex.service.AttachmentService.take_in`).
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
-from ..service import AttachedElsewhere
+from ..driver import Conflict, Unavailable
+from ..service import AttachedElsewhere, Attachment
 from . import render
 from .cluster import FORWARDER
-from .common import OPS, custom_only, project_of, storage_of, str_of
+from .common import OPS, STORAGE, custom_only, project_of, storage_of, str_of
 from .envelope import ApiError, async_response, json_body, sync
 from .operations import Operation, Work
 
@@ -67,7 +72,7 @@ async def attachments_post(request: web.Request) -> web.Response:
         try:
             await attach(op)
         except AttachedElsewhere as exc:  # a move: taken from the other host first
-            await _take_from_others(request, pool, name, project, exc)
+            await take_from_others(request.app, pool, name, project, exc.holders)
             await attach(op)
 
     async def attach(op: Operation) -> None:
@@ -117,43 +122,78 @@ async def instance_delete(request: web.Request) -> web.Response:
     pool, name, project = _key(request)
     instance = request.match_info["instance"]
     instance_project = request.query.get("instance_project") or "default"
+    only_stopped = request.query.get("only_stopped", "") in ("1", "true")
     storage = storage_of(request)
     uses = await storage.attachments.of_volume(pool, name, project=project)
     if not any((u.instance_project, u.instance) == (instance_project, instance) for u in uses):
         raise ApiError(404, f"storage volume {name!r} is not attached to instance {instance!r}")
+    if only_stopped:  # refused now (409), not in the operation
+        await storage.attachments.refuse_running(
+            pool, name, project=project, instance=instance, instance_project=instance_project
+        )
 
     async def work(_op: Operation) -> None:
         await storage.attachments.detach_instance(
-            pool, name, project=project, instance=instance, instance_project=instance_project
+            pool,
+            name,
+            project=project,
+            instance=instance,
+            instance_project=instance_project,
+            only_stopped=only_stopped,
         )
 
     return _operation(request, f"Detaching storage volume {name} from {instance}", work)
 
 
-async def _take_from_others(
-    request: web.Request, pool: str, name: str, project: str, exc: AttachedElsewhere
+async def take_from_others(
+    app: web.Application,
+    pool: str,
+    name: str,
+    project: str,
+    holders: list[Attachment],
+    *,
+    arrival: bool = False,
 ) -> None:
-    """Move the volume here: each other host that uses it gives it up, its member asked
-    to detach it (so its filesystem is unmounted cleanly there); a member that is
-    Offline is fenced instead (its mapping of the volume removed at the array)."""
-    storage = storage_of(request)
+    """Move the volume here: each other host that uses it (``holders``) gives it up,
+    its member asked to detach it (so its filesystem is unmounted cleanly there); a
+    member that is Offline is fenced instead (its mapping of the volume removed at the
+    array). For an ``arrival`` (an instance that came here with the volume's device) an
+    instance that still runs there keeps it (Conflict) and the host's own use too; the
+    members' errors are the service's (Unavailable: try again)."""
+    storage = app[STORAGE]
     members = {m.server_uuid: m for m in await storage.cluster.members()}
     base = f"{render.volume_url(pool, name)}/attachments"
-    for server_uuid in dict.fromkeys(h.server_uuid for h in exc.holders):
+    for server_uuid in dict.fromkeys(h.server_uuid for h in holders):
         member = members.get(server_uuid)
         if member is None or not member.online:
             await storage.attachments.take_from(pool, name, server_uuid, project=project)
             continue
-        for holder in (h for h in exc.holders if h.server_uuid == server_uuid):
+        for holder in (h for h in holders if h.server_uuid == server_uuid):
             query = {"target": member.name}
             if project != "default":
                 query["project"] = project
             if holder.instance:
                 query["instance_project"] = holder.instance_project
                 path = f"{base}/instances/{quote(holder.instance, safe='')}"
+            elif arrival:
+                raise Conflict(
+                    f"storage volume {name!r} is attached to the host of member "
+                    f"{member.name} ({holder.path}) too: detach it there first"
+                )
             else:
                 path = f"{base}/host"
-            await request.app[FORWARDER].run(member, "DELETE", f"{path}?{urlencode(query)}")
+            if arrival:
+                query["only_stopped"] = "true"
+            try:
+                await app[FORWARDER].run(member, "DELETE", f"{path}?{urlencode(query)}")
+            except ApiError as exc:
+                if exc.status == 404:
+                    continue  # given up meanwhile
+                if not arrival:
+                    raise
+                if exc.status == 409:
+                    raise Conflict(exc.message) from None
+                raise Unavailable(exc.message) from None
 
 
 def _operation(request: web.Request, description: str, work: Work) -> web.Response:
@@ -164,6 +204,7 @@ def _operation(request: web.Request, description: str, work: Work) -> web.Respon
 
 
 def add_routes(app: web.Application) -> None:
+    app[STORAGE].attachments.mover = functools.partial(take_from_others, app, arrival=True)
     base = "/1.0/storage-pools/{pool}/volumes/{type}/{volume}/attachments"
     app.router.add_get(base, attachments_get)
     app.router.add_post(base, attachments_post)

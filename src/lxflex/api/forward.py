@@ -145,7 +145,7 @@ class Forwarder:
                 raise ApiError(503, f"member {member.name}: its operation went unanswered")
             if op.get("status_code", 103) >= 200:
                 if op["status_code"] != 200:
-                    raise ApiError(409, f"member {member.name}: {op.get('err') or 'failed'}")
+                    raise ApiError(500, f"member {member.name}: {op.get('err') or 'failed'}")
                 return
 
     def _client(self) -> aiohttp.ClientSession:

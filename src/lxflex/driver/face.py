@@ -31,6 +31,7 @@ from .errors import Unavailable
 from .instances import InstanceVolumes
 from .leftovers import Leftovers
 from .pool import ResolvedPool, client_for, resolve
+from .spec import wrap
 from .units import granularity
 from .volumes import PowerFlexVolumes
 
@@ -115,14 +116,18 @@ class PoolDriver:
                 "cannot fence a member's SDC from another server: unmap its volumes at "
                 "the array (its SDC), then remove the member"
             )
-        found = await self.client.nvme_host_by_nqn(host_nqn(server_uuid))
-        if found is None:
-            return []  # it never mapped anything on this array
-        unmapped = []
-        for volume in await self.client.host_volumes(found.id):
-            if volume_id in (None, volume.id):
-                await self.client.unmap_host(volume.id, found.id)
-                unmapped.append(volume.id)
+        unmapped: list[str] = []
+        try:
+            found = await self.client.nvme_host_by_nqn(host_nqn(server_uuid))
+            if found is None:
+                return []  # it never mapped anything on this array
+            for volume in await self.client.host_volumes(found.id):
+                if volume_id in (None, volume.id):
+                    await self.client.unmap_host(volume.id, found.id)
+                    unmapped.append(volume.id)
+        except Exception as exc:
+            done = f" ({len(unmapped)} mapping(s) taken away before)" if unmapped else ""
+            raise wrap(f"fencing the host of server {server_uuid}{done}", exc) from exc
         return unmapped
 
     async def close(self) -> None:

@@ -1,8 +1,9 @@
 """This host's LXD (or Incus) daemon, through its unix socket: the instances that use
 lxflex volumes, their disk devices, and the lifecycle events that say when they change.
 
-Only what attaching a volume to an instance needs: read an instance, add a device,
-remove one, and follow ``instance-*`` lifecycle events. LXD's API answers in its
+Only what attaching a volume to an instance needs: read instances, add, replace and
+remove a device, wait for an instance's operations, and follow ``instance-*`` lifecycle
+events. LXD's API answers in its
 envelope (``type`` sync, async or error); an async answer is an operation, waited for.
 """
 
@@ -50,11 +51,14 @@ def _answers(path: Path) -> bool:
     return True
 
 
-def find_socket() -> Path:
+def find_socket(*, besides: Path | None = None) -> Path:
     """The API socket of this host's LXD or Incus: ``$LXD_DIR/unix.socket``, else the
-    first of the usual places that answers."""
+    first of the usual places that answers; never ``besides`` (lxflexd's own, which
+    speaks LXD's API too)."""
     candidates = [Path(os.environ["LXD_DIR"]) / "unix.socket"] if "LXD_DIR" in os.environ else []
     for path in [*candidates, *SOCKETS]:
+        if path == besides:
+            continue
         if path.is_socket() and _answers(path):
             return path
     tried = ", ".join(str(p) for p in [*candidates, *SOCKETS])
@@ -142,9 +146,63 @@ class LxdClient:
         doc, tag = known or await self.instance(name, project)
         if device in (doc.get("devices") or {}):
             raise LxdError(f"instance {name!r} already has a device named {device!r}", 409)
+        await self._patch_device(name, project, device, config, tag)
+
+    async def set_device(
+        self,
+        name: str,
+        project: str,
+        device: str,
+        config: dict[str, str],
+        *,
+        known: tuple[dict[str, Any], str] | None = None,
+    ) -> None:
+        """Replace the instance's device ``device`` (which it has) by ``config``."""
+        doc, tag = known or await self.instance(name, project)
+        if device not in (doc.get("devices") or {}):
+            raise LxdError(f"instance {name!r} has no device named {device!r}", 404)
+        await self._patch_device(name, project, device, config, tag)
+
+    async def _patch_device(
+        self, name: str, project: str, device: str, config: dict[str, str], tag: str
+    ) -> None:
+        # A PATCH replaces the devices it names, whole, and leaves the others alone.
         await self.request(
             "PATCH", _instance_path(name, project), {"devices": {device: config}}, etag=tag
         )
+
+    async def settled(self, name: str, project: str = "default") -> None:
+        """Wait until no operation of the daemon works on the instance (an instance
+        arriving by migration is announced before its data has come)."""
+        query = "" if project in ("", "default") else f"&project={quote(project, safe='')}"
+        mine = _instance_path(name, project).partition("?")[0]
+        while True:
+            ops, _ = await self.request("GET", f"/1.0/operations?recursion=1{query}")
+            running = ops.get("running") if isinstance(ops, dict) else None
+            pending = [
+                str(op.get("id"))
+                for op in running or []
+                if isinstance(op, dict)
+                and any(
+                    str(url).partition("?")[0] == mine
+                    for url in (op.get("resources") or {}).get("instances") or []
+                )
+            ]
+            if not pending:
+                return
+            for op_id in pending:  # however it ends
+                try:
+                    await self.request(
+                        "GET", f"/1.0/operations/{quote(op_id, safe='')}/wait?timeout=60"
+                    )
+                except LxdError as exc:
+                    if exc.status != 404:  # gone: it is over
+                        raise
+
+    async def instances(self) -> list[dict[str, Any]]:
+        """Every instance of the daemon, in all projects (LXD's documents)."""
+        docs, _ = await self.request("GET", "/1.0/instances?recursion=1&all-projects=true")
+        return [d for d in docs or [] if isinstance(d, dict)]
 
     async def remove_device(self, name: str, project: str, device: str) -> bool:
         """Take the device away from the instance; False if it had none so named."""

@@ -1,7 +1,7 @@
 """Use cases over the state, the driver and the host: pools, volumes (custom and instance),
 snapshots, backups, trust."""
 
-from .attachments import AttachedElsewhere, AttachmentService, AttachmentView
+from .attachments import AttachedElsewhere, Attachment, AttachmentService, AttachmentView
 from .check import Report as CheckReport
 from .cluster import DEFAULT_OFFLINE_THRESHOLD, ClusterService, ClusterSettings, MemberView
 from .instances import InstanceService
@@ -16,6 +16,7 @@ __all__ = [
     "DEFAULT_OFFLINE_THRESHOLD",
     "PASSWORD_KEY",
     "AttachedElsewhere",
+    "Attachment",
     "AttachmentService",
     "AttachmentView",
     "CheckReport",

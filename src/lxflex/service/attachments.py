@@ -38,13 +38,21 @@ from ..revert import Reverter
 from ..state import Database, NameTaken
 from ..state import attachments as at
 from ..state import store as st
+from ..state.attachments import Attachment
 from .kinds import CUSTOM
 from .pools import PoolService
 from .specs import spec_of
 from .views import array_of
 from .volumes import VolumeService
 
-__all__ = ["AttachedElsewhere", "AttachmentService", "AttachmentView", "BrokenAttachment"]
+__all__ = [
+    "AttachedElsewhere",
+    "Attachment",
+    "AttachmentService",
+    "AttachmentView",
+    "BrokenAttachment",
+    "Mover",
+]
 
 log = logging.getLogger("lxflex.service")
 
@@ -83,6 +91,11 @@ class BrokenAttachment:
     stray: bool = False  # a mount of a volume another host has
 
 
+# (pool, volume, project, the uses on other hosts): each given up by its member, only if
+# its instance does not run (Conflict if it does); a member that is Offline fenced.
+Mover = Callable[[str, str, str, list[Attachment]], Awaitable[None]]
+
+
 def shared(vol: st.Volume) -> bool:
     """Whether several hosts may use the volume at once (``security.shared``)."""
     return vol.content_type == Content.BLOCK and vol.config.get("security.shared") == "true"
@@ -110,6 +123,11 @@ class AttachmentService:
     ) -> None:
         self.db, self.pools, self.volumes, self.server_uuid = db, pools, volumes, server_uuid
         self._followers: dict[str, asyncio.Task[None]] = {}
+        self._watched: set[str] = set()  # this host's daemons, followed all along
+        self._arrivals: set[asyncio.Task[None]] = set()
+        # Set by the API in a cluster: takes a volume from its uses on other hosts (their
+        # members asked to give them up) for an instance that arrived here.
+        self.mover: Mover | None = None
         volumes.instances_stopped = self.stopped
         volumes.reshift = self._reshift
 
@@ -263,13 +281,17 @@ class AttachmentService:
         path: str = "",
         device: str = "",
         socket: Path | None = None,
+        arrived: dict[str, str] | None = None,
     ) -> AttachmentView:
         """Give the volume to an instance of this host's LXD or Incus (at ``socket``,
         else found) as a device (named ``device``, else after the volume): a filesystem
         volume mounted here and shared as a directory at ``path`` in the instance (its
         files shifted on disk to an unprivileged container's ID map, as LXD does, unless
         ``security.shifted`` or ``security.unmapped`` says otherwise), a block volume as
-        its device (``path`` in a container; a disk of a virtual machine)."""
+        its device (``path`` in a container; a disk of a virtual machine).
+
+        ``arrived``: the instance came from another host with the volume's device (its
+        config, as there): the device is pointed at the volume here."""
         where = socket or _found_socket()
         client = LxdClient(where)
         try:
@@ -287,7 +309,8 @@ class AttachmentService:
                 taken = [
                     r
                     for r in rows
-                    if (r.instance_project, r.instance) == (instance_project, instance)
+                    if r.server_uuid == self.server_uuid
+                    and (r.instance_project, r.instance) == (instance_project, instance)
                 ]
                 if taken:
                     raise Conflict(
@@ -301,17 +324,36 @@ class AttachmentService:
                     )
                     device = device or name
                     try:
-                        await client.add_device(
-                            instance, instance_project, device, disk, known=(doc, tag)
-                        )
+                        if arrived is None:
+                            await client.add_device(
+                                instance, instance_project, device, disk, known=(doc, tag)
+                            )
+                        else:
+                            await client.set_device(
+                                instance,
+                                instance_project,
+                                device,
+                                {**arrived, **disk},
+                                known=(doc, tag),
+                            )
                     except LxdError as exc:
                         raise _lxd_error(
                             exc, f"cannot give {name!r} to instance {instance!r}"
                         ) from None
-                    revert.add(
-                        lambda: _quietly(client.remove_device(instance, instance_project, device)),
-                        f"device {device} of instance {instance}",
-                    )
+                    if arrived is None:
+                        revert.add(
+                            lambda: _quietly(
+                                client.remove_device(instance, instance_project, device)
+                            ),
+                            f"device {device} of instance {instance}",
+                        )
+                    else:
+                        revert.add(
+                            lambda: _quietly(
+                                client.set_device(instance, instance_project, device, arrived)
+                            ),
+                            f"device {device} of instance {instance} as it came",
+                        )
                     async with self.db.write() as conn:
                         row = await at.add(
                             conn,
@@ -371,15 +413,20 @@ class AttachmentService:
             return {**disk, "shift": "true"}
         if vol.config.get("security.unmapped") == "true":
             return disk
-        await self._shift(vol, stable, _idmap_of(config), rows)
+        await self._shift(vol, stable, _idmap_of(config), rows, revert)
         return disk
 
     async def _shift(
-        self, vol: st.Volume, root: Path, target: Idmap | None, rows: list[at.Attachment]
+        self,
+        vol: st.Volume,
+        root: Path,
+        target: Idmap | None,
+        rows: list[at.Attachment],
+        revert: Reverter | None = None,
     ) -> None:
         """Shift the volume's files on disk to ``target``, the container's map, and
         record it (``volatile.idmap.last``); refused while another instance uses the
-        volume under another map."""
+        volume under another map. ``revert`` shifts them back if a later step fails."""
         last_text = vol.config.get("volatile.idmap.last", "")
         last = Idmap.parse(last_text) if last_text else None
         if last == target:
@@ -393,6 +440,14 @@ class AttachmentService:
         config = {k: v for k, v in vol.config.items() if k != "volatile.idmap.last"}
         if target is not None:
             config["volatile.idmap.last"] = target.to_json()
+        if revert is not None:
+
+            async def back() -> None:
+                await asyncio.to_thread(shift_tree, root, target, last)
+                async with self.db.write() as conn:
+                    await st.update_volume(conn, vol.id, config=vol.config)
+
+            revert.add(back, f"shift of {vol.name}'s files")
         async with self.db.write() as conn:
             await st.update_volume(conn, vol.id, config=config)
         log.info("volume %s: %d file(s) shifted to the instance's ID map", vol.name, changed)
@@ -405,9 +460,12 @@ class AttachmentService:
         project: str = "default",
         instance: str,
         instance_project: str = "default",
+        only_stopped: bool = False,
     ) -> None:
         """Take the volume from the instance (its device removed, if it is still
-        there) and let go of it on this host once nothing else here uses it."""
+        there) and let go of it on this host once nothing else here uses it.
+        ``only_stopped``: refused (Conflict) while the instance runs (the volume is
+        wanted by a copy of it on another host)."""
         async with self.volumes.lock(pool_name, project, CUSTOM.lock_key(name)):
             pool, vol = await self.volumes.load(pool_name, project, name)
             async with self.db.read() as conn:
@@ -423,9 +481,13 @@ class AttachmentService:
                 None,
             )
             if row is None:
+                if only_stopped:
+                    return  # its instance let go of it meanwhile (deleted at a move's end)
                 raise NotFound(f"storage volume {name!r} is not attached to instance {instance!r}")
             client = LxdClient(Path(row.socket))
             try:
+                if only_stopped:
+                    await _refuse_running(client, name, instance, instance_project)
                 await client.remove_device(instance, instance_project, row.device)
             except LxdError as exc:
                 if exc.status != 404:  # an instance that is gone has no device to remove
@@ -462,19 +524,37 @@ class AttachmentService:
         if task is None or task.done():
             self._followers[key] = asyncio.create_task(self._following(socket))
 
+    def watch(self, socket: Path) -> None:
+        """Follow this host's daemon at ``socket`` for as long as lxflexd runs (in a
+        cluster): an instance that arrives from another member's host (moved or copied
+        there by migration) with a device of one of the pool's volumes gets the volume
+        here, moved from that host (see :meth:`take_in`)."""
+        self._watched.add(str(socket))
+        self._follow(socket)
+
     async def _following(self, socket: Path) -> None:
         """Release what an instance no longer uses: its device removed, or the
-        instance deleted. Each (re)connection first catches up on what was missed."""
+        instance deleted; and, for a watched daemon, take in the volumes of instances
+        that arrive. Each (re)connection first catches up on what was missed."""
+        watched = str(socket) in self._watched
         while True:
             client = LxdClient(socket)
             try:
-                if not await self.reconcile(socket):
+                if not await self.reconcile(socket) and not watched:
                     return  # nothing of this daemon's is attached any more
+                if watched:  # arrivals missed
+                    others = await self._elsewhere()
+                    for doc in await client.instances():
+                        if _came_with(doc, others):
+                            self._arrival(socket, str(doc.get("name")), str(doc.get("project")))
                 async for event in client.events():
                     meta = event.get("metadata") or {}
                     action = str(meta.get("action", ""))
                     if action == "instance-renamed":
                         await self._renamed(socket, event)
+                    if action == "instance-created" and watched:
+                        project = str(event.get("project") or "default")
+                        self._arrival(socket, _named(meta), project)
                     if action.startswith("instance-"):
                         await self.reconcile(socket)
             except Exception as exc:
@@ -483,13 +563,122 @@ class AttachmentService:
                 await client.close()
             await asyncio.sleep(2.0)  # the daemon restarts, or was away
 
+    def _arrival(self, socket: Path, instance: str, project: str) -> None:
+        task = asyncio.create_task(self._arrived(socket, instance, project or "default"))
+        self._arrivals.add(task)
+        task.add_done_callback(self._arrivals.discard)
+
+    async def _arrived(self, socket: Path, instance: str, project: str) -> None:
+        try:
+            await self.take_in(socket, instance, project)
+        except Exception as exc:
+            log.warning("instance %s arrived, its volumes not taken in: %s", instance, exc)
+
+    async def take_in(self, socket: Path, instance: str, project: str = "default") -> int:
+        """Give an instance of the daemon at ``socket`` the volumes it came with from
+        another host: each device of the instance that is a volume's use there (the same
+        device, its source there) is pointed at the volume on this host, moved here
+        (that host gives it up, refused while its instance runs there; an Offline member
+        is fenced). The uses are read as soon as the instance is announced (its host
+        forgets them once it deletes its own, at the end of a move), the volumes moved
+        once its daemon is done making it. Returns how many it was given."""
+        client = LxdClient(socket)
+        try:
+            doc = await _instance_or_none(client, instance, project)
+            came = _came_with(doc, await self._elsewhere(), project) if doc else []
+            if not came:
+                return 0
+            await client.settled(instance, project)
+            doc = await _instance_or_none(client, instance, project)
+        finally:
+            await client.close()
+        devices = (doc or {}).get("devices") or {}
+        given = 0
+        for device, config, use in came:
+            if devices.get(device, {}).get("source") != use.path:
+                continue  # changed meanwhile: not ours to point
+            async with self.db.read() as conn:
+                found = await st.get_volume_by_id(conn, use.volume_id)
+            if found is not None:
+                await self._take_in(socket, instance, project, device, config, *found)
+                given += 1
+        return given
+
+    async def _take_in(
+        self,
+        socket: Path,
+        instance: str,
+        project: str,
+        device: str,
+        config: dict[str, Any],
+        pool_name: str,
+        vol: st.Volume,
+    ) -> None:
+        give = functools.partial(
+            self.attach_instance,
+            pool_name,
+            vol.name,
+            project=vol.project,
+            instance=instance,
+            instance_project=project,
+            path=str(config.get("path", "")),
+            device=device,
+            socket=socket,
+            arrived={str(k): str(v) for k, v in config.items()},
+        )
+        for attempt in range(4):
+            try:
+                await give()
+                break
+            except AttachedElsewhere as exc:
+                if self.mover is None:
+                    raise
+                try:
+                    await self.mover(pool_name, vol.name, vol.project, exc.holders)
+                except Unavailable:
+                    if attempt == 3:
+                        raise
+                    await asyncio.sleep(2.0**attempt)  # its host may be deleting it
+        else:
+            raise Unavailable(f"storage volume {vol.name!r} stays in use on another host")
+        log.info(
+            "volume %s/%s moved here with instance %s (device %s)",
+            pool_name,
+            vol.name,
+            instance,
+            device,
+        )
+
+    async def _elsewhere(self) -> list[at.Attachment]:
+        """The instance attachments of the other hosts."""
+        async with self.db.read() as conn:
+            rows = await at.list_attachments(conn)
+        return [r for r in rows if r.instance and r.server_uuid != self.server_uuid]
+
+    async def refuse_running(
+        self, pool_name: str, name: str, *, project: str, instance: str, instance_project: str
+    ) -> None:
+        """Conflict while the instance of this host that has the volume runs."""
+        _, vol = await self.volumes.load(pool_name, project, name)
+        async with self.db.read() as conn:
+            rows = await at.list_attachments(conn, volume_id=vol.id, server_uuid=self.server_uuid)
+        for row in rows:
+            if (row.instance_project, row.instance) == (instance_project, instance):
+                client = LxdClient(Path(row.socket))
+                try:
+                    await _refuse_running(client, name, instance, instance_project)
+                except LxdError as exc:
+                    raise _lxd_error(exc, f"cannot read instance {instance!r}") from None
+                finally:
+                    await client.close()
+
     async def _renamed(self, socket: Path, event: dict[str, object]) -> None:
         meta = event.get("metadata")
         if not isinstance(meta, dict):
             return
         context = meta.get("context") if isinstance(meta.get("context"), dict) else {}
         old = context.get("old_name") if isinstance(context, dict) else None
-        new = unquote(str(meta.get("source", "")).rpartition("/")[2].partition("?")[0])
+        new = _named(meta)
         if isinstance(old, str) and old and new:
             project = str(event.get("project") or "default")
             async with self.db.write() as conn:
@@ -584,9 +773,10 @@ class AttachmentService:
 
     async def close(self) -> None:
         """Stop following the instances' daemons."""
-        for task in self._followers.values():
+        tasks = [*self._followers.values(), *self._arrivals]
+        for task in tasks:
             task.cancel()
-        for task in self._followers.values():
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._followers.clear()
@@ -770,6 +960,52 @@ def _idmap_of(config: dict[str, object]) -> Idmap | None:
         if isinstance(text, str) and text:
             return Idmap.parse(text)
     return None
+
+
+def _came_with(
+    doc: dict[str, Any], elsewhere: list[at.Attachment], project: str | None = None
+) -> list[tuple[str, dict[str, Any], at.Attachment]]:
+    """The devices of an instance (LXD's document) that are uses of a volume on another
+    host (``elsewhere``): the same device name and source, in the same project (the
+    instance came from there): each with its config and that use."""
+    project = project or str(doc.get("project") or "default")
+    found = []
+    for device, config in (doc.get("devices") or {}).items():
+        if not isinstance(config, dict):
+            continue
+        for row in elsewhere:
+            if (row.instance_project, row.device, row.path) == (
+                project,
+                device,
+                config.get("source"),
+            ):
+                found.append((str(device), config, row))
+                break
+    return found
+
+
+def _named(meta: dict[str, Any]) -> str:
+    """The instance a lifecycle event is about (the last part of its ``source``)."""
+    return unquote(str(meta.get("source", "")).rpartition("/")[2].partition("?")[0])
+
+
+async def _instance_or_none(client: LxdClient, name: str, project: str) -> dict[str, Any] | None:
+    try:
+        doc, _ = await client.instance(name, project)
+    except LxdError as exc:
+        if exc.status == 404:
+            return None  # gone (a migration that failed; deleted)
+        raise
+    return doc
+
+
+async def _refuse_running(client: LxdClient, volume: str, instance: str, project: str) -> None:
+    doc = await _instance_or_none(client, instance, project)
+    if doc is not None and doc.get("status") != "Stopped":
+        raise Conflict(
+            f"storage volume {volume!r} is in use by instance {instance!r}, which is "
+            f"{str(doc.get('status', 'running')).lower()} on its host: stop it there first"
+        )
 
 
 async def _quietly(work: Awaitable[object]) -> None:
