@@ -7,7 +7,9 @@ from a locally built busybox image, each round (median of ``--rounds``):
 * lxflex, instance: ``POST .../attachments {"instance": "c1"}`` until the container has
   the volume as a disk device (mapped, connected, mounted, shifted to its ID map);
 * LXD, ``dir`` pool: a custom volume created and given to the same container (what
-  ``lxc storage volume create`` and ``lxc storage volume attach`` send), the baseline.
+  ``lxc storage volume create`` and ``lxc storage volume attach`` send), the baseline;
+* LXD giving the container a plain host directory as a disk device: LXD's part of the
+  lxflex instance row (the rest is lxflex's: map, connect, mount, shift, its rows).
 
 Each volume is detached (and LXD's deleted) before the next round. lxflex runs on its
 embedded simulator (``lxflexd --simulator``). Needs root, ``lxd`` and busybox.
@@ -138,15 +140,27 @@ async def measure(lxflex_socket: Path, lxd_socket: Path, rounds: int) -> None:
                 "POST", "/1.0/storage-pools/dir/volumes/custom", {"name": f"d{i}", "config": {}}
             )
             disk = {"type": "disk", "pool": "dir", "source": f"d{i}", "path": f"/d{i}"}
-            await lxd.add_device("c1", "default", f"d{i}", disk)
+            await lxd.set_device("c1", "default", f"d{i}", disk, new=True)
 
         async def own_off(i: int) -> None:
             await lxd.remove_device("c1", "default", f"d{i}")
             await lxd.request("DELETE", f"/1.0/storage-pools/dir/volumes/custom/d{i}")
 
+        scratch = Path(tempfile.mkdtemp(prefix="lxflex-bench-dir-"))
+
+        async def plain(i: int) -> None:  # what LXD's part of an instance attach costs
+            (scratch / str(i)).mkdir()
+            disk = {"type": "disk", "source": str(scratch / str(i)), "path": f"/p{i}"}
+            await lxd.set_device("c1", "default", f"p{i}", disk, new=True)
+
+        async def plain_off(i: int) -> None:
+            await lxd.remove_device("c1", "default", f"p{i}")
+
         host_s = await _timed(rounds, host, host_off)
         instance_s = await _timed(rounds, instance, instance_off)
         own_s = await _timed(rounds, own, own_off)
+        plain_s = await _timed(rounds, plain, plain_off)
+        shutil.rmtree(scratch, ignore_errors=True)
     finally:
         await lxflex.close()
         await lxd.close()
@@ -155,6 +169,9 @@ async def measure(lxflex_socket: Path, lxd_socket: Path, rounds: int) -> None:
     print(f"  lxflex, a disk of container c1:      {instance_s * 1000:8.1f} ms")
     print(f"  LXD dir pool, created and given c1:  {own_s * 1000:8.1f} ms  (baseline)")
     print(f"  ratio lxflex instance / LXD dir:     {instance_s / own_s:.2f}")
+    print("  where the instance's time goes:")
+    print(f"    LXD giving c1 a host directory:    {plain_s * 1000:8.1f} ms")
+    print(f"    lxflex's own (map, mount, shift):  {(instance_s - plain_s) * 1000:8.1f} ms")
 
 
 def main() -> None:

@@ -171,3 +171,42 @@ def test_a_volume_is_restored_under_a_stopped_instance_as_lxd_does(stack: Stack)
     assert root.split()[2:4] == ["0", "0"], listed  # shifted to the container again
     stack.lxflex_cli("storage", "volume", "detach", POOL, "back", "--instance", "c1")
     stack.lxflex.lxc("storage", "volume", "delete", POOL, "back")
+
+
+def test_a_volume_is_renamed_under_a_stopped_instance_as_lxd_does(stack: Stack) -> None:
+    """LXD renames a custom volume whose instances are stopped, and refuses while one
+    runs. The instance's device follows the new name (its source, the mount moved);
+    a rename that fails (the name is taken) puts everything back."""
+    stack.lxflex_cli("storage", "volume", "create", POOL, "old", "size=8GiB")
+    stack.lxflex_cli("storage", "volume", "create", POOL, "taken", "size=8GiB")
+    where = stack.give("old", "/old", "c1").stdout.strip()
+    stack.lxd.lxc("exec", "c1", "--", "sh", "-c", "echo kept > /old/f; sync")
+    rename = ["storage", "volume", "rename", POOL]
+    running = stack.lxflex.lxc(*rename, "old", "new", check=False)
+    assert "Volume is still in use by running instances" in running.stderr
+    stack.lxd.lxc("stop", "c1", "--force")
+    try:
+        clash = stack.lxflex.lxc(*rename, "old", "taken", check=False)
+        assert "'taken' already exists" in clash.stderr
+        assert stack.devices("c1")["old"]["source"] == where  # put back
+
+        assert Path(where).is_mount()
+        stack.lxflex.lxc(*rename, "old", "new")
+    finally:
+        stack.lxd.lxc("start", "c1")
+    moved = stack.devices("c1")["old"]  # LXD keeps the device's name too
+    assert moved["source"].endswith("/default_new")
+    assert Path(moved["source"]).is_mount()
+    assert not Path(where).exists()
+    assert stack.lxd.lxc("exec", "c1", "--", "cat", "/old/f").stdout == "kept\n"
+    assert stack.volume("new")["used_by"] == ["/1.0/instances/c1"]
+    (use,) = json.loads(
+        stack.lxflex.lxc(
+            "query", f"/1.0/storage-pools/{POOL}/volumes/custom/new/attachments"
+        ).stdout
+    )
+    assert use["path"] == moved["source"]
+    stack.lxflex_cli("storage", "volume", "detach", POOL, "new", "--instance", "c1")
+    assert not Path(moved["source"]).is_mount()
+    for name in ("new", "taken"):
+        stack.lxflex.lxc("storage", "volume", "delete", POOL, name)

@@ -131,23 +131,6 @@ class LxdClient:
             raise LxdError(f"LXD answered no instance {name!r}")
         return doc, tag
 
-    async def add_device(
-        self,
-        name: str,
-        project: str,
-        device: str,
-        config: dict[str, str],
-        *,
-        known: tuple[dict[str, Any], str] | None = None,
-    ) -> None:
-        """Give the instance the device ``device`` (refused if it has one so named).
-        ``known``: the instance and its ETag as read already (LXD refuses the change if
-        the instance changed since)."""
-        doc, tag = known or await self.instance(name, project)
-        if device in (doc.get("devices") or {}):
-            raise LxdError(f"instance {name!r} already has a device named {device!r}", 409)
-        await self._patch_device(name, project, device, config, tag)
-
     async def set_device(
         self,
         name: str,
@@ -155,17 +138,19 @@ class LxdClient:
         device: str,
         config: dict[str, str],
         *,
+        new: bool = False,
         known: tuple[dict[str, Any], str] | None = None,
     ) -> None:
-        """Replace the instance's device ``device`` (which it has) by ``config``."""
+        """Give the instance ``config`` as its device ``device``: a ``new`` one (refused
+        if it has one so named), else in place of the one it has. ``known``: the
+        instance and its ETag as read already (LXD refuses the change if the instance
+        changed since)."""
         doc, tag = known or await self.instance(name, project)
-        if device not in (doc.get("devices") or {}):
+        has = device in (doc.get("devices") or {})
+        if new and has:
+            raise LxdError(f"instance {name!r} already has a device named {device!r}", 409)
+        if not new and not has:
             raise LxdError(f"instance {name!r} has no device named {device!r}", 404)
-        await self._patch_device(name, project, device, config, tag)
-
-    async def _patch_device(
-        self, name: str, project: str, device: str, config: dict[str, str], tag: str
-    ) -> None:
         # A PATCH replaces the devices it names, whole, and leaves the others alone.
         await self.request(
             "PATCH", _instance_path(name, project), {"devices": {device: config}}, etag=tag

@@ -130,6 +130,7 @@ class AttachmentService:
         self.mover: Mover | None = None
         volumes.instances_stopped = self.stopped
         volumes.reshift = self._reshift
+        volumes.rename_uses = self._rename_uses
 
     async def of_volume(
         self, pool_name: str, name: str, *, project: str = "default"
@@ -323,37 +324,26 @@ class AttachmentService:
                         runtime, pool_name, vol, doc, rows, path, vm, revert
                     )
                     device = device or name
+                    given = disk if arrived is None else {**arrived, **disk}
                     try:
-                        if arrived is None:
-                            await client.add_device(
-                                instance, instance_project, device, disk, known=(doc, tag)
-                            )
-                        else:
-                            await client.set_device(
-                                instance,
-                                instance_project,
-                                device,
-                                {**arrived, **disk},
-                                known=(doc, tag),
-                            )
+                        await client.set_device(
+                            instance,
+                            instance_project,
+                            device,
+                            given,
+                            new=arrived is None,
+                            known=(doc, tag),
+                        )
                     except LxdError as exc:
                         raise _lxd_error(
                             exc, f"cannot give {name!r} to instance {instance!r}"
                         ) from None
-                    if arrived is None:
-                        revert.add(
-                            lambda: _quietly(
-                                client.remove_device(instance, instance_project, device)
-                            ),
-                            f"device {device} of instance {instance}",
-                        )
-                    else:
-                        revert.add(
-                            lambda: _quietly(
-                                client.set_device(instance, instance_project, device, arrived)
-                            ),
-                            f"device {device} of instance {instance} as it came",
-                        )
+                    revert.add(
+                        functools.partial(
+                            self._device_back, client, instance, instance_project, device, arrived
+                        ),
+                        f"device {device} of instance {instance}",
+                    )
                     async with self.db.write() as conn:
                         row = await at.add(
                             conn,
@@ -415,6 +405,20 @@ class AttachmentService:
             return disk
         await self._shift(vol, stable, _idmap_of(config), rows, revert)
         return disk
+
+    @staticmethod
+    async def _device_back(
+        client: LxdClient,
+        instance: str,
+        project: str,
+        device: str,
+        was: dict[str, str] | None,
+    ) -> None:
+        """An instance's device as it was before a failed attach: none, or ``was``."""
+        if was is None:
+            await client.remove_device(instance, project, device)
+        else:
+            await client.set_device(instance, project, device, was)
 
     async def _shift(
         self,
@@ -707,6 +711,64 @@ class AttachmentService:
         stable = self.volumes.mount_path(pool_name, vol.project, vol.name)
         await self._shift(vol, stable, _idmap_of(config), [])
 
+    async def _rename_uses(
+        self, pool_name: str, vol: st.Volume, new_name: str, revert: Reverter
+    ) -> None:
+        """Before a volume in use by stopped instances of this host is renamed (its lock
+        held): its mount moved to the new name's path (bound there, then unmounted from
+        the old one: the volume stays held), each instance's device pointed there, the
+        rows following; each step undone by ``revert``. A block volume's device has no
+        name in it: nothing moves."""
+        if vol.content_type != Content.FILESYSTEM:
+            return
+        pool = await self.pools.record(pool_name)
+        fs = (await self.pools.runtime(pool)).volumes.fs
+        old = self.volumes.mount_path(pool_name, vol.project, vol.name)
+        new = self.volumes.mount_path(pool_name, vol.project, new_name)
+        if not is_mounted(old):
+            return  # no use here has it mounted (block uses, or another host's)
+        await fs.bind(old, new)
+        revert.add(lambda: fs.unmount(new), f"mount of {vol.name} at {new}")
+        async with self.db.read() as conn:
+            rows = await at.list_attachments(conn, volume_id=vol.id, server_uuid=self.server_uuid)
+        for row in (r for r in rows if r.path == str(old)):
+            client = LxdClient(Path(row.socket))
+            try:
+                doc, tag = await client.instance(row.instance, row.instance_project)
+                device = dict((doc.get("devices") or {}).get(row.device) or {})
+                await client.set_device(
+                    row.instance,
+                    row.instance_project,
+                    row.device,
+                    {**device, "source": str(new)},
+                    known=(doc, tag),
+                )
+            except LxdError as exc:
+                raise _lxd_error(exc, f"cannot point {row.instance!r} at {new_name!r}") from None
+            finally:
+                await client.close()
+            # Undone while the old mount is back (LXD checks a source is there).
+            revert.add(
+                functools.partial(self._point, row, device),
+                f"device {row.device} of instance {row.instance}",
+            )
+            async with self.db.write() as conn:
+                await at.move_path(conn, row.id, str(new))
+        await fs.unmount(old)
+        revert.add(lambda: fs.bind(new, old), f"mount of {vol.name} at {old}")
+        with contextlib.suppress(OSError):
+            old.rmdir()  # nothing may take the empty directory for the volume
+
+    async def _point(self, row: at.Attachment, device: dict[str, Any]) -> None:
+        """Put an instance's device and its row back as they were (a rename undone)."""
+        client = LxdClient(Path(row.socket))
+        try:
+            await client.set_device(row.instance, row.instance_project, row.device, device)
+        finally:
+            await client.close()
+        async with self.db.write() as conn:
+            await at.move_path(conn, row.id, row.path)
+
     async def stopped(self, rows: list[at.Attachment]) -> bool:
         """Whether every instance of these uses is on this host and stopped (its LXD
         says so), so that its volume may be restored under it."""
@@ -738,38 +800,37 @@ class AttachmentService:
         left = 0
         try:
             for row in rows:
-                try:
-                    doc, _ = await client.instance(row.instance, row.instance_project)
-                    present = (doc.get("devices") or {}).get(row.device, {}).get(
-                        "source"
-                    ) == row.path
-                except LxdError as exc:
-                    if exc.status != 404:
-                        left += 1
-                        continue  # not known now: judged when the daemon answers
-                    present = False
-                if present:
+                if await _has(client, row) is not False or not await self._released(client, row):
                     left += 1
-                else:
-                    await self._released_by_instance(row)
         finally:
             await client.close()
         return left
 
-    async def _released_by_instance(self, row: at.Attachment) -> None:
+    async def _released(self, client: LxdClient, row: at.Attachment) -> bool:
+        """Release a use whose instance no longer has it, judged again under the
+        volume's lock (a rename or a move may be pointing the device elsewhere
+        meanwhile). Whether it is released."""
         async with self.db.read() as conn:
             found = await st.get_volume_by_id(conn, row.volume_id)
         if found is None:
-            return
+            return True
         pool_name, vol = found
         async with self.volumes.lock(pool_name, vol.project, CUSTOM.lock_key(vol.name)):
             async with self.db.read() as conn:
+                now = await st.get_volume_by_id(conn, row.volume_id)
                 rows = await at.list_attachments(
                     conn, volume_id=vol.id, server_uuid=self.server_uuid
                 )
-            if any(r.id == row.id for r in rows):
-                runtime = await self.pools.runtime(await self.pools.record(pool_name))
-                await self._release(runtime, pool_name, vol, row, rows)
+            current = next((r for r in rows if r.id == row.id), None)
+            if now is None or current is None:
+                return True
+            if now[1].name != vol.name:
+                return False  # renamed meanwhile (its lock is another): judged next time
+            if await _has(client, current) is not False:
+                return False
+            runtime = await self.pools.runtime(await self.pools.record(pool_name))
+            await self._release(runtime, pool_name, vol, current, rows)
+        return True
 
     async def close(self) -> None:
         """Stop following the instances' daemons."""
@@ -999,6 +1060,17 @@ async def _instance_or_none(client: LxdClient, name: str, project: str) -> dict[
     return doc
 
 
+async def _has(client: LxdClient, row: at.Attachment) -> bool | None:
+    """Whether the instance of a use has its device still (as given: the source is the
+    use's path); None when its daemon does not answer (judged when it does)."""
+    try:
+        doc, _ = await client.instance(row.instance, row.instance_project)
+    except LxdError as exc:
+        return False if exc.status == 404 else None
+    device = (doc.get("devices") or {}).get(row.device) or {}
+    return bool(device.get("source") == row.path)
+
+
 async def _refuse_running(client: LxdClient, volume: str, instance: str, project: str) -> None:
     doc = await _instance_or_none(client, instance, project)
     if doc is not None and doc.get("status") != "Stopped":
@@ -1006,8 +1078,3 @@ async def _refuse_running(client: LxdClient, volume: str, instance: str, project
             f"storage volume {volume!r} is in use by instance {instance!r}, which is "
             f"{str(doc.get('status', 'running')).lower()} on its host: stop it there first"
         )
-
-
-async def _quietly(work: Awaitable[object]) -> None:
-    with contextlib.suppress(LxdError):
-        await work

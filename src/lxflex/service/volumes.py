@@ -101,6 +101,9 @@ class VolumeService:
         self.instances_stopped: Callable[[list[at.Attachment]], Awaitable[bool]] | None = None
         # Shift a restored volume's files to the ID map of the instance it is given to.
         self.reshift: Callable[[str, st.Volume], Awaitable[None]] | None = None
+        # Move this host's uses of a volume to its new name (its mount, the instances'
+        # devices), each step undone by the Reverter if the rename fails.
+        self.rename_uses: Callable[[str, st.Volume, str, Reverter], Awaitable[None]] | None = None
 
     def _locked(
         self, pool: str, project: str, name: str, kind: Kind = CUSTOM_KIND
@@ -193,18 +196,19 @@ class VolumeService:
                 "from all but one before it stops being shared"
             )
 
-    async def refuse_in_use(self, vol: st.Volume, doing: str, *, stopped_ok: bool = False) -> None:
+    async def refuse_in_use(self, vol: st.Volume, doing: str, *, running: str = "") -> bool:
         """Conflict when the volume is attached anywhere (see :mod:`.attachments`):
-        ``doing`` it would pull it from under its users. With ``stopped_ok``, uses by
-        instances that are stopped do not count (as LXD restores a custom volume of
-        stopped instances): :attr:`instances_stopped` tells, when it is set."""
+        ``doing`` it would pull it from under its users. With ``running`` (LXD's refusal
+        then), uses by instances of this host that are stopped do not count (as LXD
+        restores and renames a custom volume of stopped instances; they are told by
+        :attr:`instances_stopped`, when it is set). Whether it is in use so."""
         async with self.db.read() as conn:
             rows = await at.list_attachments(conn, volume_id=vol.id)
-        if rows and stopped_ok and self.instances_stopped is not None:
+        if rows and running and self.instances_stopped is not None:
             if all(r.instance for r in rows) and await self.instances_stopped(rows):
-                return
+                return True
             if all(r.instance for r in rows):
-                raise Conflict("Cannot restore custom volume used by running instances")
+                raise Conflict(running)
         if rows:
             first = rows[0]
             user = f"instance {first.instance!r}" if first.instance else f"the host at {first.path}"
@@ -213,6 +217,7 @@ class VolumeService:
                 f"storage volume {vol.name!r} is attached for {user}{more}: detach it "
                 f"before you {doing}"
             )
+        return False
 
     async def _view(self, pool: st.Pool, vol: st.Volume) -> VolumeView:
         async with self.db.read() as conn:
@@ -432,18 +437,27 @@ class VolumeService:
         kind: Kind = CUSTOM_KIND,
     ) -> VolumeView:
         """Rename a volume of any kind (both of a pair): array names follow the UUID, so
-        only the state changes. A mounted volume is refused: its mount path has its name."""
+        only the state changes. A volume in use by instances that are all stopped is
+        renamed as LXD renames it, its uses following (its mount moved to the path of
+        the new name, the instances' devices pointed there); one otherwise mounted is
+        refused: its mount path has its name."""
         check_name(new_name)
         async with self._locked(pool_name, project, name, kind):
             _, vol = await self.load(pool_name, project, name, kind)
-            await self.refuse_in_use(vol, "rename it")
-            if is_mounted(self.mount_path(pool_name, project, name, kind)):
+            stopped = await self.refuse_in_use(
+                vol, "rename it", running="Volume is still in use by running instances"
+            )
+            if not stopped and is_mounted(self.mount_path(pool_name, project, name, kind)):
                 raise Conflict(f"{kind.noun} {name!r} is mounted; unmount it before renaming")
-            try:
-                async with self.db.write() as conn:
-                    await st.update_volume(conn, vol.id, name=new_name)
-            except NameTaken:
-                raise Conflict(f"{kind.noun} {new_name!r} already exists") from None
+            async with Reverter() as revert:
+                if stopped and self.rename_uses is not None:
+                    await self.rename_uses(pool_name, vol, new_name, revert)
+                try:
+                    async with self.db.write() as conn:
+                        await st.update_volume(conn, vol.id, name=new_name)
+                except NameTaken:
+                    raise Conflict(f"{kind.noun} {new_name!r} already exists") from None
+                revert.success()
         self._event(kind, "renamed", pool_name, new_name, project, context={"old_name": name})
         return await self.get(pool_name, new_name, project=project, kind=kind)
 
@@ -723,7 +737,9 @@ class VolumeService:
         async with self._locked(pool_name, project, name, kind):
             pool, vol = await self.load(pool_name, project, name, kind)
             snap = await self.snapshot_of(vol, snapshot)
-            await self.refuse_in_use(vol, "restore it", stopped_ok=True)
+            await self.refuse_in_use(
+                vol, "restore it", running="Cannot restore custom volume used by running instances"
+            )
             runtime = await self.pools.runtime(pool)
             async with self._restoring(vol):
                 await runtime.instances.restore(

@@ -115,6 +115,13 @@ async def rename_instance(
     return int(result.rowcount)
 
 
+async def move_path(conn: Conn, attachment_id: int, path: str) -> None:
+    """The use is at ``path`` now (its volume was renamed, and its mount moved)."""
+    await conn.execute(
+        sa.update(attachments).where(attachments.c.id == attachment_id).values(path=path)
+    )
+
+
 async def list_attachments(
     conn: Conn,
     *,
