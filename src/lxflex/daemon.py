@@ -291,7 +291,7 @@ def _follow_host_lxd(storage: Storage, given: str, own: Path) -> None:
             log.info("no LXD or Incus on this host: instances that arrive get no volumes")
             return
     log.info("following the LXD at %s for instances that arrive with volumes", found)
-    storage.attachments.watch(found)
+    storage.attachments.instances.watch(found)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

@@ -262,10 +262,11 @@ def test_an_instance_moved_to_another_members_host_takes_its_volume(
     cluster: Cluster, tmp_path: Path
 ) -> None:
     """Two hosts, each with its real LXD 5.0.2 and an lxflexd member following it. c1 on
-    host A has a volume; ``lxc move c1 b:c1`` takes c1 to host B, and the volume goes
-    with it, by remapping (m1 gives it up, m2 mounts it; no data copied): c1 reads on B
-    what it wrote on A. A copy of c1 that arrives on A while c1 runs on B gets nothing:
-    a running instance keeps its volume."""
+    host A has a filesystem volume and a block volume; ``lxc move c1 b:c1`` takes c1 to
+    host B, and the volumes go with it, by remapping (m1 gives them up, m2 maps them and
+    mounts the filesystem; no data copied): c1 reads on B what it wrote on A. A copy of
+    c1 that arrives on A while c1 runs on B gets nothing: a running instance keeps its
+    volume."""
     for side in ("a", "b"):
         (tmp_path / side).mkdir()
     with real_lxd(tmp_path / "a", "dir") as lxd_a, real_lxd(tmp_path / "b", "dir") as lxd_b:
@@ -284,12 +285,18 @@ def test_an_instance_moved_to_another_members_host_takes_its_volume(
         lxd_a.lxc("init", "busybox", "c1")
         attach = ["storage", "volume", "attach", "pf", "data", "/data", "--instance", "c1"]
         _lxflex(m1, *attach, "--socket", str(lxd_a.socket))
+        _lxflex(m1, "storage", "volume", "create", "pf", "raw", "--type", "block", "size=8GiB")
+        raw = ["storage", "volume", "attach", "pf", "raw", "/dev/raw", "--instance", "c1"]
+        _lxflex(m1, *raw, "--socket", str(lxd_a.socket))
         lxd_a.lxc("start", "c1")
         lxd_a.lxc("exec", "c1", "--", "sh", "-c", "echo written on A > /data/note; sync")
+        lxd_a.lxc("exec", "c1", "--", "sh", "-c", "echo block on A > /dev/raw; sync")
         lxd_a.lxc("stop", "--force", "c1")
 
         lxd_a.lxc("move", "c1", "b:c1")
         _until_used(m1, "data", [("m2", "c1")])
+        _until_used(m1, "raw", [("m2", "c1")])
+        (raw_use,) = m1.query("/1.0/storage-pools/pf/volumes/custom/raw/attachments")
         (use,) = m1.query("/1.0/storage-pools/pf/volumes/custom/data/attachments")
         on_b = json.loads(lxd_b.lxc("query", "/1.0/instances/c1").stdout)["devices"]["data"]
         assert on_b == {"type": "disk", "source": use["path"], "path": "/data"}
@@ -297,11 +304,15 @@ def test_an_instance_moved_to_another_members_host_takes_its_volume(
         assert Path(use["path"]).is_mount()
         lxd_b.lxc("start", "c1")
         assert lxd_b.lxc("exec", "c1", "--", "cat", "/data/note").stdout == "written on A\n"
+        head = lxd_b.lxc("exec", "c1", "--", "busybox", "head", "-c", "11", "/dev/raw").stdout
+        assert head == "block on A\n"
+        devices_b = json.loads(lxd_b.lxc("query", "/1.0/instances/c1").stdout)["devices"]
+        assert devices_b["raw"]["source"] == raw_use["path"]  # m2's device
         listed = lxd_b.lxc("exec", "c1", "--", "ls", "-ln", "/data/note").stdout.split()
         assert listed[2:4] == ["0", "0"], listed  # still the container root's
         assert not [m for m in _mounts_of(m1) if "data" in m]  # m1 gave it up
-        (mapped,) = [v for v in _get(f"{cluster.sim_url}/_sim/state")["volumes"] if v["mappings"]]
-        assert len(mapped["mappings"]) == 1
+        mapped = [v for v in _get(f"{cluster.sim_url}/_sim/state")["volumes"] if v["mappings"]]
+        assert [len(v["mappings"]) for v in mapped] == [1, 1]
 
         lxd_b.lxc("copy", "--stateless", "c1", "a:c2")
         deadline = time.monotonic() + 60
@@ -315,6 +326,7 @@ def test_an_instance_moved_to_another_members_host_takes_its_volume(
 
         lxd_b.lxc("stop", "--force", "c1")
         _lxflex(m2, "storage", "volume", "detach", "pf", "data", "--instance", "c1")
+        _lxflex(m2, "storage", "volume", "detach", "pf", "raw", "--instance", "c1")
         assert "data" not in json.loads(lxd_b.lxc("query", "/1.0/instances/c1").stdout)["devices"]
         assert _mapped(cluster) == []
 

@@ -297,7 +297,7 @@ async def test_an_lxd_that_goes_away_mid_attach_leaves_the_volume_as_it_was(
     before = (await storage.volumes.get("pf", "data")).config
     async with FakeLxd(tmp_path / "lxd.socket") as lxd:
         with pytest.raises(Unavailable, match="did not answer PATCH"):
-            await storage.attachments.attach_instance(
+            await storage.attachments.instances.attach(
                 "pf", "data", instance="c1", path="/data", socket=lxd.socket
             )
         assert lxd.patches == 1  # it was asked: the mount and the shift had been made

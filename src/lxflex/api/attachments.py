@@ -77,7 +77,7 @@ async def attachments_post(request: web.Request) -> web.Response:
 
     async def attach(op: Operation) -> None:
         if instance:
-            view = await attachments.attach_instance(
+            view = await attachments.instances.attach(
                 pool,
                 name,
                 project=project,
@@ -128,12 +128,12 @@ async def instance_delete(request: web.Request) -> web.Response:
     if not any((u.instance_project, u.instance) == (instance_project, instance) for u in uses):
         raise ApiError(404, f"storage volume {name!r} is not attached to instance {instance!r}")
     if only_stopped:  # refused now (409), not in the operation
-        await storage.attachments.refuse_running(
+        await storage.attachments.instances.refuse_running(
             pool, name, project=project, instance=instance, instance_project=instance_project
         )
 
     async def work(_op: Operation) -> None:
-        await storage.attachments.detach_instance(
+        await storage.attachments.instances.detach(
             pool,
             name,
             project=project,
@@ -204,7 +204,9 @@ def _operation(request: web.Request, description: str, work: Work) -> web.Respon
 
 
 def add_routes(app: web.Application) -> None:
-    app[STORAGE].attachments.mover = functools.partial(take_from_others, app, arrival=True)
+    app[STORAGE].attachments.instances.mover = functools.partial(
+        take_from_others, app, arrival=True
+    )
     base = "/1.0/storage-pools/{pool}/volumes/{type}/{volume}/attachments"
     app.router.add_get(base, attachments_get)
     app.router.add_post(base, attachments_post)

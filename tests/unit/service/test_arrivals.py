@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime
 
-from lxflex.service.attachments import _came_with
+from lxflex.service.instance_uses import _came_with
 from lxflex.state.attachments import Attachment
 
 NOW = datetime.datetime(2026, 12, 1, tzinfo=datetime.UTC)
