@@ -194,3 +194,25 @@ async def test_a_repair_that_fails_says_why_and_keeps_the_entry(
     storage.sim.faults.clear()  # type: ignore[attr-defined]
     assert [f.repaired for f in (await storage.check("pf", repair=True)).findings] == [True]
     assert await storage.pools.journal.entries() == []
+
+
+async def test_a_copy_of_a_block_volume_whose_grow_was_cut_short_is_one_too(
+    make_storage: StorageFactory,
+) -> None:
+    """The array grew, the row did not (a grow cut short): a copy reads all of the
+    source, so it is as large on the array, its row as the source's; repair finishes
+    both grows."""
+    storage = await make_storage()
+    client = (await volumes_of(storage)).client
+    await storage.volumes.create("pf", "grown", content_type="block")
+    await client.set_volume_size(await _array_id(storage, "grown"), 16 * GIB)
+    await storage.volumes.copy("pf", "grown", "pf", "copied")
+    report = await storage.check("pf")
+    assert sorted(f.subject for f in report.findings if f.kind == Kind.SIZE) == [
+        "storage volume default/copied",
+        "storage volume default/grown",
+    ]
+    await storage.check("pf", repair=True)
+    for name in ("grown", "copied"):
+        assert (await storage.volumes.get("pf", name)).config["size"] == "16GiB"
+    assert (await storage.check("pf")).findings == []

@@ -98,7 +98,13 @@ async def _copy_on_host(
     written = 0
     async with _undone_on_failure(volumes, made):
         fresh = True
-        for source_id, snap_uuid, size in steps:
+        for source_id, snap_uuid, recorded in steps:
+            size = recorded
+            if not plan.target.is_filesystem:
+                # All of a block source is copied, and it may be larger on the array than
+                # recorded (a grow cut short after the array grew): so is the target then,
+                # its row telling the same (repair finishes both grows).
+                size = max(recorded, (await volumes.client.volume(source_id)).size_bytes)
             await _grow_array(volumes, target_id, size)
             written += await copy_content(volumes, plan, source_id, target_id, fresh, counted.step)
             fresh = False
