@@ -26,7 +26,7 @@ from .api.server import build_app
 from .api.trust import HTTPS
 from .driver.errors import DriverError, InvalidRequest
 from .embedded import embedded
-from .host.lxd import LxdError, find_socket
+from .host.lxd import LxdClient, LxdError, find_socket
 from .host.nvme import NvmeConfig
 from .service import DEFAULT_OFFLINE_THRESHOLD, ClusterSettings, HostSettings, Storage
 from .state import DatabaseBusy
@@ -242,7 +242,7 @@ async def serve(
         stack.push_async_callback(_cancelled, asyncio.create_task(every_minute(storage)))
         app = build_app(storage, state_dir=state_dir, https_address=https_address)
         if cluster is not None:
-            _follow_host_lxd(storage, lxd_socket, sock)
+            await _follow_host_lxd(storage, lxd_socket, sock)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
@@ -277,7 +277,7 @@ async def serve(
         )
 
 
-def _follow_host_lxd(storage: Storage, given: str, own: Path) -> None:
+async def _follow_host_lxd(storage: Storage, given: str, own: Path) -> None:
     """In a cluster: follow this host's LXD or Incus, so that an instance moved or
     copied here from another member's host gets its volumes here."""
     if given == "none":
@@ -290,6 +290,16 @@ def _follow_host_lxd(storage: Storage, given: str, own: Path) -> None:
         except LxdError:
             log.info("no LXD or Incus on this host: instances that arrive get no volumes")
             return
+    client = LxdClient(found)
+    try:
+        environment = (await client.server()).get("environment") or {}
+    except LxdError:
+        environment = {}  # not up yet: followed once it is
+    finally:
+        await client.close()
+    if environment.get("os_name") == "lxflex":  # $LXD_DIR naming an lxflexd's directory
+        log.warning("%s is an lxflexd's socket, not LXD's: it is not followed", found)
+        return
     log.info("following the LXD at %s for instances that arrive with volumes", found)
     storage.attachments.instances.watch(found)
 

@@ -162,6 +162,21 @@ def test_a_volume_is_attached_on_one_member_at_a_time_unless_shared(cluster: Clu
     assert _mapped(cluster) == []
 
 
+def test_a_member_follows_no_lxflexd_for_its_hosts_lxd(cluster: Cluster) -> None:
+    """An lxflexd's socket speaks LXD's API: named (or found through an $LXD_DIR that
+    names an lxflexd's directory) as the host's LXD, it is not followed."""
+    m1, m2 = cluster.members
+    m2.stop()
+    m2.argv += ["--lxd-socket", str(m1.daemon.socket)]
+    m2.start()
+    assert "is an lxflexd's socket, not LXD's: it is not followed" in m2.daemon.log.read_text()
+    m2.stop()
+    m2.env = {"LXD_DIR": str(m1.daemon.state)}
+    m2.argv = m2.argv[:-2]
+    m2.start()
+    assert m2.daemon.log.read_text().count("is an lxflexd's socket") == 2
+
+
 def _uses(member: Member, name: str) -> list[dict[str, str]]:
     path = f"/1.0/storage-pools/pf/volumes/custom/{name}/attachments"
     return list(json.loads(member.lxc("query", path).stdout))

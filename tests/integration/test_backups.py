@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lxflex.driver import format_size, parse_size
 from lxflex.driver.errors import Conflict, InvalidRequest, NotFound
 from lxflex.service import Storage
 
@@ -225,3 +226,27 @@ async def test_a_linked_image_is_refused(storage: Storage, tmp_path: Path) -> No
     with pytest.raises(InvalidRequest, match="not a regular file"):
         await storage.backups.restore("pf", evil, "stolen")
     assert _array_volumes(storage) == before
+
+
+async def test_a_block_volume_whose_grow_was_cut_short_exports_all_of_it(
+    storage: Storage,
+) -> None:
+    """The array grew, the row did not (a grow cut short): the image holds the whole
+    device, so the backup records that size, and its import fits, data past the old
+    size included."""
+    await storage.volumes.create("pf", "cut", content_type="block")
+    array_id = (await storage.volumes.record("pf", "cut")).array_id
+    assert array_id is not None
+    recorded = parse_size((await storage.volumes.get("pf", "cut")).config["size"])
+    grown = recorded * 2
+    await (await volumes_of(storage)).client.set_volume_size(array_id, grown)
+    tail = {grown - 4096: b"past the recorded size"}
+    await _write(storage, array_id, tail)
+    backup = await storage.backups.create("pf", "cut", volume_only=True, compression="none")
+    await storage.backups.restore(
+        "pf", await storage.backups.tarball("pf", "cut", backup.name), "cut2"
+    )
+    imported = await storage.volumes.record("pf", "cut2")
+    assert imported.array_id is not None
+    assert await _read(storage, imported.array_id, tail) == tail
+    assert (await storage.volumes.get("pf", "cut2")).config["size"] == format_size(grown)

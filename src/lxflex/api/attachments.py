@@ -17,7 +17,7 @@ a host (an lxflex extension, ``lxflex_attachments``; see :mod:`lxflex.service.at
   ``DELETE .../attachments/instances/c1[?instance_project=p]``: take it from c1
   (``&only_stopped=true``: refused while c1 runs; asked by a member whose host an
   instance arrived on with the volume's device, see
-  :meth:`lxflex.service.AttachmentService.take_in`).
+  :meth:`lxflex.service.instance_uses.InstanceUses.take_in`).
 """
 
 from __future__ import annotations

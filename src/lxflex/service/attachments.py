@@ -17,6 +17,7 @@ A volume may also be given to an instance of this host's LXD or Incus: that is
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from pathlib import Path
@@ -201,6 +202,10 @@ class AttachmentService:
             await runtime.volumes.fs.unmount(Path(row.path))
         if last:
             await runtime.volumes.unmount(array_id, stable)
+            # Gone, so that no instance given this path (one that came from another host
+            # and starts before the volume is here) takes the empty directory for it.
+            with contextlib.suppress(OSError):
+                stable.rmdir()
 
     async def release(
         self,

@@ -18,13 +18,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from ..driver import (
     BackupSource,
     Conflict,
+    Content,
     InvalidRequest,
     NotFound,
     Progress,
+    format_size,
     imported_volume_config,
+    parse_size,
 )
 from ..host.archive import COMPRESSIONS, compression_available
 from ..host.runner import CommandError
@@ -171,6 +176,16 @@ class BackupService:
             except NameTaken:
                 raise Conflict(f"backup {name!r} of {volume!r} already exists") from None
             snaps = [] if volume_only else snaps
+            runtime = await self.pools.runtime(pool)
+            if vol.content_type == Content.BLOCK:
+                # All of the device is in the image: an array volume that grew while its
+                # row did not (a grow cut short) is recorded at the size the image has,
+                # or the backup would not fit the volume an import makes.
+                actual = await runtime.volumes.size_of(array_of(vol))
+                if actual > parse_size(vol.config["size"]):
+                    vol = msgspec.structs.replace(
+                        vol, config={**vol.config, "size": format_size(actual)}
+                    )
             source = BackupSource(
                 spec_of(vol.content_type, vol.config),
                 array_of(vol),
@@ -179,7 +194,6 @@ class BackupService:
             out = self._file(backup)
             out.parent.mkdir(parents=True, exist_ok=True)
             partial = out.with_name(f".{out.name}.partial")
-            runtime = await self.pools.runtime(pool)
             # A block volume is read from a temporary snapshot: journaled by name first.
             view_uuid = uuid.uuid4()
             journal = self.pools.journal
