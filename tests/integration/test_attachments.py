@@ -246,39 +246,49 @@ async def test_storage_check_unmounts_a_volume_another_host_has_now(
 
 
 class FakeLxd:
-    """An LXD API on a unix socket with one unprivileged container, ``c1``, that goes
-    away (the connection cut) when asked to change the instance: the host's LXD dying
-    in the middle of an instance attach."""
+    """An LXD API on a unix socket with one unprivileged container, ``c1``, whose devices
+    it keeps as LXD does; the next ``cut`` changes of it have their connection cut (the
+    host's LXD going away in the middle of a request)."""
 
     IDMAP = (
         '[{"Isuid":true,"Isgid":false,"Hostid":1000000,"Nsid":0,"Maprange":65536},'
         '{"Isuid":false,"Isgid":true,"Hostid":1000000,"Nsid":0,"Maprange":65536}]'
     )
 
-    def __init__(self, socket: Path) -> None:
-        self.socket = socket
-        self.patches = 0
+    def __init__(self, socket: Path, *, status: str = "Stopped", cut: int = 0) -> None:
+        self.socket, self.status, self.cut = socket, status, cut
+        self.devices: dict[str, dict[str, str]] = {}
+        self.changes = 0
         self.app = web.Application()
         self.app.router.add_get("/1.0/instances/c1", self._instance)
-        self.app.router.add_patch("/1.0/instances/c1", self._die)
+        self.app.router.add_patch("/1.0/instances/c1", self._change)
+        self.app.router.add_put("/1.0/instances/c1", self._change)
         self.runner = web.AppRunner(self.app)
 
     async def _instance(self, _request: web.Request) -> web.Response:
         doc = {
             "name": "c1",
             "type": "container",
-            "status": "Running",
+            "status": self.status,
             "config": {"volatile.idmap.current": self.IDMAP},
-            "devices": {},
+            "devices": dict(self.devices),
         }
         body = {"type": "sync", "status_code": 200, "metadata": doc}
         return web.json_response(body, headers={"ETag": '"1"'})
 
-    async def _die(self, request: web.Request) -> web.Response:
-        self.patches += 1
-        assert request.transport is not None
-        request.transport.close()
-        raise ConnectionResetError
+    async def _change(self, request: web.Request) -> web.Response:
+        self.changes += 1
+        if self.cut:
+            self.cut -= 1
+            assert request.transport is not None
+            request.transport.close()
+            raise ConnectionResetError
+        devices = (await request.json()).get("devices") or {}
+        if request.method == "PUT":  # the whole instance: its devices as given
+            self.devices = dict(devices)
+        else:  # a PATCH replaces the devices it names
+            self.devices.update(devices)
+        return web.json_response({"type": "sync", "status_code": 200, "metadata": {}})
 
     async def __aenter__(self) -> FakeLxd:
         await self.runner.setup()
@@ -295,12 +305,12 @@ async def test_an_lxd_that_goes_away_mid_attach_leaves_the_volume_as_it_was(
     storage = await make_storage()
     await storage.volumes.create("pf", "data")
     before = (await storage.volumes.get("pf", "data")).config
-    async with FakeLxd(tmp_path / "lxd.socket") as lxd:
+    async with FakeLxd(tmp_path / "lxd.socket", status="Running", cut=1) as lxd:
         with pytest.raises(Unavailable, match="did not answer PATCH"):
             await storage.attachments.instances.attach(
                 "pf", "data", instance="c1", path="/data", socket=lxd.socket
             )
-        assert lxd.patches == 1  # it was asked: the mount and the shift had been made
+        assert lxd.changes == 1  # it was asked: the mount and the shift had been made
     assert await storage.attachments.of_volume("pf", "data") == []
     assert _mapped(storage) == []
     stable = storage.volumes.mount_path("pf", "default", "data")
@@ -310,3 +320,45 @@ async def test_an_lxd_that_goes_away_mid_attach_leaves_the_volume_as_it_was(
     mounted = await storage.attachments.attach("pf", "data")
     assert os.stat(mounted.path).st_uid == 0
     await storage.attachments.detach("pf", "data")
+
+
+async def test_a_volume_moves_to_another_pool_under_a_stopped_instance(
+    make_storage: StorageFactory, tmp_path: Path
+) -> None:
+    """As LXD moves a custom volume whose instances are stopped: its uses go to the copy
+    in the other pool (mounted there, the device pointed at it) before the source is
+    deleted; refused while the instance runs; a move that fails midway puts them back."""
+    storage = await make_storage()
+    stored = await storage.pools.record("pf")
+    config = {k: v for k, v in stored.config.items() if not k.startswith("volatile.")}
+    await storage.pools.create("pf2", "powerflex", config, password=stored.password)
+    await storage.volumes.create("pf", "data")
+    async with FakeLxd(tmp_path / "lxd.socket") as lxd:
+        given = await storage.attachments.instances.attach(
+            "pf", "data", instance="c1", path="/data", socket=lxd.socket
+        )
+        (Path(given.path) / "f").write_text("kept\n")
+        lxd.cut = 1  # LXD goes away as the device is pointed at the copy
+        with pytest.raises(Unavailable, match="cannot point 'c1'"):
+            await storage.volumes.move("pf", "data", "pf2", "data")
+        assert lxd.devices["data"]["source"] == given.path
+        assert is_mounted(Path(given.path))
+        assert [u.instance for u in await storage.attachments.of_volume("pf", "data")] == ["c1"]
+        with pytest.raises(NotFound):
+            await storage.volumes.get("pf2", "data")  # the copy is gone again
+
+        await storage.volumes.move("pf", "data", "pf2", "data")
+        moved = lxd.devices["data"]["source"]
+        assert moved == str(storage.volumes.mount_path("pf2", "default", "data"))
+        assert (Path(moved) / "f").read_text() == "kept\n"
+        assert not Path(given.path).exists()
+        (use,) = await storage.attachments.of_volume("pf2", "data")
+        assert (use.instance, use.path) == ("c1", moved)
+        with pytest.raises(NotFound):
+            await storage.volumes.get("pf", "data")
+        lxd.status = "Running"
+        with pytest.raises(Conflict, match="Volume is still in use by running instances"):
+            await storage.volumes.move("pf2", "data", "pf", "data")
+        lxd.status = "Stopped"
+        await storage.attachments.instances.detach("pf2", "data", instance="c1")
+    assert _mapped(storage) == []

@@ -190,7 +190,7 @@ class AttachmentService:
                 raise NotFound(f"storage volume {name!r} is not attached to this host")
             await self.release(await self.pools.runtime(pool), pool_name, vol, mine, rows)
 
-    async def _stop_using(
+    async def stop_using(
         self, runtime: PoolDriver, pool_name: str, vol: st.Volume, row: at.Attachment, *, last: bool
     ) -> None:
         array_id = array_of(vol)
@@ -218,7 +218,7 @@ class AttachmentService:
         """Undo one use (``row``, one of this host's ``rows`` of the volume): its device
         let go of, its bind mount undone; the mount too once it was the last use."""
         last = not [r for r in rows if r.id != row.id]
-        await self._stop_using(runtime, pool_name, vol, row, last=last)
+        await self.stop_using(runtime, pool_name, vol, row, last=last)
         async with self.db.write() as conn:
             await at.remove(conn, row.id)
         user = f"instance {row.instance}" if row.instance else "this host"

@@ -57,6 +57,7 @@ class InstanceUses:
         self.volumes.instances_stopped = self.stopped
         self.volumes.reshift = self._reshift
         self.volumes.rename_uses = self._rename_uses
+        self.volumes.move_uses = self._move_uses
 
     async def attach(
         self,
@@ -167,20 +168,12 @@ class InstanceUses:
         revert: Reverter,
     ) -> dict[str, str]:
         """Make the volume ready for the instance on this host: the device's config."""
-        array_id = array_of(vol)
+        source = await self._ready(runtime, pool_name, vol, revert)
         if vol.content_type == Content.BLOCK:
-            held = await runtime.volumes.hold(array_id, shared=shared(vol))
-            revert.add(lambda: runtime.volumes.let_go(array_id), f"attachment of {vol.name}")
-            # LXD takes device nodes under /dev only: the stable link, where it is there
-            # (the host's by-id directory), else the node it leads to.
-            source = str(held) if held.is_relative_to("/dev") else str(held.resolve())
             if vm:
                 return {"type": "disk", "source": source}
             return {"type": "unix-block", "source": source, "path": path}
-        stable = self.volumes.mount_path(pool_name, vol.project, vol.name)
-        if not is_mounted(stable):
-            await runtime.volumes.mount(spec_of(vol.content_type, vol.config), array_id, stable)
-            revert.add(lambda: runtime.volumes.unmount(array_id, stable), f"mount of {vol.name}")
+        stable = Path(source)
         disk = {"type": "disk", "source": str(stable), "path": path}
         config = doc.get("config") if isinstance(doc.get("config"), dict) else {}
         assert isinstance(config, dict)  # noqa: S101 - narrowed above
@@ -192,6 +185,24 @@ class InstanceUses:
             return disk
         await self._shift(vol, stable, _idmap_of(config), rows, revert)
         return disk
+
+    async def _ready(
+        self, runtime: PoolDriver, pool_name: str, vol: st.Volume, revert: Reverter
+    ) -> str:
+        """The volume usable on this host for one more use (undone by ``revert``): the
+        path of its mount, or of its block device."""
+        array_id = array_of(vol)
+        if vol.content_type == Content.BLOCK:
+            held = await runtime.volumes.hold(array_id, shared=shared(vol))
+            revert.add(lambda: runtime.volumes.let_go(array_id), f"attachment of {vol.name}")
+            # LXD takes device nodes under /dev only: the stable link, where it is there
+            # (the host's by-id directory), else the node it leads to.
+            return str(held) if held.is_relative_to("/dev") else str(held.resolve())
+        stable = self.volumes.mount_path(pool_name, vol.project, vol.name)
+        if not is_mounted(stable):
+            await runtime.volumes.mount(spec_of(vol.content_type, vol.config), array_id, stable)
+            revert.add(lambda: runtime.volumes.unmount(array_id, stable), f"mount of {vol.name}")
+        return str(stable)
 
     @staticmethod
     async def _device_back(
@@ -500,42 +511,78 @@ class InstanceUses:
         async with self.db.read() as conn:
             rows = await at.list_attachments(conn, volume_id=vol.id, server_uuid=self.server_uuid)
         for row in (r for r in rows if r.path == str(old)):
-            client = LxdClient(Path(row.socket))
-            try:
-                doc, tag = await client.instance(row.instance, row.instance_project)
-                device = dict((doc.get("devices") or {}).get(row.device) or {})
-                await client.set_device(
-                    row.instance,
-                    row.instance_project,
-                    row.device,
-                    {**device, "source": str(new)},
-                    known=(doc, tag),
-                )
-            except LxdError as exc:
-                raise _lxd_error(exc, f"cannot point {row.instance!r} at {new_name!r}") from None
-            finally:
-                await client.close()
             # Undone while the old mount is back (LXD checks a source is there).
-            revert.add(
-                functools.partial(self._point, row, device),
-                f"device {row.device} of instance {row.instance}",
-            )
-            async with self.db.write() as conn:
-                await at.move_path(conn, row.id, str(new))
+            await self._repoint(row, str(new), row.volume_id, revert)
         await fs.unmount(old)
         revert.add(lambda: fs.bind(new, old), f"mount of {vol.name} at {old}")
         with contextlib.suppress(OSError):
             old.rmdir()  # nothing may take the empty directory for the volume
 
+    async def _repoint(
+        self, row: at.Attachment, source: str, volume_id: int, revert: Reverter
+    ) -> None:
+        """Point a use's instance device at ``source``, its row following (at the volume
+        ``volume_id``); ``revert`` puts both back."""
+        client = LxdClient(Path(row.socket))
+        try:
+            doc, tag = await client.instance(row.instance, row.instance_project)
+            device = dict((doc.get("devices") or {}).get(row.device) or {})
+            await client.set_device(
+                row.instance,
+                row.instance_project,
+                row.device,
+                {**device, "source": source},
+                known=(doc, tag),
+            )
+        except LxdError as exc:
+            raise _lxd_error(exc, f"cannot point {row.instance!r} at {source}") from None
+        finally:
+            await client.close()
+        revert.add(
+            functools.partial(self._point, row, device),
+            f"device {row.device} of instance {row.instance}",
+        )
+        async with self.db.write() as conn:
+            await at.move_path(conn, row.id, source, volume_id=volume_id)
+
     async def _point(self, row: at.Attachment, device: dict[str, Any]) -> None:
-        """Put an instance's device and its row back as they were (a rename undone)."""
+        """Put an instance's device and its row back as they were (a rename or a move
+        undone)."""
         client = LxdClient(Path(row.socket))
         try:
             await client.set_device(row.instance, row.instance_project, row.device, device)
         finally:
             await client.close()
         async with self.db.write() as conn:
-            await at.move_path(conn, row.id, row.path)
+            await at.move_path(conn, row.id, row.path, volume_id=row.volume_id)
+
+    async def _move_uses(
+        self, pool_name: str, vol: st.Volume, target_pool: str, target: str
+    ) -> None:
+        """A volume in use by stopped instances of this host was copied to another pool
+        (its move), and is about to be deleted: its uses move to the copy (made ready
+        here, each instance's device pointed at it, the rows following), then the
+        source is let go of. A failure puts every use back on the source."""
+        async with (
+            self.volumes.lock(pool_name, vol.project, CUSTOM.lock_key(vol.name)),
+            self.volumes.lock(target_pool, vol.project, CUSTOM.lock_key(target)),
+        ):
+            async with self.db.read() as conn:
+                rows = await at.list_attachments(
+                    conn, volume_id=vol.id, server_uuid=self.server_uuid
+                )
+            if not rows:
+                return
+            pool, copy = await self.volumes.load(target_pool, vol.project, target)
+            runtime = await self.pools.runtime(pool)
+            async with Reverter() as revert:
+                for row in rows:
+                    source = await self._ready(runtime, target_pool, copy, revert)
+                    await self._repoint(row, source, copy.id, revert)
+                revert.success()
+            old = await self.pools.runtime(await self.pools.record(pool_name))
+            for row in rows:  # each use held it (a block volume), or shares its mount
+                await self.host.stop_using(old, pool_name, vol, row, last=row is rows[-1])
 
     async def stopped(self, rows: list[at.Attachment]) -> bool:
         """Whether every instance of these uses is on this host and stopped (its LXD

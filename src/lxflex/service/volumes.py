@@ -104,6 +104,8 @@ class VolumeService:
         # Move this host's uses of a volume to its new name (its mount, the instances'
         # devices), each step undone by the Reverter if the rename fails.
         self.rename_uses: Callable[[str, st.Volume, str, Reverter], Awaitable[None]] | None = None
+        # Move this host's uses of a volume to its copy in another pool (a move).
+        self.move_uses: Callable[[str, st.Volume, str, str], Awaitable[None]] | None = None
 
     def _locked(
         self, pool: str, project: str, name: str, kind: Kind = CUSTOM_KIND
@@ -1023,14 +1025,24 @@ class VolumeService:
         project: str = "default",
         progress: Progress | None = None,
     ) -> VolumeView:
-        """Rename within a pool; across pools, copy with snapshots and delete the source."""
+        """Rename within a pool; across pools, copy with snapshots and delete the source.
+        A volume in use by instances that are all stopped moves as LXD moves it: its uses
+        go to the copy before the source is deleted (a failure then deletes the copy)."""
         if target_pool == pool_name:
             return await self.rename(pool_name, name, target, project=project)
         _, vol = await self.load(pool_name, project, name)
-        await self.refuse_in_use(vol, "move it")  # before the copy, not after
+        stopped = await self.refuse_in_use(  # before the copy, not after
+            vol, "move it", running="Volume is still in use by running instances"
+        )
         view = await self.copy(
             pool_name, name, target_pool, target, project=project, progress=progress
         )
+        if stopped and self.move_uses is not None:
+            try:
+                await self.move_uses(pool_name, vol, target_pool, target)
+            except BaseException:
+                await self.delete(target_pool, target, project=project)
+                raise
         await self.delete(pool_name, name, project=project)
         return view
 

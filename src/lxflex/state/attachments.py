@@ -115,10 +115,16 @@ async def rename_instance(
     return int(result.rowcount)
 
 
-async def move_path(conn: Conn, attachment_id: int, path: str) -> None:
-    """The use is at ``path`` now (its volume was renamed, and its mount moved)."""
+async def move_path(
+    conn: Conn, attachment_id: int, path: str, *, volume_id: int | None = None
+) -> None:
+    """The use is at ``path`` now (its volume was renamed, and its mount moved), of the
+    volume ``volume_id`` when given (its volume was moved to another pool: a copy)."""
+    values: dict[str, object] = {"path": path}
+    if volume_id is not None:
+        values["volume_id"] = volume_id
     await conn.execute(
-        sa.update(attachments).where(attachments.c.id == attachment_id).values(path=path)
+        sa.update(attachments).where(attachments.c.id == attachment_id).values(**values)
     )
 
 
