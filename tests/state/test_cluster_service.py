@@ -3,6 +3,7 @@ message; removal refused for a member that still runs; a cluster needs PostgreSQ
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,28 @@ async def test_a_member_resumes_from_the_shared_state_and_a_stranger_is_refused(
     with pytest.raises(InvalidRequest, match="not clustered"):
         await lone.check_new_member("m2")
     assert (await again.database_url()).startswith("postgresql://")
+
+
+async def test_an_event_larger_than_a_notice_is_heard_whole(db: Database) -> None:
+    """PostgreSQL's notices hold 8,000 bytes: a larger event goes in parts (cut between
+    characters), heard whole and in order with the small ones; a huge one is refused."""
+    m1 = ClusterService(db, A, ClusterSettings("m1", "127.0.0.1:8443"))
+    m2 = ClusterService(db, B, ClusterSettings("m2", "127.0.0.1:8444"))
+    big = '{"resources": "' + "snapshot-é-" * 3000 + '"}'  # 36 KB, two-byte characters
+    heard: list[str] = []
+
+    async def listen() -> None:
+        async for payload in m2.heard():
+            heard.append(payload)
+            if len(heard) == 3:
+                return
+
+    task = asyncio.create_task(listen())
+    await asyncio.sleep(0.5)  # LISTEN is in place
+    await m1.tell('{"n": 1}')
+    await m1.tell(big)
+    await m1.tell('{"n": 2}')
+    await asyncio.wait_for(task, 10)
+    assert heard == ['{"n": 1}', big, '{"n": 2}']
+    with pytest.raises(ValueError, match="more than 64 notices"):
+        await m1.tell("x" * 600_000)

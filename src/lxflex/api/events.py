@@ -160,9 +160,9 @@ class EventRelay:
     """The cluster's events: this member's operation and lifecycle events go to the
     other members through the cluster's notices (PostgreSQL's NOTIFY), and theirs come to
     this member's listeners, each with its own ``location``, as LXD's full mesh of event
-    connections delivers them. An event too large for a notice stays the member's own
-    (logged); one that comes while the database is away is lost, as a listener's would
-    be."""
+    connections delivers them. An event larger than a notice goes in parts, heard
+    whole; one larger than 64 notices stays the member's own (logged); one that comes
+    while the database is away is lost, as a listener's would be."""
 
     def __init__(self, hub: EventHub, cluster: ClusterService) -> None:
         self.hub, self.cluster = hub, cluster

@@ -16,6 +16,7 @@ import logging
 import platform
 import re
 import ssl
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -36,6 +37,10 @@ log = logging.getLogger("lxflex.service")
 
 DEFAULT_OFFLINE_THRESHOLD = 20.0  # seconds, as LXD's cluster.offline_threshold
 EVENTS = "lxflex_events"  # the notice channel of the members' events
+# A notice that is one part of an event larger than a notice: part:<id>:<i>:<count>:<text>
+_PART = "part:"
+_MAX_PARTS = 64  # an event of up to about 500 KB is relayed; a larger one is not
+_PENDING = 16  # events whose parts are being heard at once (the rest of one may be lost)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}")
 
 
@@ -70,6 +75,18 @@ class MemberView:
     message: str
     certificate: str
     server_uuid: str
+
+
+def _pieces(text: str, budget: int) -> list[str]:
+    """``text`` cut into pieces of at most ``budget`` bytes (UTF-8), whole characters."""
+    data, pieces, start = text.encode(), [], 0
+    while start < len(data):
+        end = min(start + budget, len(data))
+        while end < len(data) and data[end] & 0xC0 == 0x80:  # inside a character
+            end -= 1
+        pieces.append(data[start:end].decode())
+        start = end
+    return pieces
 
 
 def _fingerprint(pem: str) -> str:
@@ -222,15 +239,41 @@ class ClusterService:
         raise NotFound("Cluster member not found")
 
     async def tell(self, payload: str) -> None:
-        """Say ``payload`` (an event) to every member, this one included; ValueError when
-        it is larger than a notice may be."""
-        if len(payload.encode()) > NOTICE_LIMIT:
-            raise ValueError(f"more than the {NOTICE_LIMIT} bytes of a notice")
-        await self.db.notify(EVENTS, payload)
+        """Say ``payload`` (an event) to every member, this one included: in parts when
+        it is larger than a notice (:meth:`heard` puts them together); ValueError when it
+        would take more than 64 notices."""
+        if len(payload.encode()) <= NOTICE_LIMIT and not payload.startswith(_PART):
+            await self.db.notify(EVENTS, payload)
+            return
+        pieces = _pieces(payload, NOTICE_LIMIT - 64)  # room for the part's header
+        if len(pieces) > _MAX_PARTS:
+            raise ValueError(f"more than {_MAX_PARTS} notices of {NOTICE_LIMIT} bytes")
+        key = uuid.uuid4().hex
+        for index, piece in enumerate(pieces):
+            await self.db.notify(EVENTS, f"{_PART}{key}:{index}:{len(pieces)}:{piece}")
 
-    def heard(self) -> AsyncIterator[str]:
-        """What members say (:meth:`tell`), for as long as the caller listens."""
-        return self.db.notices(EVENTS)
+    async def heard(self) -> AsyncIterator[str]:
+        """What members say (:meth:`tell`), each whole, for as long as the caller
+        listens."""
+        pending: dict[str, list[str | None]] = {}
+        async for notice in self.db.notices(EVENTS):
+            if not notice.startswith(_PART):
+                yield notice
+                continue
+            try:
+                key, index, count, piece = notice.removeprefix(_PART).split(":", 3)
+                at, total = int(index), int(count)
+            except ValueError:
+                continue  # no part of ours
+            parts = pending.setdefault(key, [None] * total)
+            if not 0 <= at < total <= _MAX_PARTS or len(parts) != total:
+                continue
+            parts[at] = piece
+            if all(p is not None for p in parts):
+                del pending[key]
+                yield "".join(p or "" for p in parts)
+            while len(pending) > _PENDING:  # the oldest, whose rest never came
+                del pending[next(iter(pending))]
 
     async def member_with_certificate(self, fp: str) -> MemberView | None:
         """The member whose server certificate has fingerprint ``fp`` (a peer calling)."""

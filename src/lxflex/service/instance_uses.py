@@ -320,6 +320,7 @@ class InstanceUses:
         instance deleted; and, for a watched daemon, take in the volumes of instances
         that arrive. Each (re)connection first catches up on what was missed."""
         watched = str(socket) in self._watched
+        quiet = False  # said already that the daemon is away
         while True:
             client = LxdClient(socket)
             try:
@@ -330,6 +331,7 @@ class InstanceUses:
                     for doc in await client.instances():
                         if _came_with(doc, others):
                             self._arrival(socket, str(doc.get("name")), str(doc.get("project")))
+                quiet = False  # it answers
                 async for event in client.events():
                     meta = event.get("metadata") or {}
                     action = str(meta.get("action", ""))
@@ -341,7 +343,8 @@ class InstanceUses:
                     if action.startswith("instance-"):
                         await self.reconcile(socket)
             except Exception as exc:
-                log.warning("following LXD at %s: %s", socket, exc)
+                (log.debug if quiet else log.warning)("following LXD at %s: %s", socket, exc)
+                quiet = True
             finally:
                 await client.close()
             await asyncio.sleep(2.0)  # the daemon restarts, or was away
