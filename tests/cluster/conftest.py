@@ -9,7 +9,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -21,16 +20,10 @@ from typing import Any
 import pylxd
 import pytest
 
-from tests.compat.daemon import BIN, Daemon, _ready
+from tests.compat.daemon import BIN, Daemon, _ready, free_port, stop_process
 from tests.conftest import unmount_under
 
 THRESHOLD = 11  # seconds: the least lxflexd (and LXD) accept, so Offline shows soon
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
@@ -62,12 +55,7 @@ class Member:
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
-        self.proc.send_signal(sig)
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, sig)
 
 
 @dataclass
@@ -96,7 +84,7 @@ class Cluster:
         ``clustered``: a standalone server on that host (SQLite in its state directory)."""
         host = _post(f"{self.sim_url}/_sim/fabric/hosts", {"name": name})
         root = Path(host["bin"]).parent
-        address = f"127.0.0.1:{_free_port()}"
+        address = f"127.0.0.1:{free_port()}"
         daemon = Daemon(self.root / name, self.root / f"{name}-conf", self.root / f"{name}.log")
         daemon.conf.mkdir(parents=True, exist_ok=True)
         argv = [
@@ -185,10 +173,5 @@ def cluster(
         # What a failed test left attached: unmounted before the simulator lets go of
         # the devices under it.
         unmount_under(tmp_path)
-        sim.send_signal(signal.SIGTERM)
-        try:
-            sim.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            sim.kill()
-            sim.wait()
+        stop_process(sim)
         sim_log.close()

@@ -73,6 +73,23 @@ class Daemon:
         return res
 
 
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def stop_process(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout: int = 60) -> None:
+    """Stop a process this test started: ``sig``, then SIGKILL after ``timeout`` seconds."""
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def _ready(path: Path) -> bool:
     with socket.socket(socket.AF_UNIX) as probe:
         try:
@@ -104,12 +121,7 @@ def running_daemon(tmp: Path, *args: str) -> Iterator[Daemon]:
             time.sleep(0.1)
         yield daemon
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def backing_file(
@@ -247,12 +259,7 @@ def real_lxd(tmp: Path, pool: str) -> Iterator[Daemon]:
         listed = d.lxc("list", "--format", "csv", "-c", "n", check=False).stdout.split()
         for name in listed:  # running containers outlive LXD's SIGTERM: stop them first
             d.lxc("delete", "--force", name, check=False)
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=120)
         unmount_under(state)
         shutil.rmtree(state, ignore_errors=True)
 
@@ -299,10 +306,7 @@ def lxd_remote(client: Daemon, server: Daemon, name: str) -> None:
     no trust password on any command line)."""
     for d in (client, server):
         if not d.lxc("config", "get", "core.https_address").stdout.strip():
-            with socket.socket() as probe:
-                probe.bind(("127.0.0.1", 0))
-                port = probe.getsockname()[1]
-            d.lxc("config", "set", "core.https_address", f"127.0.0.1:{port}")
+            d.lxc("config", "set", "core.https_address", f"127.0.0.1:{free_port()}")
     if not (client.conf / "client.crt").exists():
         make_client_cert(client.conf)
     server.lxc("config", "trust", "add", str(client.conf / "client.crt"))
